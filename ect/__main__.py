@@ -1,0 +1,5 @@
+import sys
+
+from ect.cli import main
+
+sys.exit(main())

@@ -1,0 +1,133 @@
+"""`ect ...` and `python -m ect ...`: parses arguments and calls one function per command.
+
+Start-up stays fast: TensorFlow is imported only by the commands that train.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+from ect import __version__
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip().upper(), value
+
+
+def _add_config_options(parser: argparse.ArgumentParser, data: bool = True) -> None:
+    group = parser.add_argument_group("configuration (command line > ECT_* variables > profile > config/*.yaml)")
+    group.add_argument("--profile", help="named profile from config/profiles/ (e.g. demo); default: ECT_PROFILE or none")
+    if data:
+        group.add_argument("-d", "--data", metavar="DIR", help="dataset folder (DATASET_DIR); default: data/dataset")
+    group.add_argument("--set", metavar="KEY=VALUE", type=_key_value, action="append", default=[],
+                       help="override any setting, e.g. --set INITIAL_EPOCHS=2 (repeatable; see `ect config`)")
+
+
+def _load(args):
+    from ect.config import load_config
+
+    overrides = dict(args.set)
+    if getattr(args, "data", None):
+        overrides["DATASET_DIR"] = args.data
+    return load_config(profile=args.profile, overrides=overrides)
+
+
+def cmd_make_dataset(args) -> int:
+    from ect.data import make_synthetic_dataset
+
+    index = make_synthetic_dataset(args.dir, images=args.images, size=args.size, seed=args.seed, force=args.force)
+    counts = ", ".join(f"{sum(f.label == i for f in index.files)} {name}" for i, name in enumerate(index.class_names))
+    print(f"wrote {len(index.files)} images ({counts}) of {args.size}x{args.size} pixels to {index.root}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from ect.models.training import run_training
+
+    cfg = _load(args)
+    run_training(cfg, args.environment, args.architecture, experiment_name=args.experiment_name)
+    return 0
+
+
+def cmd_config(args) -> int:
+    from ect.config.settings import SECTIONS, keys_of
+
+    cfg = _load(args)
+    print(f"project root: {cfg.root}\nprofile: {cfg.profile or 'none'}")
+    for section, cls in SECTIONS.items():
+        print(f"\n[{section}]")
+        for key, field in keys_of(cls).items():
+            value = getattr(getattr(cfg, section), field.name)
+            line = f"  {key} = {value!r}    # {cfg.origins[f'{section}.{key}']}"
+            print(line + (f"\n      {field.metadata['doc']}" if args.explain else ""))
+    print("\n[environments]")
+    for name, env in cfg.environments.items():
+        print(f"  {name}: runner={env.runner} gpus={env.gpus} carbon_intensity={env.carbon_intensity_gco2e_per_kwh} "
+              f"gCO2e/kWh pue={env.pue} schedule={env.schedule!r}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ect.models.registry import ARCHITECTURES
+
+    parser = argparse.ArgumentParser(
+        prog="ect", description="Measure the energy cost of training deep-learning image classifiers.",
+        epilog="Run `ect COMMAND --help` for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"ect {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    make = commands.add_parser("make-dataset", help="write a synthetic two-class image dataset (circles vs squares)",
+                               description="Write a synthetic binary image-classification dataset: "
+                                           "DIR/circles/*.png and DIR/squares/*.png.")
+    make.add_argument("dir", metavar="DIR", help="folder to create")
+    make.add_argument("--images", type=int, default=200, help="number of images, split evenly over the two classes (default 200)")
+    make.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    make.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    make.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    make.set_defaults(func=cmd_make_dataset)
+
+    train = commands.add_parser(
+        "train", help="train one model without energy profiling",
+        description="Train one model in two phases (frozen base, then fine-tuning) without energy profiling. "
+                    "Writes history.csv, metrics.json and model.keras to MODELS_DIR/ENVIRONMENT/ARCHITECTURE/<time>/.")
+    train.add_argument("environment", metavar="ENVIRONMENT", help="training environment from config/environments.yaml (e.g. local, cloud)")
+    train.add_argument("architecture", metavar="ARCHITECTURE", choices=list(ARCHITECTURES),
+                       help=f"architecture: {', '.join(ARCHITECTURES)} (tiny_cnn is for tests, not a benchmark)")
+    train.add_argument("--experiment-name", "--experiment_name", dest="experiment_name",
+                       help="name of the MLflow experiment (recorded in metrics.json)")
+    _add_config_options(train)
+    train.set_defaults(func=cmd_train)
+
+    config = commands.add_parser("config", help="show the effective configuration and where each value came from",
+                                 description="Show every setting, its value and its origin (default, file, profile, "
+                                             "ECT_* variable or command line).")
+    config.add_argument("--explain", action="store_true", help="also print what each setting means")
+    _add_config_options(config)
+    config.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    from ect.config import ConfigError
+    from ect.data import DatasetError
+    from ect.models import ModelError
+
+    try:
+        return args.func(args)
+    except (ConfigError, DatasetError, ModelError) as error:
+        if os.environ.get("ECT_DEBUG"):
+            traceback.print_exc()
+        print(f"ect {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ect {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,212 @@
+"""Loads the configuration in layers: command line > ECT_* environment > profile > files > defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from ect.config.settings import SECTIONS, Base, Environment, Experiment, Resources, keys_of
+
+FILES = {"base": "base.yaml", "experiment": "experiment.yaml", "resources": "resources.yaml"}
+ENVIRONMENTS_FILE = "environments.yaml"
+DEFAULT_ENVIRONMENTS = {
+    "local": {"DESCRIPTION": "A workstation GPU, runs as a local process", "RUNNER": "process"},
+    "cloud": {"DESCRIPTION": "A cloud GPU host, runs in the worker container", "RUNNER": "docker"},
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message names the file, key, value and what is allowed."""
+
+
+def project_root(env: Mapping[str, str] = os.environ) -> Path:
+    """ECT_HOME, else the working directory if it holds config/, else the checkout this package lives in."""
+    if env.get("ECT_HOME"):
+        return Path(env["ECT_HOME"]).resolve()
+    cwd = Path.cwd()
+    if (cwd / "config").is_dir():
+        return cwd
+    checkout = Path(__file__).resolve().parents[2]
+    return checkout if (checkout / "config").is_dir() else cwd
+
+
+def read_yaml(path: Path) -> dict:
+    """A YAML mapping from `path`; {} when the file is absent or empty."""
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of KEY: value, got {type(data).__name__}")
+    return data
+
+
+def flatten(data: Mapping, prefix: str = "") -> dict[str, Any]:
+    """{"GPU": {"MEM_LIMIT": 1}} -> {"GPU_MEM_LIMIT": 1}. Lists and scalars are leaves."""
+    flat = {}
+    for key, value in data.items():
+        name = f"{prefix}{str(key).upper()}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}_"))
+        else:
+            flat[name] = value
+    return flat
+
+
+@dataclass(frozen=True)
+class Config:
+    root: Path
+    profile: str | None
+    base: Base
+    experiment: Experiment
+    resources: Resources
+    environments: dict[str, Environment]
+    origins: dict[str, str]  # "section.KEY" -> where its value came from
+
+    def path(self, key: str) -> Path:
+        """A Base path setting as an absolute path."""
+        value = Path(getattr(self.base, key.lower()))
+        return value if value.is_absolute() else (self.root / value)
+
+    def environment(self, name: str) -> Environment:
+        if name not in self.environments:
+            raise ConfigError(
+                f"unknown environment {name!r}: {self.root / 'config' / ENVIRONMENTS_FILE} "
+                f"defines {', '.join(sorted(self.environments))}"
+            )
+        return self.environments[name]
+
+    def dataset_dir(self) -> Path:
+        """The dataset folder, which must exist for anything that trains."""
+        folder = self.path("DATASET_DIR")
+        if not folder.is_dir():
+            raise ConfigError(
+                f"{self.origins['base.DATASET_DIR']}: DATASET_DIR={self.base.dataset_dir!r}: "
+                f"dataset folder {folder} does not exist; expected a folder with two class sub-folders of images "
+                "(create a synthetic one with `ect make-dataset DIR`)"
+            )
+        return folder
+
+    def snapshot(self) -> dict:
+        """Every effective setting, for run manifests (holds no secrets)."""
+        sections = {name: _as_dict(getattr(self, name)) for name in SECTIONS}
+        sections["environments"] = {name: _as_dict(env) for name, env in self.environments.items()}
+        return {"profile": self.profile, "root": str(self.root), **sections}
+
+
+def _as_dict(settings) -> dict:
+    return {f.name.upper(): getattr(settings, f.name) for f in fields(settings) if "parse" in f.metadata}
+
+
+def _parse(cls, values: dict[str, tuple[Any, str]], where: str, extra: dict | None = None):
+    """Build `cls` from {KEY: (raw value, origin)}; unknown keys and invalid values raise ConfigError."""
+    known = keys_of(cls)
+    parsed, origins = dict(extra or {}), {}
+    for key, (raw, origin) in values.items():
+        if key not in known:
+            raise ConfigError(f"{origin}: unknown key {key} in {where}; known keys: {', '.join(known)}")
+        try:
+            parsed[known[key].name] = known[key].metadata["parse"](raw)
+        except ValueError as error:
+            raise ConfigError(f"{origin}: {key}={raw!r}: expected {error}") from None
+        origins[key] = origin
+    return cls(**parsed), origins
+
+
+def _section_values(section, files_data, profile_data, profile_origin, env, overrides, config_dir):
+    """Raw values of one section with their origins, lowest layer first."""
+    cls = SECTIONS[section]
+    known = keys_of(cls)
+    values = {key: (field.default, "default") for key, field in known.items()}
+    file_path = config_dir / FILES[section]
+    for key, raw in flatten(files_data).items():
+        values[key] = (raw, str(file_path))
+    for key, raw in flatten(profile_data.get(section) or {}).items():
+        values[key] = (raw, profile_origin)
+    for key in known:
+        if f"ECT_{key}" in env:
+            values[key] = (env[f"ECT_{key}"], f"environment variable ECT_{key}")
+    for key, raw in overrides.items():
+        if key.upper() in known:
+            values[key.upper()] = (raw, "command line")
+    return values
+
+
+def load_config(
+    root: Path | str | None = None,
+    profile: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> Config:
+    """Reads config/*.yaml under `root`, the profile (argument, else ECT_PROFILE), ECT_* variables and overrides.
+
+    `overrides` maps setting keys (e.g. "INITIAL_EPOCHS", "DATASET_DIR") to values, as given on a command line.
+    """
+    root = Path(root).resolve() if root else project_root(env)
+    config_dir = root / "config"
+    overrides = dict(overrides or {})
+    _check_override_keys(overrides)
+    profile = profile or env.get("ECT_PROFILE") or None
+    profile_data, profile_origin = _read_profile(config_dir, profile)
+
+    sections, origins = {}, {}
+    for section in SECTIONS:
+        data = read_yaml(config_dir / FILES[section])
+        values = _section_values(section, data, profile_data, profile_origin, env, overrides, config_dir)
+        sections[section], found = _parse(SECTIONS[section], values, config_dir / FILES[section])
+        origins.update({f"{section}.{key}": origin for key, origin in found.items()})
+    environments = _load_environments(config_dir / ENVIRONMENTS_FILE)
+    base = sections["base"]
+    for key in ("DATASET_DIR", "METRICS_DIR", "MODELS_DIR", "OUTPUT_DIR", "FIGURES_DIR"):
+        if not origins[f"base.{key}"].startswith(("default", str(config_dir))):
+            # Paths from the command line or the environment are relative to the working directory.
+            base = replace(base, **{key.lower(): str(Path(getattr(base, key.lower())).resolve())})
+    return Config(root, profile, base, sections["experiment"], sections["resources"], environments, origins)
+
+
+def _check_override_keys(overrides: Mapping[str, Any]) -> None:
+    known = {key for cls in SECTIONS.values() for key in keys_of(cls)}
+    for key in overrides:
+        if key.upper() not in known:
+            raise ConfigError(f"command line: unknown setting {key!r}; known settings: {', '.join(sorted(known))}")
+
+
+def available_profiles(config_dir: Path) -> list[str]:
+    return sorted(p.stem for p in (config_dir / "profiles").glob("*.yaml"))
+
+
+def _read_profile(config_dir: Path, profile: str | None) -> tuple[dict, str]:
+    if not profile:
+        return {}, ""
+    path = config_dir / "profiles" / f"{profile}.yaml"
+    if not path.is_file():
+        known = ", ".join(available_profiles(config_dir)) or "none"
+        raise ConfigError(f"unknown profile {profile!r}: {path} does not exist; available profiles: {known}")
+    data = read_yaml(path)
+    for section in data:
+        if section not in SECTIONS:
+            raise ConfigError(f"{path}: unknown section {section!r}; expected {', '.join(SECTIONS)}")
+    return data, f"{path} (profile {profile})"
+
+
+def _load_environments(path: Path) -> dict[str, Environment]:
+    data = read_yaml(path) if path.is_file() else DEFAULT_ENVIRONMENTS
+    if not data:
+        raise ConfigError(f"{path}: defines no training environment; expected at least one, e.g. local:")
+    environments = {}
+    for name, entry in data.items():
+        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"{path}: environment name {name!r}: expected letters, digits, '_' or '-'")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: environment {name}: expected a mapping of KEY: value, got {entry!r}")
+        values = {key: (raw, f"{path}: environment {name}") for key, raw in flatten(entry).items()}
+        environments[name], _ = _parse(Environment, values, path, extra={"name": name})
+    return environments

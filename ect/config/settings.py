@@ -1,0 +1,237 @@
+"""The typed settings of ect, one dataclass per config file.
+
+A field's name, upper-cased, is its key in the YAML file (nested mappings are joined with
+"_", so `GPU: {MEM_LIMIT: 2048}` is `GPU_MEM_LIMIT`) and, prefixed with `ECT_`, its
+environment variable. Each field carries the parser that validates it and its documentation.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable
+
+from ect.models.registry import ARCHITECTURES, BENCHMARK_ARCHITECTURES
+
+
+def setting(default: Any, parse: Callable[[Any], Any], doc: str):
+    return field(default=default, metadata={"parse": parse, "doc": doc})
+
+
+# Parsers: each returns the typed value or raises ValueError("<what was expected>").
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _to_int(value: Any) -> int:
+    if _is_int(value):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        return int(value)
+    raise ValueError
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError
+    return float(value)
+
+
+def positive_int(value: Any) -> int:
+    try:
+        number = _to_int(value)
+    except ValueError:
+        raise ValueError("an integer >= 1") from None
+    if number < 1:
+        raise ValueError("an integer >= 1")
+    return number
+
+
+def non_negative_int(value: Any) -> int:
+    try:
+        number = _to_int(value)
+    except ValueError:
+        raise ValueError("an integer >= 0") from None
+    if number < 0:
+        raise ValueError("an integer >= 0")
+    return number
+
+
+def optional_megabytes(value: Any) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
+        return None
+    try:
+        number = _to_int(value)
+    except ValueError:
+        raise ValueError("a whole number of megabytes >= 1, or empty for no limit") from None
+    if number < 1:
+        raise ValueError("a whole number of megabytes >= 1, or empty for no limit")
+    return number
+
+
+def _number(check: Callable[[float], bool], expected: str) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        try:
+            number = _to_float(value)
+        except (TypeError, ValueError):
+            raise ValueError(expected) from None
+        if number != number or not check(number):  # NaN fails every check
+            raise ValueError(expected)
+        return number
+
+    return parse
+
+
+non_negative_number = _number(lambda x: x >= 0, "a number >= 0")
+positive_number = _number(lambda x: x > 0, "a number > 0")
+open_fraction = _number(lambda x: 0 < x < 1, "a number between 0 and 1 (exclusive)")
+at_least_one = _number(lambda x: x >= 1, "a number >= 1")
+
+
+def boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("true or false")
+
+
+def text(value: Any) -> str:
+    if value is None or isinstance(value, (dict, list)) or str(value).strip() == "":
+        raise ValueError("a non-empty string")
+    return str(value)
+
+
+def optional_text(value: Any) -> str | None:
+    return None if value is None or str(value).strip() == "" else str(value)
+
+
+def architecture_list(value: Any) -> tuple[str, ...]:
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not names:
+        raise ValueError(f"a non-empty list of architectures from {', '.join(ARCHITECTURES)}")
+    result = []
+    for name in names:
+        name = str(name).strip()
+        if name not in ARCHITECTURES:
+            raise ValueError(f"architectures from {', '.join(ARCHITECTURES)} (unknown: {name!r})")
+        result.append(name)
+    return tuple(result)
+
+
+def weights_spec(value: Any) -> str:
+    name = text(value) if value is not None else "none"
+    return name.lower() if name.lower() in ("none", "imagenet") else name
+
+
+def optimizer_name(value: Any) -> str:
+    if str(value).lower() not in ("adam", "sgd"):
+        raise ValueError("one of adam, sgd")
+    return str(value).lower()
+
+
+def runner_name(value: Any) -> str:
+    if value not in ("process", "docker"):
+        raise ValueError("one of process, docker")
+    return value
+
+
+def gpu_selection(value: Any) -> str | tuple[int, ...]:
+    if value in ("all", "none"):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", value):
+        value = value.split(",")
+    if isinstance(value, (list, tuple)) and value:
+        try:
+            return tuple(non_negative_int(v) for v in value)
+        except ValueError:
+            pass
+    raise ValueError("all, none, or a list of GPU indices such as [0, 1]")
+
+
+_CRON_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight")
+_CRON_FIELD = r"[\d*/,\-A-Za-z?]+"
+
+
+def cron_schedule(value: Any) -> str | None:
+    if value is None or str(value).strip().lower() in ("", "none", "null"):
+        return None
+    text_value = str(value).strip()
+    if text_value in _CRON_PRESETS or re.fullmatch(rf"{_CRON_FIELD}(\s+{_CRON_FIELD}){{4}}", text_value):
+        return text_value
+    raise ValueError("a 5-field cron expression such as '0 2 * * *', a preset such as @daily, or null")
+
+
+@dataclass(frozen=True)
+class Base:
+    """config/base.yaml: where things live. Relative paths are relative to the project root."""
+
+    dataset_dir: str = setting("data/dataset", text, "Dataset folder: DIR/<class_a>/*.png|jpg|jpeg and DIR/<class_b>/... (-d/--data).")
+    metrics_dir: str = setting("data/metrics", text, "Measurements: raw/, interim/ and processed/ live here.")
+    models_dir: str = setting("models", text, "Trained models, histories and metrics of `ect train`.")
+    output_dir: str = setting("out", text, "Reports.")
+    figures_dir: str = setting("out/figures", text, "Figures of the reports.")
+    debug: bool = setting(False, boolean, "Print full tracebacks on errors.")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """config/experiment.yaml: what is trained and how often."""
+
+    mlflow_enabled: bool = setting(False, boolean, "Log runs to an MLflow tracking server (secrets.yaml or MLFLOW_TRACKING_URI).")
+    architectures: tuple[str, ...] = setting(BENCHMARK_ARCHITECTURES, architecture_list, "Architectures profiled by `ect profile` and the DAGs.")
+    initial_epochs: int = setting(10, positive_int, "Phase 1 epochs: frozen base, new head, Adam.")
+    ft_epochs: int = setting(140, positive_int, "Phase 2 (fine-tuning) epochs at most: whole base unfrozen, SGD.")
+    repetitions: int = setting(30, positive_int, "Profiled runs per architecture.")
+    warmup_time: float = setting(10, non_negative_number, "Warm-up before the first profiled run, in minutes.")
+    cooldown: float = setting(5, non_negative_number, "Cool-down between profiled runs, in minutes.")
+    cooldown_every: int = setting(1, positive_int, "Number of profiled runs between cool-downs.")
+    image_size: int = setting(128, positive_int, "Images are resized to IMAGE_SIZE x IMAGE_SIZE pixels.")
+    batch_size: int = setting(32, positive_int, "Batch size.")
+    validation_split: float = setting(0.3, open_fraction, "Fraction of each class held out for validation.")
+    seed: int = setting(2022, non_negative_int, "Seed of the split, the shuffling, the augmentation and the weights.")
+    weights: str = setting("imagenet", weights_spec, "Base weights: none, imagenet, or the path of a local weights file.")
+    optimizer: str = setting("adam", optimizer_name, "Optimizer of phase 1: adam or sgd.")
+    learning_rate: float = setting(1e-4, positive_number, "Learning rate of phase 1.")
+    momentum: float = setting(0.9, non_negative_number, "Momentum of phase 1 when OPTIMIZER is sgd.")
+    ft_optimizer: str = setting("sgd", optimizer_name, "Optimizer of phase 2 (fine-tuning): sgd or adam.")
+    ft_learning_rate: float = setting(1e-5, positive_number, "Learning rate of phase 2.")
+    ft_momentum: float = setting(0.9, non_negative_number, "Momentum of phase 2 when FT_OPTIMIZER is sgd.")
+    early_stopping_patience: int = setting(20, positive_int, "EarlyStopping patience in epochs (monitor: val_accuracy).")
+    early_stopping_min_delta: float = setting(1e-3, non_negative_number, "EarlyStopping min_delta.")
+    reduce_lr_factor: float = setting(0.1, open_fraction, "ReduceLROnPlateau factor (monitor: val_accuracy).")
+    reduce_lr_patience: int = setting(10, positive_int, "ReduceLROnPlateau patience in epochs.")
+    skip_corrupt_images: bool = setting(False, boolean, "Skip corrupt or non-image files with a warning instead of failing.")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """config/resources.yaml (optional, per machine): see config/resources.example.yaml."""
+
+    gpu_mem_limit: int | None = setting(None, optional_megabytes, "GPU memory limit in MB for TensorFlow; empty for none.")
+    use_cache: bool = setting(True, boolean, "Cache decoded images in memory after the first epoch.")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One entry of config/environments.yaml: a training environment."""
+
+    name: str
+    description: str = setting("", optional_text, "What this environment is (shown in the DAG docs).")
+    runner: str = setting("process", runner_name, "How a profiled run is launched: process or docker.")
+    gpus: str | tuple[int, ...] = setting("all", gpu_selection, "GPUs a run may use and is measured on: all, none, or [indices].")
+    carbon_intensity_gco2e_per_kwh: float = setting(232.0, positive_number, "Grid carbon intensity in gCO2e/kWh (the original used 232, Spain).")
+    pue: float = setting(1.0, at_least_one, "Power usage effectiveness of the site (>= 1).")
+    schedule: str | None = setting("0 2 * * *", cron_schedule, "Cron schedule of the environment's DAG; null for manual only.")
+
+
+SECTIONS = {"base": Base, "experiment": Experiment, "resources": Resources}
+
+
+def keys_of(cls) -> dict[str, Any]:
+    """File key -> dataclass field, for the settings of one section."""
+    return {f.name.upper(): f for f in fields(cls) if "parse" in f.metadata}

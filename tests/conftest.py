@@ -1,0 +1,43 @@
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Offline, quiet tools with caches inside the project, also when pytest is run without make.
+os.environ.setdefault("KERAS_HOME", str(REPO / ".home" / "keras"))
+os.environ.setdefault("MPLCONFIGDIR", str(REPO / ".home" / "matplotlib"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+for name in [n for n in os.environ if n.startswith("ECT_")]:
+    del os.environ[name]
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A copy of the repository's config/ in a temporary project root (ECT_HOME)."""
+    root = tmp_path / "project"
+    shutil.copytree(REPO / "config", root / "config")
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory) -> Path:
+    """400 images of 32x32 pixels: enough for the tiny CNN to beat chance."""
+    from ect.data import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("data") / "shapes"
+    make_synthetic_dataset(root, images=400, size=32, seed=7)
+    return root
+
+
+def run_ect(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600):
+    """Runs `python -m ect ARGS` in a fresh process, as a user would."""
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ect", *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
