@@ -25,6 +25,8 @@ def _add_config_options(parser: argparse.ArgumentParser, data: bool = True) -> N
     group.add_argument("--profile", help="named profile from config/profiles/ (e.g. demo); default: ECT_PROFILE or none")
     if data:
         group.add_argument("-d", "--data", metavar="DIR", help="dataset folder (DATASET_DIR); default: data/dataset")
+        group.add_argument("--skip-corrupt", action="store_true",
+                           help="skip corrupt and non-image files with a warning (SKIP_CORRUPT_IMAGES) instead of failing")
     group.add_argument("--set", metavar="KEY=VALUE", type=_key_value, action="append", default=[],
                        help="override any setting, e.g. --set INITIAL_EPOCHS=2 (repeatable; see `ect config`)")
 
@@ -35,7 +37,11 @@ def _load(args):
     overrides = dict(args.set)
     if getattr(args, "data", None):
         overrides["DATASET_DIR"] = args.data
-    return load_config(profile=args.profile, overrides=overrides)
+    if getattr(args, "skip_corrupt", False):
+        overrides["SKIP_CORRUPT_IMAGES"] = True
+    cfg = load_config(profile=args.profile, overrides=overrides)
+    args.debug = cfg.base.debug
+    return cfg
 
 
 def cmd_make_dataset(args) -> int:
@@ -124,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, DatasetError, ModelError) as error:
-        if os.environ.get("ECT_DEBUG"):
+        if getattr(args, "debug", False) or os.environ.get("ECT_DEBUG", "").lower() in ("1", "true", "yes"):
             traceback.print_exc()
         print(f"ect {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -175,7 +175,7 @@ class Base:
     models_dir: str = setting("models", text, "Trained models, histories and metrics of `ect train`.")
     output_dir: str = setting("out", text, "Reports.")
     figures_dir: str = setting("out/figures", text, "Figures of the reports.")
-    debug: bool = setting(False, boolean, "Print full tracebacks on errors.")
+    debug: bool = setting(False, boolean, "Print full tracebacks on errors (also ECT_DEBUG=1).")
 
 
 @dataclass(frozen=True)
@@ -184,8 +184,8 @@ class Experiment:
 
     mlflow_enabled: bool = setting(False, boolean, "Log runs to an MLflow tracking server (secrets.yaml or MLFLOW_TRACKING_URI).")
     architectures: tuple[str, ...] = setting(BENCHMARK_ARCHITECTURES, architecture_list, "Architectures profiled by `ect profile` and the DAGs.")
-    initial_epochs: int = setting(10, positive_int, "Phase 1 epochs: frozen base, new head, Adam.")
-    ft_epochs: int = setting(140, positive_int, "Phase 2 (fine-tuning) epochs at most: whole base unfrozen, SGD.")
+    initial_epochs: int = setting(10, positive_int, "Phase 1 epochs: frozen base, new head (OPTIMIZER).")
+    ft_epochs: int = setting(140, positive_int, "Phase 2 epochs at most: whole base fine-tuned (FT_OPTIMIZER).")
     repetitions: int = setting(30, positive_int, "Profiled runs per architecture.")
     warmup_time: float = setting(10, non_negative_number, "Warm-up before the first profiled run, in minutes.")
     cooldown: float = setting(5, non_negative_number, "Cool-down between profiled runs, in minutes.")

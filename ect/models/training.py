@@ -93,7 +93,7 @@ def train_two_phase(model, base, train_ds, val_ds, experiment, history_csv: Path
     result = TrainingResult()
     first = experiment.initial_epochs
     recorder = _epoch_recorder(result, "initial", first, history_csv, print_line)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=first, verbose=0,
+    history = model.fit(train_ds, validation_data=val_ds, epochs=first, verbose=0, shuffle=False,
                         callbacks=[*stopping_callbacks(False), recorder, *callbacks])
     result.initial_epochs_trained = len(history.epoch)
 
@@ -101,7 +101,7 @@ def train_two_phase(model, base, train_ds, val_ds, experiment, history_csv: Path
     compile_model(model, make_optimizer(experiment.ft_optimizer, experiment.ft_learning_rate, experiment.ft_momentum))
     last = result.initial_epochs_trained + experiment.ft_epochs
     recorder = _epoch_recorder(result, "fine_tuning", last, history_csv, print_line)
-    history = model.fit(train_ds, validation_data=val_ds, initial_epoch=result.initial_epochs_trained,
+    history = model.fit(train_ds, validation_data=val_ds, initial_epoch=result.initial_epochs_trained, shuffle=False,
                         epochs=last, verbose=0, callbacks=[*stopping_callbacks(True), recorder, *callbacks])
     result.ft_epochs_trained = len(history.epoch)
     return result
