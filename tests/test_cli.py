@@ -70,3 +70,14 @@ def test_bad_dataset_content_is_reported_by_train(tmp_path):
 def test_unknown_architecture_is_rejected_by_the_parser(tmp_path):
     result = run_ect("train", "local", "alexnet", cwd=tmp_path)
     assert result.returncode == 2 and "invalid choice: 'alexnet'" in result.stderr
+
+
+def test_readme_documents_every_setting():
+    from ect.config.settings import SECTIONS, Environment, keys_of
+
+    readme = (REPO / "README.md").read_text()
+    for cls in [*SECTIONS.values(), Environment]:
+        for key in keys_of(cls):
+            parts = key.split("_")
+            spellings = [f"`{key}`"] + [f"`{'_'.join(parts[:i])}: {'_'.join(parts[i:])}`" for i in range(1, len(parts))]
+            assert any(s in readme for s in spellings), f"{key} is not documented in README.md"
