@@ -1,0 +1,135 @@
+"""A background sampler: reads every selected sensor at a fixed interval and appends rows to gpu.csv and cpu.csv."""
+
+from __future__ import annotations
+
+import csv
+import math
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+GPU_COLUMNS = (
+    "timestamp", "gpu_index", "name", "power_W", "energy_counter_mJ", "utilization_gpu_pct",
+    "utilization_memory_pct", "memory_used_MiB", "memory_total_MiB", "temperature_C", "power_limit_W",
+)
+CPU_COLUMNS = (
+    "timestamp", "process_cpu_pct", "process_rss_MiB", "system_cpu_pct", "rapl_package_energy_uJ",
+    "rapl_dram_energy_uJ", "cpu_power_estimated_W", "cpu_power_source",
+)
+FLUSH_EVERY_S = 1.0
+
+
+def iso_utc(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def iso_utc_ms(t_ms: int) -> str:
+    seconds, ms = divmod(t_ms, 1000)
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms:03d}Z"
+
+
+class _CsvLog:
+    """An append-only CSV whose rows reach the disk at least every FLUSH_EVERY_S (a crash keeps them)."""
+
+    def __init__(self, path: Path, columns: tuple[str, ...]):
+        self.handle = open(path, "a", newline="")
+        self.writer = csv.DictWriter(self.handle, columns, extrasaction="ignore")
+        if self.handle.tell() == 0:
+            self.writer.writeheader()
+        self.flushed = time.monotonic()
+
+    def write(self, rows: list[dict]) -> None:
+        self.writer.writerows(rows)
+        if time.monotonic() - self.flushed >= FLUSH_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        self.handle.flush()
+        self.flushed = time.monotonic()
+
+    def close(self) -> None:
+        self.flush()
+        self.handle.close()
+
+
+class Sampler:
+    """Samples `choice`'s sensors every `interval_s` on a thread, keeps the samples in memory and on disk.
+
+    Ticks are drift-free: the thread sleeps until start + k * interval, not a fixed time after each
+    sample; ticks missed while a sample was slow are skipped, not crowded together. Timestamps are
+    taken at millisecond resolution, the resolution of the CSV files, so that both agree exactly.
+    """
+
+    def __init__(self, choice, folder: Path | None, interval_s: float, clock=time.time, monotonic=time.monotonic):
+        if interval_s <= 0:
+            raise ValueError(f"sampling interval must be > 0 s, got {interval_s}")
+        self.choice = choice
+        self.interval_s = interval_s
+        self.clock = clock
+        self.monotonic = monotonic
+        self.times_ms: list[int] = []
+        self.gpu_rows: list[list[dict]] = []  # per sample, one dict per GPU
+        self.cpu_rows: list[dict] = []
+        self.missed_ticks = 0
+        self.cpu_power_source = "rapl" if any(s.name == "rapl" for s in choice.cpu) else "estimate"
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._gpu_log = _CsvLog(folder / "gpu.csv", GPU_COLUMNS) if folder and choice.gpu else None
+        self._cpu_log = _CsvLog(folder / "cpu.csv", CPU_COLUMNS) if folder else None
+
+    def start(self) -> None:
+        for sensor in (*self.choice.gpu, *self.choice.cpu):
+            sensor.start()
+        self.sample_now()
+        self._thread = threading.Thread(target=self._run, name="ect-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        origin = self.monotonic()
+        tick = 1
+        while not self._stop.is_set():
+            delay = origin + tick * self.interval_s - self.monotonic()
+            if delay > 0 and self._stop.wait(delay):
+                break
+            self.sample_now()
+            behind = math.floor((self.monotonic() - origin) / self.interval_s)
+            if behind > tick:
+                self.missed_ticks += behind - tick
+                tick = behind
+            tick += 1
+
+    def sample_now(self) -> int:
+        """Reads every sensor once (also from other threads, e.g. at window boundaries); returns its time in ms."""
+        with self._lock:
+            t_ms = round(self.clock() * 1000)
+            if self.times_ms and t_ms <= self.times_ms[-1]:
+                t_ms = self.times_ms[-1] + 1  # timestamps stay strictly increasing
+            gpu = [row for sensor in self.choice.gpu for row in sensor.read()]
+            cpu: dict = {"cpu_power_source": self.cpu_power_source}
+            for sensor in self.choice.cpu:  # the estimate reads the process sensor's value: order matters
+                for row in sensor.read():
+                    cpu.update(row)
+            self.times_ms.append(t_ms)
+            self.gpu_rows.append(gpu)
+            self.cpu_rows.append(cpu)
+            stamp = iso_utc_ms(t_ms)
+            if self._gpu_log and gpu:
+                self._gpu_log.write([{"timestamp": stamp, **row} for row in gpu])
+            if self._cpu_log:
+                self._cpu_log.write([{"timestamp": stamp, **cpu}])
+            return t_ms
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+        try:
+            self.sample_now()
+        finally:
+            for log in (self._gpu_log, self._cpu_log):
+                if log:
+                    log.close()
+            for sensor in (*self.choice.gpu, *self.choice.cpu):
+                sensor.stop()

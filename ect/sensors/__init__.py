@@ -1,0 +1,13 @@
+"""Energy and utilisation sensors behind one interface: nvml (GPU), rapl, process and estimate (CPU)."""
+
+from ect.sensors.base import Availability, Sensor
+from ect.sensors.estimate import DEFAULT_CPU_TDP_W, CpuPowerEstimate
+from ect.sensors.nvml import NvmlSensor
+from ect.sensors.process import ProcessSensor
+from ect.sensors.rapl import RaplSensor, counter_delta
+from ect.sensors.select import SensorChoice, select_sensors
+
+__all__ = [
+    "Availability", "Sensor", "NvmlSensor", "RaplSensor", "counter_delta", "ProcessSensor", "CpuPowerEstimate",
+    "DEFAULT_CPU_TDP_W", "SensorChoice", "select_sensors",
+]

@@ -1,0 +1,85 @@
+"""CPU utilisation and memory of the training process and its children, through psutil."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import psutil
+
+from ect.sensors.base import Availability, Sensor
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+class ProcessSensor(Sensor):
+    """CPU % (0..100 for the whole machine) and RSS of a process and all its descendants."""
+
+    name = "process"
+    kind = "cpu"
+
+    def __init__(self, pid: int | None = None):
+        self.pid = os.getpid() if pid is None else pid
+        self.error: str | None = None
+        self.last_process_cpu_pct: float | None = None  # read by CpuPowerEstimate in the same sample
+        self._process: psutil.Process | None = None
+        # Kept across reads: cpu_percent() measures since the previous call on the same object.
+        self._children: dict[psutil.Process, psutil.Process] = {}
+
+    def probe(self) -> Availability:
+        try:
+            return Availability(True, f"process {self.pid} ({psutil.Process(self.pid).name()}) and its children")
+        except psutil.Error as error:
+            return Availability(False, f"process {self.pid}: {error}")
+
+    def start(self) -> None:
+        try:
+            self._process = psutil.Process(self.pid)
+            self._process.cpu_percent(None)
+            self._children = {}
+            self._children_usage()
+        except psutil.Error as error:
+            self.error = f"process {self.pid} gone: {error}"
+        psutil.cpu_percent(None)
+
+    def _children_usage(self) -> tuple[float, int]:
+        """(CPU % since the last call, RSS bytes) summed over the children; a new child counts from now."""
+        children = self._process.children(recursive=True)
+        self._children = {child: self._children.get(child, child) for child in children}
+        cpu_pct, rss_bytes = 0.0, 0
+        for child in self._children.values():
+            try:
+                cpu_pct += child.cpu_percent(None)
+                rss_bytes += child.memory_info().rss
+            except psutil.Error:
+                pass  # exited since it was listed; its CPU time since the previous read is lost
+        return cpu_pct, rss_bytes
+
+    def read(self) -> list[dict]:
+        if self.error is not None or self._process is None:
+            return []
+        try:
+            cpu_pct = self._process.cpu_percent(None)
+            rss_bytes = self._process.memory_info().rss
+            children_cpu_pct, children_rss_bytes = self._children_usage()
+        except psutil.Error as error:
+            self.error = f"process {self.pid} gone: {error}"
+            return []
+        self.last_process_cpu_pct = (cpu_pct + children_cpu_pct) / (psutil.cpu_count() or 1)
+        return [{
+            "process_cpu_pct": self.last_process_cpu_pct,
+            "process_rss_MiB": (rss_bytes + children_rss_bytes) / 2**20,
+            "system_cpu_pct": psutil.cpu_percent(None),
+        }]
+
+    def info(self) -> dict:
+        return {"pid": self.pid, "cpu_count": psutil.cpu_count(), "cpu_model": cpu_model()}
