@@ -61,6 +61,68 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _config_args(args) -> list[str]:
+    """The configuration options of this command line, to forward to child processes."""
+    forwarded = [f"--profile={args.profile}"] if args.profile else []
+    if getattr(args, "data", None):
+        forwarded.append(f"--data={os.path.abspath(args.data)}")
+    if getattr(args, "skip_corrupt", False):
+        forwarded.append("--skip-corrupt")
+    return forwarded + [f"--set={key}={value}" for key, value in args.set]
+
+
+class Terminated(BaseException):
+    """SIGTERM (Airflow stopping a task, `docker stop`): unwinds like Ctrl-C so the run is recorded as failed."""
+
+
+def _raise_on_sigterm() -> None:
+    import signal
+
+    def handler(signum, frame):
+        raise Terminated(f"terminated by signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def cmd_profile(args) -> int:
+    from ect.profiling.campaign import profile_campaign
+
+    if args.architectures:
+        args.set.append(("ARCHITECTURES", args.architectures))
+    if args.repetitions is not None:
+        args.set.append(("REPETITIONS", str(args.repetitions)))
+    cfg = _load(args)
+    failed = profile_campaign(cfg, args.environment, _config_args(args), cfg.experiment.architectures,
+                              cfg.experiment.repetitions, experiment_name=args.experiment_name)
+    return 1 if failed else 0
+
+
+def cmd_profile_run(args) -> int:
+    from ect.profiling.run import profile_run
+
+    cfg = _load(args)
+    _raise_on_sigterm()
+    try:
+        outcome = profile_run(cfg, args.environment, args.architecture, args.repetition, args.run_id,
+                              experiment_name=args.experiment_name)
+    except Terminated as error:
+        print(f"ect profile-run: {error}; the run is recorded as failed", file=sys.stderr)
+        return 143
+    return 0 if outcome.status == "completed" else 1
+
+
+def cmd_warmup(args) -> int:
+    from ect.models.device import configure_gpus
+    from ect.profiling.warmup import warm_up
+
+    cfg = _load(args)
+    env = cfg.environment(args.environment)
+    minutes = cfg.experiment.warmup_time if args.minutes is None else args.minutes
+    configure_gpus(env.gpus, cfg.resources.gpu_mem_limit)
+    warm_up(minutes * 60)
+    return 0
+
+
 def cmd_config(args) -> int:
     from ect.config.settings import SECTIONS, keys_of
 
@@ -110,6 +172,44 @@ def build_parser() -> argparse.ArgumentParser:
                        help="name of the MLflow experiment (recorded in metrics.json)")
     _add_config_options(train)
     train.set_defaults(func=cmd_train)
+
+    environment_help = "training environment from config/environments.yaml (e.g. local, cloud)"
+    profile = commands.add_parser(
+        "profile", help="profile every architecture and repetition (the original's profile_model)",
+        description="Warm up for WARMUP_TIME minutes, then run one profiled training per architecture and "
+                    "repetition, each in its own process, with a cool-down of COOLDOWN minutes every "
+                    "COOLDOWN_EVERY runs. Raw run folders go to METRICS_DIR/raw/ENVIRONMENT/ARCHITECTURE/RUN_ID/. "
+                    "A failed run is recorded and the next one goes on; the exit code is 1 if any run failed.")
+    profile.add_argument("environment", metavar="ENVIRONMENT", help=environment_help)
+    profile.add_argument("--architectures", metavar="A,B", help="comma-separated architectures (default: ARCHITECTURES)")
+    profile.add_argument("--repetitions", type=int, metavar="N", help="runs per architecture (default: REPETITIONS)")
+    profile.add_argument("--experiment-name", "--experiment_name", dest="experiment_name",
+                         help="name of the MLflow experiment (recorded in each manifest)")
+    _add_config_options(profile)
+    profile.set_defaults(func=cmd_profile)
+
+    profile_run = commands.add_parser(
+        "profile-run", help="exactly one profiled training run (the unit a DAG task or container executes)",
+        description="Train one architecture inside an energy measurement window and write its raw run folder. "
+                    "Idempotent per run id: a completed run is reported and not re-run; a failed or interrupted "
+                    "one is retried as a new attempt, its earlier files kept under previous-attempts/.")
+    profile_run.add_argument("environment", metavar="ENVIRONMENT", help=environment_help)
+    profile_run.add_argument("architecture", metavar="ARCHITECTURE", choices=list(ARCHITECTURES),
+                             help=f"architecture: {', '.join(ARCHITECTURES)}")
+    profile_run.add_argument("--repetition", type=int, required=True, metavar="K", help="repetition number (0-based)")
+    profile_run.add_argument("--run-id", required=True, metavar="ID", help="run id: the folder name of the run")
+    profile_run.add_argument("--experiment-name", "--experiment_name", dest="experiment_name",
+                             help="name of the MLflow experiment (recorded in the manifest)")
+    _add_config_options(profile_run)
+    profile_run.set_defaults(func=cmd_profile_run)
+
+    warmup = commands.add_parser("warmup", help="keep the GPU (or CPU) busy before measuring",
+                                 description="Run matrix products on the environment's first GPU (or the CPU) "
+                                             "for WARMUP_TIME minutes, so that measurements start warm.")
+    warmup.add_argument("environment", metavar="ENVIRONMENT", help=environment_help)
+    warmup.add_argument("--minutes", type=float, help="duration in minutes (default: WARMUP_TIME)")
+    _add_config_options(warmup)
+    warmup.set_defaults(func=cmd_warmup)
 
     config = commands.add_parser("config", help="show the effective configuration and where each value came from",
                                  description="Show every setting, its value and its origin (default, file, profile, "

@@ -58,6 +58,12 @@ def non_negative_int(value: Any) -> int:
     return number
 
 
+def optional_positive_number(value: Any) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
+        return None
+    return positive_number(value)
+
+
 def optional_megabytes(value: Any) -> int | None:
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
         return None
@@ -205,6 +211,7 @@ class Experiment:
     early_stopping_min_delta: float = setting(1e-3, non_negative_number, "EarlyStopping min_delta.")
     reduce_lr_factor: float = setting(0.1, open_fraction, "ReduceLROnPlateau factor (monitor: val_accuracy).")
     reduce_lr_patience: int = setting(10, positive_int, "ReduceLROnPlateau patience in epochs.")
+    sampling_interval_ms: float = setting(100, positive_number, "Sensor sampling interval in milliseconds.")
     skip_corrupt_images: bool = setting(False, boolean, "Skip corrupt or non-image files with a warning instead of failing.")
 
 
@@ -214,6 +221,8 @@ class Resources:
 
     gpu_mem_limit: int | None = setting(None, optional_megabytes, "GPU memory limit in MB for TensorFlow; empty for none.")
     use_cache: bool = setting(True, boolean, "Cache decoded images in memory after the first epoch.")
+    cpu_tdp_w: float | None = setting(None, optional_positive_number,
+                                      "CPU TDP in W for the CPU power estimate when RAPL is unreadable; empty: 85 W.")
 
 
 @dataclass(frozen=True)

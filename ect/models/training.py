@@ -23,6 +23,8 @@ HISTORY_COLUMNS = (
     "epoch", "phase", "duration_s", "learning_rate", "loss",
     *METRIC_NAMES, "f1", "val_loss", *(f"val_{m}" for m in METRIC_NAMES), "val_f1",
 )
+# Added by profiled runs: the epoch's measurement window.
+EPOCH_ENERGY_COLUMNS = ("gpu_energy_J", "gpu_energy_source", "cpu_energy_J", "cpu_energy_source", "total_energy_J")
 
 
 def f1_score(precision: float, recall: float) -> float:
@@ -37,7 +39,7 @@ class TrainingResult:
 
 
 def _epoch_recorder(result: TrainingResult, phase: str, last_epoch: int, history_csv: Path | None,
-                    print_line: Callable[[str], None]):
+                    print_line: Callable[[str], None], monitor=None):
     import keras
 
     class EpochRecorder(keras.callbacks.Callback):
@@ -45,6 +47,8 @@ def _epoch_recorder(result: TrainingResult, phase: str, last_epoch: int, history
 
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
+            if monitor is not None:
+                monitor.begin_window(f"epoch_{epoch + 1}")
 
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
@@ -55,25 +59,43 @@ def _epoch_recorder(result: TrainingResult, phase: str, last_epoch: int, history
             }
             row["f1"] = f1_score(row.get("precision", 0.0), row.get("recall", 0.0))
             row["val_f1"] = f1_score(row.get("val_precision", 0.0), row.get("val_recall", 0.0))
+            if monitor is not None:
+                row.update(epoch_energy(monitor.end_window(f"epoch_{epoch + 1}")))
             result.history.append(row)
             if history_csv is not None:
                 new = not history_csv.exists()
                 with open(history_csv, "a", newline="") as handle:
-                    writer = csv.DictWriter(handle, HISTORY_COLUMNS, extrasaction="ignore")
+                    columns = HISTORY_COLUMNS + (EPOCH_ENERGY_COLUMNS if monitor is not None else ())
+                    writer = csv.DictWriter(handle, columns, extrasaction="ignore")
                     if new:
                         writer.writeheader()
                     writer.writerow(row)
             print_line(
                 f"  epoch {epoch + 1}/{last_epoch} ({phase}) {row['duration_s']:.1f} s  loss {row.get('loss', float('nan')):.4f}"
                 f"  val_accuracy {row.get('val_accuracy', float('nan')):.4f}  val_f1 {row['val_f1']:.4f}"
+                + (f"  energy {row['total_energy_J']:.1f} J" if "total_energy_J" in row else "")
             )
 
     return EpochRecorder()
 
 
+def epoch_energy(measurement) -> dict:
+    gpu = measurement.gpu_energy_J
+    return {
+        "gpu_energy_J": sum(gpu.values()) if gpu else None,
+        "gpu_energy_source": "+".join(sorted(set(measurement.gpu_energy_source.values()))) or "unavailable",
+        "cpu_energy_J": measurement.cpu_energy_J,
+        "cpu_energy_source": measurement.cpu_energy_source,
+        "total_energy_J": measurement.total_energy_J,
+    }
+
+
 def train_two_phase(model, base, train_ds, val_ds, experiment, history_csv: Path | None = None,
-                    callbacks=(), print_line: Callable[[str], None] = print) -> TrainingResult:
-    """Runs both phases on `model` (built by build_model). `callbacks` are added to both phases."""
+                    callbacks=(), print_line: Callable[[str], None] = print, monitor=None) -> TrainingResult:
+    """Runs both phases on `model` (built by build_model). `callbacks` are added to both phases.
+
+    With an EnergyMonitor, every epoch is a measurement window named epoch_<n> whose energy goes
+    into its history row."""
     import keras
 
     from ect.models.build import compile_model, make_optimizer
@@ -92,7 +114,7 @@ def train_two_phase(model, base, train_ds, val_ds, experiment, history_csv: Path
 
     result = TrainingResult()
     first = experiment.initial_epochs
-    recorder = _epoch_recorder(result, "initial", first, history_csv, print_line)
+    recorder = _epoch_recorder(result, "initial", first, history_csv, print_line, monitor)
     history = model.fit(train_ds, validation_data=val_ds, epochs=first, verbose=0, shuffle=False,
                         callbacks=[*stopping_callbacks(False), recorder, *callbacks])
     result.initial_epochs_trained = len(history.epoch)
@@ -100,7 +122,7 @@ def train_two_phase(model, base, train_ds, val_ds, experiment, history_csv: Path
     base.trainable = True
     compile_model(model, make_optimizer(experiment.ft_optimizer, experiment.ft_learning_rate, experiment.ft_momentum))
     last = result.initial_epochs_trained + experiment.ft_epochs
-    recorder = _epoch_recorder(result, "fine_tuning", last, history_csv, print_line)
+    recorder = _epoch_recorder(result, "fine_tuning", last, history_csv, print_line, monitor)
     history = model.fit(train_ds, validation_data=val_ds, initial_epoch=result.initial_epochs_trained, shuffle=False,
                         epochs=last, verbose=0, callbacks=[*stopping_callbacks(True), recorder, *callbacks])
     result.ft_epochs_trained = len(history.epoch)

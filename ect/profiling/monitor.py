@@ -44,8 +44,9 @@ class Measurement:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["gpu_energy_J"] = {str(k): v for k, v in self.gpu_energy_J.items()}
-        data["gpu_energy_source"] = {str(k): v for k, v in self.gpu_energy_source.items()}
+        # No GPU measured is "unavailable", never zero joules.
+        data["gpu_energy_J"] = {str(k): v for k, v in self.gpu_energy_J.items()} or None
+        data["gpu_energy_source"] = {str(k): v for k, v in self.gpu_energy_source.items()} or "unavailable"
         data["total_energy_J"] = self.total_energy_J
         data["notes"] = list(self.notes)
         return data

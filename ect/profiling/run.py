@@ -96,7 +96,7 @@ def _sensors(choice, interval_s: float) -> dict:
     return {
         "sampling_interval_s": interval_s,
         "used": [s.name for s in (*choice.gpu, *choice.cpu)],
-        "gpu_energy_source": "unavailable" if not choice.gpu else "see energy.training.gpu_energy_source",
+        "gpu_energy_source": choice.gpu_energy_source,
         "cpu_energy_source": choice.cpu_energy_source,
         "report": choice.report,
         "details": {s.name: s.info() for s in (*choice.gpu, *choice.cpu)},
