@@ -28,11 +28,8 @@ $(DEMO_DATA):
 
 # The main job on the embedded default: the demo profile on the synthetic dataset, on CPU.
 run: venv $(DEMO_DATA)
-	$(BIN)/ect config --profile demo
-	@for arch in $$($(BIN)/python -c "from ect.config import load_config; print(*load_config(profile='demo').experiment.architectures)"); do \
-		echo "== ect train local $$arch --profile demo"; \
-		$(BIN)/ect train local $$arch --profile demo || exit 1; \
-	done
+	$(BIN)/ect profile local --profile demo
+	@echo "raw run folders: data/metrics/raw/local/"
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,176 @@
+"""Profiled runs end to end on CPU: raw run folders, idempotent run ids, failures that cost no other run."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_ect
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def csv_rows(path: Path) -> list[dict]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def run_dirs(metrics: Path, arch: str) -> list[Path]:
+    return sorted(p for p in (metrics / "raw" / "local" / arch).iterdir() if p.is_dir())
+
+
+def test_profile_demo_writes_complete_run_folders_on_cpu(synthetic_dataset, tmp_path):
+    metrics = tmp_path / "metrics"
+    result = run_ect("profile", "local", "--profile", "demo", "-d", str(synthetic_dataset),
+                     "--architectures", "tiny_cnn", "--repetitions", "2", "--set", f"METRICS_DIR={metrics}",
+                     "--set", "INITIAL_EPOCHS=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "== run 1/2: tiny_cnn, repetition 0" in result.stdout and "== run 2/2 completed" in result.stdout
+    assert "energy so far" in result.stdout and "profiled 2/2 runs" in result.stdout
+
+    folders = run_dirs(metrics, "tiny_cnn")
+    assert [f.name.rsplit("-", 1)[1] for f in folders] == ["rep00", "rep01"]
+    for folder in folders:
+        assert {p.name for p in folder.iterdir()} == {"manifest.json", "cpu.csv", "history.csv", "metrics.json"}
+        manifest = read_json(folder / "manifest.json")
+        assert manifest["status"] == "completed" and manifest["error"] is None
+        assert manifest["environment"] == "local" and manifest["architecture"] == "tiny_cnn"
+        assert manifest["sensors"]["used"] == ["process", "estimate"]
+        assert manifest["sensors"]["sampling_interval_s"] == 0.1
+        assert "NVML" in manifest["sensors"]["report"]["nvml"]["reason"]
+        assert manifest["dataset"]["fingerprint"]["total_files"] == 400
+        assert manifest["config"]["experiment"]["INITIAL_EPOCHS"] == 2
+        assert manifest["software"]["tensorflow"] and manifest["host"]["cpu_count"] == os.cpu_count()
+
+        training = manifest["energy"]["training"]
+        # No GPU: marked unavailable, never zero joules.
+        assert training["gpu_energy_J"] is None and training["gpu_energy_source"] == "unavailable"
+        assert training["cpu_energy_source"] == "estimated" and training["cpu_energy_J"] > 0
+        assert training["total_energy_J"] == training["cpu_energy_J"]
+        first = manifest["energy"]["first_epoch"]
+        assert manifest["window"]["start_unix_s"] <= first["start"] < first["end"] <= manifest["window"]["end_unix_s"]
+        steady = manifest["energy"]["steady_state"]
+        assert steady["epochs"] == [2] and steady["energy_per_epoch_J"] > 0
+
+        history = csv_rows(folder / "history.csv")
+        assert [row["phase"] for row in history] == ["initial", "initial", "fine_tuning"]
+        assert all(row["gpu_energy_source"] == "unavailable" and row["gpu_energy_J"] == "" for row in history)
+        assert float(history[1]["total_energy_J"]) == pytest.approx(steady["energy_per_epoch_J"], rel=1e-12)
+        assert sum(float(r["cpu_energy_J"]) for r in history) <= training["cpu_energy_J"] * (1 + 1e-9)
+
+        samples = csv_rows(folder / "cpu.csv")
+        assert len(samples) >= training["samples"] >= 3
+        stamps = [row["timestamp"] for row in samples]
+        assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+        assert {row["cpu_power_source"] for row in samples} == {"estimate"}
+        metrics_json = read_json(folder / "metrics.json")
+        assert metrics_json["trained_epochs"] == 3 and metrics_json["gflops"] > 0
+
+
+def test_profile_run_is_idempotent_and_retries_keep_earlier_attempts(synthetic_dataset, tmp_path):
+    metrics = tmp_path / "metrics"
+    args = ("profile-run", "local", "tiny_cnn", "--repetition", "0", "--run-id", "nightly-1", "--profile", "demo",
+            "-d", str(synthetic_dataset), "--set", f"METRICS_DIR={metrics}")
+    folder = metrics / "raw" / "local" / "tiny_cnn" / "nightly-1"
+    folder.mkdir(parents=True)
+    # An earlier attempt that was killed mid-run: a manifest still "running" and some samples.
+    (folder / "manifest.json").write_text(json.dumps({"run_id": "nightly-1", "status": "running", "attempt": 1}))
+    (folder / "cpu.csv").write_text("timestamp,process_cpu_pct\n2026-01-01T00:00:00.000Z,5.0\n")
+
+    first = run_ect(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    manifest = read_json(folder / "manifest.json")
+    assert manifest["status"] == "completed" and manifest["attempt"] == 2
+    kept = folder / "previous-attempts" / "1"
+    assert read_json(kept / "manifest.json")["status"] == "running"
+    assert (kept / "cpu.csv").read_text().endswith("5.0\n")
+
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    again = run_ect(*args, cwd=tmp_path)
+    assert again.returncode == 0 and "already completed" in again.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+
+
+def test_a_failing_run_is_recorded_as_failed(tmp_path):
+    dataset = tmp_path / "broken"
+    for name in ("a", "b"):
+        (dataset / name).mkdir(parents=True)
+        (dataset / name / "x.png").write_bytes(b"not a png")
+    metrics = tmp_path / "metrics"
+    result = run_ect("profile-run", "local", "tiny_cnn", "--repetition", "0", "--run-id", "r", "--profile", "demo",
+                     "-d", str(dataset), "--set", f"METRICS_DIR={metrics}", cwd=tmp_path)
+    assert result.returncode == 2 and "corrupt image" in result.stderr
+    manifest = read_json(metrics / "raw" / "local" / "tiny_cnn" / "r" / "manifest.json")
+    assert manifest["status"] == "failed" and "DatasetError" in manifest["error"] and "x.png" in manifest["error"]
+
+
+def wait_for(condition, timeout_s=120.0, what="condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def running_run(metrics: Path, min_samples: int):
+    """(folder, manifest) of a run that is training and has written at least `min_samples` samples."""
+    for folder in (metrics / "raw" / "local" / "tiny_cnn").glob("*"):
+        try:
+            manifest = read_json(folder / "manifest.json")
+            rows = len(csv_rows(folder / "cpu.csv"))
+        except (OSError, ValueError):
+            continue
+        if manifest.get("status") == "running" and rows >= min_samples:
+            return folder, manifest, rows
+    return None
+
+
+def test_sigkill_mid_run_keeps_the_samples_and_the_next_run_goes_on(synthetic_dataset, tmp_path):
+    metrics = tmp_path / "metrics"
+    command = [sys.executable, "-m", "ect", "profile", "local", "--profile", "demo", "-d", str(synthetic_dataset),
+               "--architectures", "tiny_cnn", "--repetitions", "2", "--set", f"METRICS_DIR={metrics}",
+               "--set", "INITIAL_EPOCHS=40", "--set", "EARLY_STOPPING_PATIENCE=100"]
+    campaign = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        folder, manifest, rows_seen = wait_for(lambda: running_run(metrics, min_samples=20), what="a run with samples")
+        os.kill(manifest["pid"], signal.SIGKILL)
+        output, _ = campaign.communicate(timeout=300)
+    finally:
+        campaign.kill()
+    assert campaign.returncode == 1, output
+    assert "FAILED" in output and "profiled 1/2 runs" in output
+
+    killed = read_json(folder / "manifest.json")
+    assert killed["status"] == "running"  # not completed: nothing pretends the run finished
+    assert not (folder / "metrics.json").exists()
+    assert len(csv_rows(folder / "cpu.csv")) >= rows_seen  # the samples up to the kill are kept
+
+    (other,) = [f for f in run_dirs(metrics, "tiny_cnn") if f != folder]
+    assert read_json(other / "manifest.json")["status"] == "completed"
+
+
+def test_sigterm_records_the_run_as_failed(synthetic_dataset, tmp_path):
+    metrics = tmp_path / "metrics"
+    command = [sys.executable, "-m", "ect", "profile-run", "local", "tiny_cnn", "--repetition", "0", "--run-id", "t",
+               "--profile", "demo", "-d", str(synthetic_dataset), "--set", f"METRICS_DIR={metrics}",
+               "--set", "INITIAL_EPOCHS=40", "--set", "EARLY_STOPPING_PATIENCE=100"]
+    run = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: running_run(metrics, min_samples=10), what="a run with samples")
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 143, stderr
+    manifest = read_json(metrics / "raw" / "local" / "tiny_cnn" / "t" / "manifest.json")
+    assert manifest["status"] == "failed" and "terminated by signal 15" in manifest["error"]
