@@ -6,7 +6,7 @@ from ect.cli import build_parser
 
 def test_help_lists_every_command():
     help_text = build_parser().format_help()
-    for command in ("make-dataset", "train", "config"):
+    for command in ("make-dataset", "train", "profile", "profile-run", "warmup", "config"):
         assert command in help_text
 
 
@@ -15,6 +15,10 @@ def test_help_lists_every_command():
                "--profile", "--set KEY=VALUE", "--skip-corrupt"]),
     ("make-dataset", ["DIR", "--images", "--size", "--seed", "--force"]),
     ("config", ["--profile", "--explain", "--set KEY=VALUE"]),
+    ("profile", ["ENVIRONMENT", "-d DIR, --data DIR", "--architectures", "--repetitions", "--experiment-name",
+                 "--experiment_name", "--profile", "--set KEY=VALUE"]),
+    ("profile-run", ["ENVIRONMENT", "ARCHITECTURE", "--repetition", "--run-id", "--experiment-name", "-d DIR"]),
+    ("warmup", ["ENVIRONMENT", "--minutes", "--profile"]),
 ])
 def test_each_command_documents_its_options(command, options, capsys):
     with pytest.raises(SystemExit) as exit_:

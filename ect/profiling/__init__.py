@@ -1,0 +1,1 @@
+"""Energy-profiled training: the sampler, measurement windows, one profiled run, and the `ect profile` campaign."""
