@@ -123,6 +123,69 @@ def cmd_warmup(args) -> int:
     return 0
 
 
+def _raw_dir(args, cfg):
+    return os.path.abspath(args.raw_dir) if args.raw_dir else cfg.path("METRICS_DIR") / "raw"
+
+
+def cmd_validate(args) -> int:
+    from pathlib import Path
+
+    from ect.validation import QUARANTINED, limits_from, validate_raw
+
+    cfg = _load(args)
+    raw = Path(_raw_dir(args, cfg))
+    if not raw.is_dir():
+        from ect.config import ConfigError
+
+        raise ConfigError(f"raw measurements folder {raw} does not exist (METRICS_DIR/raw or RAW_DIR)")
+    summary_dir = Path(args.summary_dir) if args.summary_dir else raw.parent / "validation"
+    results = validate_raw(raw, limits_from(cfg.experiment), summary_dir, force=args.force)
+    print(f"summary: {summary_dir / 'summary.json'} and {summary_dir / 'summary.txt'}")
+    return 1 if any(r.status == QUARANTINED for r in results) else 0
+
+
+def cmd_aggregate(args) -> int:
+    from pathlib import Path
+
+    from ect.aggregate.aggregate import aggregate
+    from ect.validation import limits_from
+
+    cfg = _load(args)
+    raw = Path(_raw_dir(args, cfg))
+    if not raw.is_dir():
+        from ect.config import ConfigError
+
+        raise ConfigError(f"raw measurements folder {raw} does not exist (METRICS_DIR/raw or RAW_DIR)")
+    out = Path(args.out).resolve() if args.out else cfg.path("METRICS_DIR")
+    aggregate(raw, out, cfg.environments, limits_from(cfg.experiment))
+    return 0
+
+
+def cmd_import_legacy(args) -> int:
+    from pathlib import Path
+
+    from ect.aggregate.legacy import import_legacy
+
+    import_legacy(Path(args.src), Path(args.dest), trim_samples=args.trim_samples)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from pathlib import Path
+
+    from ect.aggregate.export import export_codecarbon
+
+    cfg = _load(args)
+    processed = Path(args.processed) if args.processed else cfg.path("METRICS_DIR") / "processed" / "runs.parquet"
+    if not processed.is_file():
+        from ect.config import ConfigError
+
+        raise ConfigError(f"processed dataset {processed} does not exist: run `ect aggregate` first")
+    out = Path(args.out) if args.out else processed.parent / "emissions.csv"
+    print(f"wrote {export_codecarbon(processed, out)}")
+    return 0
+
+
 def cmd_config(args) -> int:
     from ect.config.settings import SECTIONS, keys_of
 
@@ -211,6 +274,48 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(warmup)
     warmup.set_defaults(func=cmd_warmup)
 
+    validate = commands.add_parser(
+        "validate", help="check raw measurements with Great Expectations; quarantine bad runs",
+        description="Validate every raw run folder (gpu.csv, cpu.csv, manifest.json) with Great Expectations "
+                    "suites. Each run is marked passed or quarantined in its validation.json (never moved or "
+                    "deleted) with the failing expectations and offending values; a summary goes to "
+                    "METRICS_DIR/validation/summary.json and summary.txt. Exit status 1 if any run is quarantined.")
+    validate.add_argument("raw_dir", metavar="RAW_DIR", nargs="?", help="raw measurements (default: METRICS_DIR/raw)")
+    validate.add_argument("--summary-dir", metavar="DIR", help="where the summary goes (default: RAW_DIR/../validation)")
+    validate.add_argument("--force", action="store_true", help="validate again runs whose files did not change")
+    _add_config_options(validate, data=False)
+    validate.set_defaults(func=cmd_validate)
+
+    aggregate = commands.add_parser(
+        "aggregate", help="raw -> interim/samples.parquet -> processed/runs.parquet and runs.csv",
+        description="Aggregate the completed, validated runs: interim/samples.parquet (GPU and CPU samples "
+                    "joined by nearest timestamp) and processed/runs.parquet + runs.csv (one row per run: energy, "
+                    "kWh, gCO2e, power, usage, quality). Incremental and idempotent.")
+    aggregate.add_argument("raw_dir", metavar="RAW_DIR", nargs="?", help="raw measurements (default: METRICS_DIR/raw)")
+    aggregate.add_argument("--out", metavar="DIR", help="folder for interim/ and processed/ (default: METRICS_DIR)")
+    _add_config_options(aggregate, data=False)
+    aggregate.set_defaults(func=cmd_aggregate)
+
+    legacy = commands.add_parser(
+        "import-legacy", help="import the original replication package's raw measurements",
+        description="Import SRC/<environment>/<architecture>/gpu-power-<stamp>.csv and cpu-mem-usage-<stamp>.csv "
+                    "(nvidia-smi and psutil logs of the SEAA 2023 package) as ect raw run folders under DEST, "
+                    "runs numbered 0..n-1 by stamp, power kept at full precision.")
+    legacy.add_argument("src", metavar="SRC", help="the original's data/metrics/raw folder")
+    legacy.add_argument("dest", metavar="DEST", help="ect raw folder to write (e.g. data/metrics/raw)")
+    legacy.add_argument("--trim-samples", type=int, default=3, metavar="N",
+                        help="drop the first and last N GPU samples of every file, as the original did (default 3)")
+    legacy.set_defaults(func=cmd_import_legacy)
+
+    export = commands.add_parser("export", help="export the processed runs for other tools",
+                                 description="Export processed/runs.parquet in another tool's format.")
+    export.add_argument("--format", choices=["codecarbon"], required=True,
+                        help="codecarbon: emissions.csv with CodeCarbon's column names and units")
+    export.add_argument("--processed", metavar="FILE", help="processed dataset (default: METRICS_DIR/processed/runs.parquet)")
+    export.add_argument("--out", metavar="FILE", help="output file (default: next to the processed dataset)")
+    _add_config_options(export, data=False)
+    export.set_defaults(func=cmd_export)
+
     config = commands.add_parser("config", help="show the effective configuration and where each value came from",
                                  description="Show every setting, its value and its origin (default, file, profile, "
                                              "ECT_* variable or command line).")
@@ -223,13 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    from ect.aggregate.legacy import LegacyImportError
     from ect.config import ConfigError
     from ect.data import DatasetError
     from ect.models import ModelError
 
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, ModelError) as error:
+    except (ConfigError, DatasetError, ModelError, LegacyImportError) as error:
         if getattr(args, "debug", False) or os.environ.get("ECT_DEBUG", "").lower() in ("1", "true", "yes"):
             traceback.print_exc()
         print(f"ect {args.command}: error: {error}", file=sys.stderr)

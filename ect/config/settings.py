@@ -212,6 +212,11 @@ class Experiment:
     reduce_lr_factor: float = setting(0.1, open_fraction, "ReduceLROnPlateau factor (monitor: val_accuracy).")
     reduce_lr_patience: int = setting(10, positive_int, "ReduceLROnPlateau patience in epochs.")
     sampling_interval_ms: float = setting(100, positive_number, "Sensor sampling interval in milliseconds.")
+    validation_max_gap_factor: float = setting(20, positive_number,
+                                               "Validation: largest gap between samples, in sampling intervals.")
+    validation_min_samples: int = setting(3, positive_int, "Validation: fewest samples a run may have (per GPU).")
+    validation_power_limit_factor: float = setting(1.5, positive_number,
+                                                   "Validation: highest GPU power, as a multiple of its power limit.")
     skip_corrupt_images: bool = setting(False, boolean, "Skip corrupt or non-image files with a warning instead of failing.")
 
 

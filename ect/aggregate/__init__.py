@@ -1,0 +1,1 @@
+"""Raw run folders -> interim samples -> processed runs; the legacy importer and exports."""

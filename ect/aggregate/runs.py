@@ -1,0 +1,135 @@
+"""One processed row per run: energy over the measurement window, emissions, power, usage and quality."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ect.aggregate.samples import window_seconds
+from ect.profiling.energy import counter_delta, integrate_power_J
+from ect.raw import read_json
+
+JOULES_PER_KWH = 3.6e6
+DEFAULT_CARBON_INTENSITY = 232.0  # gCO2e/kWh, the original's (Spain)
+QUALITY = ("val_loss", "val_accuracy", "val_precision", "val_recall", "val_auc", "val_f1")
+
+
+def _gpu_energy(gpu: pd.DataFrame, start_ms: int, end_ms: int) -> tuple[float | None, str]:
+    if gpu is None or gpu.empty:
+        return None, "unavailable"
+    end_s = (end_ms - start_ms) / 1000
+    joules, sources = [], set()
+    for _, series in gpu.groupby("gpu_index", sort=True):
+        t = window_seconds(series["time_ms"], start_ms)
+        counter = series["energy_counter_mJ"].to_numpy()
+        if not np.isnan(counter).any():
+            joules.append(counter_delta(t, counter, 0.0, end_s) / 1e3)
+            sources.add("counter")
+        else:
+            joules.append(integrate_power_J(t, series["power_W"].to_numpy(), 0.0, end_s))
+            sources.add("integrated")
+    return math.fsum(joules), "+".join(sorted(sources))
+
+
+def _cpu_energy(cpu: pd.DataFrame, start_ms: int, end_ms: int) -> tuple[float | None, str, float | None, str]:
+    if cpu is None or cpu.empty:
+        return None, "unavailable", None, "unavailable"
+    t = window_seconds(cpu["time_ms"], start_ms)
+    end_s = (end_ms - start_ms) / 1000
+    package, dram, estimate = (cpu[c].to_numpy() for c in
+                               ("rapl_package_energy_uJ", "rapl_dram_energy_uJ", "cpu_power_estimated_W"))
+    if not np.isnan(package).all():
+        cpu_J, cpu_source = counter_delta(t, package, 0.0, end_s) / 1e6, "counter"
+    elif not np.isnan(estimate).all():
+        cpu_J, cpu_source = integrate_power_J(t, estimate, 0.0, end_s), "estimated"
+    else:
+        cpu_J, cpu_source = None, "unavailable"
+    if not np.isnan(dram).all():
+        return cpu_J, cpu_source, counter_delta(t, dram, 0.0, end_s) / 1e6, "counter"
+    return cpu_J, cpu_source, None, "unavailable"
+
+
+def _inside(frame: pd.DataFrame | None, start_ms: int, end_ms: int) -> pd.DataFrame | None:
+    if frame is None:
+        return None
+    return frame[(frame["time_ms"] >= start_ms) & (frame["time_ms"] <= end_ms)]
+
+
+def _stats(values: pd.Series | None) -> tuple[float, float]:
+    if values is None or values.dropna().empty:
+        return math.nan, math.nan
+    return float(values.mean()), float(values.std(ddof=0))
+
+
+def run_row(folder: Path, manifest: dict, gpu: pd.DataFrame | None, cpu: pd.DataFrame | None,
+            environments: dict) -> dict:
+    """The processed row of one validated run."""
+    window = manifest["window"]
+    start_ms, end_ms = round(window["start_unix_s"] * 1000), round(window["end_unix_s"] * 1000)
+    gpu_J, gpu_source = _gpu_energy(gpu, start_ms, end_ms)
+    cpu_J, cpu_source, dram_J, dram_source = _cpu_energy(cpu, start_ms, end_ms)
+    total_J = math.fsum(x for x in (gpu_J, cpu_J, dram_J) if x is not None)
+    environment = manifest["environment"]
+    env = environments.get(environment)
+    intensity = env.carbon_intensity_gco2e_per_kwh if env else DEFAULT_CARBON_INTENSITY
+    pue = env.pue if env else 1.0
+    energy_kWh = total_J / JOULES_PER_KWH
+
+    gpu_in, cpu_in = _inside(gpu, start_ms, end_ms), _inside(cpu, start_ms, end_ms)
+    power_mean, power_std = _stats(gpu_in["power_W"] if gpu_in is not None else None)
+    usage_mean, _ = _stats(gpu_in["utilization_gpu_pct"] if gpu_in is not None else None)
+    memory_mean, memory_std = _stats(gpu_in["memory_used_MiB"] if gpu_in is not None else None)
+    temperature_mean, temperature_std = _stats(gpu_in["temperature_C"] if gpu_in is not None else None)
+    cpu_power_mean, cpu_power_std = _stats(cpu_in["cpu_power_estimated_W"] if cpu_in is not None else None)
+    cpu_usage_mean, _ = _stats(cpu_in["process_cpu_pct"] if cpu_in is not None else None)
+    metrics = read_json(folder / "metrics.json") or {}
+    images_seen = metrics.get("images_seen")
+    return {
+        "environment": environment,
+        "architecture": manifest["architecture"],
+        "run_id": manifest["run_id"],
+        "repetition": manifest.get("repetition"),
+        "source": manifest.get("source", "ect"),
+        "experiment_name": manifest.get("experiment_name"),
+        "start": pd.Timestamp(start_ms, unit="ms", tz="UTC"),
+        "duration_s": (end_ms - start_ms) / 1000,
+        "gpu_energy_J": gpu_J,
+        "cpu_energy_J": cpu_J,
+        "dram_energy_J": dram_J,
+        "total_energy_J": total_J,
+        "energy_kWh": energy_kWh,
+        "emissions_gCO2e": energy_kWh * pue * intensity,
+        "gpu_energy_source": gpu_source,
+        "cpu_energy_source": cpu_source,
+        "dram_energy_source": dram_source,
+        "carbon_intensity_gCO2e_per_kWh": intensity,
+        "pue": pue,
+        "carbon_intensity_source": "config/environments.yaml" if env else "default: 232 gCO2e/kWh, PUE 1.0 (the original's)",
+        "hostname": (manifest.get("host") or {}).get("hostname"),
+        "platform": (manifest.get("host") or {}).get("platform"),
+        "cpu_model": (manifest.get("host") or {}).get("cpu_model"),
+        "cpu_count": (manifest.get("host") or {}).get("cpu_count"),
+        "python_version": (manifest.get("software") or {}).get("python"),
+        "gpu_name": None if gpu is None or gpu.empty else str(gpu["name"].iloc[0]),
+        "gpu_count": 0 if gpu is None or gpu.empty else int(gpu["gpu_index"].nunique()),
+        "gpu_power_mean_W": power_mean,
+        "gpu_power_std_W": power_std,
+        "gpu_utilization_mean_pct": usage_mean,
+        "gpu_memory_used_mean_MiB": memory_mean,
+        "gpu_memory_used_std_MiB": memory_std,
+        "gpu_temperature_mean_C": temperature_mean,
+        "gpu_temperature_std_C": temperature_std,
+        "cpu_power_mean_W": cpu_power_mean,
+        "cpu_power_std_W": cpu_power_std,
+        "process_cpu_mean_pct": cpu_usage_mean,
+        "samples": int(len(gpu_in) if gpu_in is not None and len(gpu_in) else (len(cpu_in) if cpu_in is not None else 0)),
+        **{name: metrics.get(name) for name in QUALITY},
+        "gflops": metrics.get("gflops"),
+        "params_total": metrics.get("params_total"),
+        "trained_epochs": metrics.get("trained_epochs"),
+        "images_seen": images_seen,
+        "energy_per_image_J": total_J / images_seen if images_seen else None,
+    }

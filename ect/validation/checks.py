@@ -1,0 +1,279 @@
+"""The checks of a raw run folder: files that must parse, then Great Expectations suites over them.
+
+The CSVs are read as text so that a value such as "119.17 W" is reported as what it is, not
+silently turned into a missing number; derived columns (time steps, counter steps, power over
+the limit) let plain column expectations express the ordering and gap rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from ect.profiling.sampler import CPU_COLUMNS, GPU_COLUMNS
+from ect.raw import read_json, timestamps_ms
+
+NUMBER = r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$"
+TIMESTAMP = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
+GPU_NUMERIC = GPU_COLUMNS[3:] + ("gpu_index",)
+CPU_NUMERIC = CPU_COLUMNS[1:-1]
+CPU_POWER_SOURCES = ["rapl", "estimate", "none"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_gap_factor: float = 20.0
+    min_samples: int = 3
+    power_limit_factor: float = 1.5
+
+
+@dataclass(frozen=True)
+class Failure:
+    file: str
+    check: str  # the Great Expectations expectation type, or file_readable / file_complete
+    column: str | None
+    details: str
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "check": self.check, "column": self.column, "details": self.details}
+
+
+def read_text_csv(folder: Path, name: str) -> tuple[pd.DataFrame | None, list[Failure]]:
+    """A CSV as a frame of strings, or the reason it cannot be read."""
+    path = folder / name
+    if not path.exists():
+        return None, [Failure(name, "file_readable", None, "file is missing")]
+    data = path.read_bytes()
+    if not data:
+        return None, [Failure(name, "file_readable", None, "file is empty (0 bytes)")]
+    failures = []
+    if not data.endswith(b"\n"):
+        last = data.rsplit(b"\n", 1)[-1].decode(errors="replace")
+        failures.append(Failure(name, "file_complete", None, f"last line is truncated (no line end): {last[:80]!r}"))
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
+        return None, failures + [Failure(name, "file_readable", None, f"cannot be parsed as CSV: {error}")]
+    return frame, failures
+
+
+def _steps(frame: pd.DataFrame, column: str, by: str | None = None) -> pd.Series:
+    values = pd.to_numeric(frame[column], errors="coerce")
+    return values.groupby(frame[by]).diff() if by else values.diff()
+
+
+def gpu_frame(raw: pd.DataFrame) -> pd.DataFrame:
+    """Typed GPU samples plus derived columns, for the expectations."""
+    frame = raw.copy()
+    if "timestamp" in raw and "gpu_index" in raw:
+        frame["timestamp_step_s"] = timestamps_ms(raw["timestamp"]).groupby(raw["gpu_index"]).diff() / 1000
+    if "energy_counter_mJ" in raw and "gpu_index" in raw:
+        frame["energy_counter_step_mJ"] = _steps(raw, "energy_counter_mJ", "gpu_index")
+    if "power_W" in raw and "power_limit_W" in raw:
+        frame["power_over_limit"] = pd.to_numeric(raw["power_W"], errors="coerce") / pd.to_numeric(
+            raw["power_limit_W"], errors="coerce")
+    return frame
+
+
+def cpu_frame(raw: pd.DataFrame) -> pd.DataFrame:
+    frame = raw.copy()
+    if "timestamp" in raw:
+        frame["timestamp_step_s"] = timestamps_ms(raw["timestamp"]).diff() / 1000
+    for column in ("rapl_package_energy_uJ", "rapl_dram_energy_uJ"):
+        if column in raw:
+            frame[column.replace("_energy_uJ", "_step_uJ")] = _steps(raw, column)
+    return frame
+
+
+def _numeric(frame: pd.DataFrame, columns) -> pd.DataFrame:
+    """Numeric columns as numbers (text that is no number becomes NaN; the regex check reports it)."""
+    typed = frame.copy()
+    for column in columns:
+        if column in typed:
+            typed[column] = pd.to_numeric(typed[column], errors="coerce")
+    return typed
+
+
+def gpu_expectations(frame: pd.DataFrame, interval_s: float, limits: Limits) -> tuple[list, list]:
+    """(expectations on the text frame, expectations on the typed frame)."""
+    import great_expectations.expectations as gxe
+
+    present = set(frame.columns)
+    text = [gxe.ExpectTableColumnsToMatchSet(column_set=list(GPU_COLUMNS), exact_match=True, meta={"meaning": "the columns of gpu.csv"})]
+    text += [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=NUMBER, meta={"meaning": f"{c} values are numbers"})
+             for c in GPU_NUMERIC if c in present]
+    if "timestamp" in present:
+        text.append(gxe.ExpectColumnValuesToMatchRegex(column="timestamp", regex=TIMESTAMP, meta={"meaning": "UTC ms timestamps"}))
+    gpus = frame["gpu_index"].nunique() if "gpu_index" in present else 1
+    typed = [gxe.ExpectTableRowCountToBeBetween(min_value=limits.min_samples * max(gpus, 1),
+                                                meta={"meaning": f"at least {limits.min_samples} samples per GPU"})]
+    typed += [gxe.ExpectColumnValuesToNotBeNull(column=c, meta={"meaning": f"{c} is never empty"})
+              for c in ("timestamp", "gpu_index", "power_W") if c in present]
+    if "power_W" in present:
+        typed.append(gxe.ExpectColumnValuesToBeBetween(column="power_W", min_value=0, meta={"meaning": "power is >= 0 W"}))
+    if "power_over_limit" in present:
+        typed.append(gxe.ExpectColumnValuesToBeBetween(
+            column="power_over_limit", max_value=limits.power_limit_factor,
+            meta={"meaning": f"power_W is at most {limits.power_limit_factor} x power_limit_W"}))
+    for column in ("utilization_gpu_pct", "utilization_memory_pct"):
+        if column in present:
+            typed.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, max_value=100,
+                                                           meta={"meaning": f"{column} is within 0-100"}))
+    typed += _time_expectations(present, interval_s, limits)
+    if "energy_counter_step_mJ" in present:
+        typed.append(gxe.ExpectColumnValuesToBeBetween(column="energy_counter_step_mJ", min_value=0,
+                                                       meta={"meaning": "the energy counter never decreases"}))
+    return text, typed
+
+
+def cpu_expectations(frame: pd.DataFrame, interval_s: float, limits: Limits) -> tuple[list, list]:
+    import great_expectations.expectations as gxe
+
+    present = set(frame.columns)
+    text = [gxe.ExpectTableColumnsToMatchSet(column_set=list(CPU_COLUMNS), exact_match=True, meta={"meaning": "the columns of cpu.csv"})]
+    text += [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=NUMBER, meta={"meaning": f"{c} values are numbers"})
+             for c in CPU_NUMERIC if c in present]
+    if "timestamp" in present:
+        text.append(gxe.ExpectColumnValuesToMatchRegex(column="timestamp", regex=TIMESTAMP, meta={"meaning": "UTC ms timestamps"}))
+    if "cpu_power_source" in present:
+        text.append(gxe.ExpectColumnValuesToBeInSet(column="cpu_power_source", value_set=CPU_POWER_SOURCES,
+                                                    meta={"meaning": f"cpu_power_source is one of {CPU_POWER_SOURCES}"}))
+    typed = [gxe.ExpectTableRowCountToBeBetween(min_value=limits.min_samples,
+                                                meta={"meaning": f"at least {limits.min_samples} samples"})]
+    if "timestamp" in present:
+        typed.append(gxe.ExpectColumnValuesToNotBeNull(column="timestamp", meta={"meaning": "timestamp is never empty"}))
+    for column in ("process_cpu_pct", "process_rss_MiB", "cpu_power_estimated_W"):
+        if column in present:
+            typed.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, meta={"meaning": f"{column} is >= 0"}))
+    if "system_cpu_pct" in present:
+        typed.append(gxe.ExpectColumnValuesToBeBetween(column="system_cpu_pct", min_value=0, max_value=100,
+                                                       meta={"meaning": "system_cpu_pct is within 0-100"}))
+    typed += _time_expectations(present, interval_s, limits)
+    for column in ("rapl_package_step_uJ", "rapl_dram_step_uJ"):
+        if column in present:
+            typed.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0,
+                                                           meta={"meaning": "RAPL energy never decreases (wrap-around handled)"}))
+    return text, typed
+
+
+def _time_expectations(present: set, interval_s: float, limits: Limits) -> list:
+    import great_expectations.expectations as gxe
+
+    if "timestamp_step_s" not in present:
+        return []
+    max_gap_s = limits.max_gap_factor * interval_s
+    return [
+        gxe.ExpectColumnValuesToBeBetween(column="timestamp_step_s", min_value=0, strict_min=True,
+                                          meta={"meaning": "timestamps strictly increase"}),
+        gxe.ExpectColumnMaxToBeBetween(column="timestamp_step_s", max_value=max_gap_s,
+                                       meta={"meaning": f"no gap between samples longer than {max_gap_s:g} s "
+                                                        f"({limits.max_gap_factor:g} x {interval_s:g} s)"}),
+    ]
+
+
+def manifest_frame(manifest: dict, samples: pd.DataFrame | None) -> pd.DataFrame:
+    """The manifest as a one-row frame, with the window measured against the samples that carry the energy."""
+    window = manifest.get("window") or {}
+    sensors = manifest.get("sensors") or {}
+    row = {key: manifest.get(key) for key in ("run_id", "environment", "architecture", "status")}
+    row["sampling_interval_s"] = sensors.get("sampling_interval_s")
+    row["window_start_unix_s"] = window.get("start_unix_s")
+    row["window_end_unix_s"] = window.get("end_unix_s")
+    if samples is not None and "timestamp" in samples and row["window_start_unix_s"] is not None:
+        times_ms = timestamps_ms(samples["timestamp"]).dropna()
+        if len(times_ms):
+            row["window_start_after_first_sample_ms"] = round(row["window_start_unix_s"] * 1000) - times_ms.min()
+            row["window_end_before_last_sample_ms"] = times_ms.max() - round(row["window_end_unix_s"] * 1000)
+    return pd.DataFrame([row])
+
+
+def manifest_expectations(frame: pd.DataFrame) -> list:
+    import great_expectations.expectations as gxe
+
+    present = set(frame.columns)
+    expectations = [gxe.ExpectColumnValuesToNotBeNull(column=c, meta={"meaning": f"the manifest has {c}"})
+                    for c in ("run_id", "environment", "architecture", "status", "sampling_interval_s",
+                              "window_start_unix_s", "window_end_unix_s")]
+    expectations.append(gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["completed"],
+                                                        meta={"meaning": "the run completed"}))
+    expectations.append(gxe.ExpectColumnValuesToBeBetween(column="sampling_interval_s", min_value=0, strict_min=True,
+                                                          meta={"meaning": "the sampling interval is > 0 s"}))
+    for column, meaning in (("window_start_after_first_sample_ms", "the measurement window starts inside the samples"),
+                            ("window_end_before_last_sample_ms", "the measurement window ends inside the samples")):
+        if column in present:
+            expectations.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, meta={"meaning": meaning}))
+    return expectations
+
+
+@lru_cache(maxsize=1)
+def _batch_definition():
+    """One ephemeral Great Expectations context per process, made on first use (no network, no files)."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    asset = context.data_sources.add_pandas("ect").add_dataframe_asset("raw")
+    return asset.add_batch_definition_whole_dataframe("whole")
+
+
+def run_expectations(frame: pd.DataFrame, expectations: list, file: str, suite_name: str) -> list[Failure]:
+    """Validates `frame` against `expectations`; the failed ones as Failures naming values."""
+    import great_expectations as gx
+
+    if not expectations:
+        return []
+    suite = gx.ExpectationSuite(name=suite_name, expectations=expectations)
+    result = _batch_definition().get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+    failures = []
+    for item in result.results:
+        if item.success:
+            continue
+        config = item.expectation_config
+        meaning = (config.meta or {}).get("meaning", "")
+        if item.exception_info and item.exception_info.get("raised_exception"):
+            observed = f"could not be evaluated: {item.exception_info.get('exception_message')}"
+        elif "partial_unexpected_list" in item.result:
+            values = item.result["partial_unexpected_list"][:5]
+            observed = f"{item.result.get('unexpected_count')} offending value(s), e.g. {values}"
+        else:
+            observed = f"observed {item.result.get('observed_value')}"
+        failures.append(Failure(file, config.type, config.kwargs.get("column"), f"expected {meaning}: {observed}"))
+    return failures
+
+
+def check_run(folder: Path, limits: Limits) -> list[Failure]:
+    """Every failed check of one run folder; empty when the run is valid."""
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.exists():
+        return [Failure("manifest.json", "file_readable", None, "file is missing")]
+    manifest = read_json(manifest_path)
+    if manifest is None:
+        return [Failure("manifest.json", "file_readable", None, "not a valid JSON object")]
+    sensors = manifest.get("sensors") or {}
+    interval_s = sensors.get("sampling_interval_s") or 1.0
+    gpu_expected = sensors.get("gpu_energy_source", "unavailable") != "unavailable"
+
+    failures, energy_samples = [], None
+    for name, expected, frame_of, expectations_of, numeric in (
+        ("cpu.csv", True, cpu_frame, cpu_expectations, CPU_NUMERIC),
+        ("gpu.csv", gpu_expected, gpu_frame, gpu_expectations, GPU_NUMERIC),
+    ):
+        if not expected and not (folder / name).exists():
+            continue
+        raw, read_failures = read_text_csv(folder, name)
+        failures += read_failures
+        if raw is None:
+            continue
+        frame = frame_of(raw)
+        text_checks, typed_checks = expectations_of(frame, interval_s, limits)
+        failures += run_expectations(raw, text_checks, name, f"{name}-text")
+        failures += run_expectations(_numeric(frame, numeric), typed_checks, name, f"{name}-values")
+        if name == "gpu.csv" or sensors.get("cpu_energy_source") != "unavailable":
+            energy_samples = raw
+    frame = manifest_frame(manifest, energy_samples)
+    failures += run_expectations(frame, manifest_expectations(frame), "manifest.json", "manifest")
+    return failures

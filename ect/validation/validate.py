@@ -1,0 +1,97 @@
+"""`ect validate`: checks every raw run folder, marks each one passed or quarantined, and writes a summary.
+
+A quarantined run stays where it is, untouched: its validation.json says why, and the aggregator
+skips it. A run is validated again when one of its files changes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ect.io import write_json_atomic
+from ect.profiling.sampler import iso_utc
+from ect.raw import VALIDATION_FILE, find_runs, read_json, run_key, signature
+from ect.validation.checks import Failure, Limits, check_run
+
+PASSED, QUARANTINED = "passed", "quarantined"
+
+
+@dataclass
+class RunValidation:
+    folder: Path
+    status: str  # passed | quarantined
+    failures: list[Failure] = field(default_factory=list)
+    reused: bool = False  # True when an earlier validation of the same files was current
+
+    @property
+    def run(self) -> str:
+        return "/".join(run_key(self.folder))
+
+
+def limits_from(experiment) -> Limits:
+    return Limits(experiment.validation_max_gap_factor, experiment.validation_min_samples,
+                  experiment.validation_power_limit_factor)
+
+
+def current_validation(folder: Path) -> dict | None:
+    """The run's recorded validation if its files have not changed since."""
+    record = read_json(folder / VALIDATION_FILE)
+    return record if record and record.get("signature") == signature(folder) else None
+
+
+def validate_run(folder: Path, limits: Limits, force: bool = False) -> RunValidation:
+    record = None if force else current_validation(folder)
+    if record is not None:
+        failures = [Failure(**f) for f in record["failures"]]
+        return RunValidation(folder, record["status"], failures, reused=True)
+    before = signature(folder)
+    failures = check_run(folder, limits)
+    status = QUARANTINED if failures else PASSED
+    write_json_atomic(folder / VALIDATION_FILE, {
+        "status": status, "validated_at": iso_utc(time.time()), "signature": before,
+        "limits": limits.__dict__, "failures": [f.to_dict() for f in failures],
+    })
+    return RunValidation(folder, status, failures)
+
+
+def validate_raw(raw_dir: Path, limits: Limits, summary_dir: Path, force: bool = False,
+                 print_line: Callable[[str], None] = print) -> list[RunValidation]:
+    """Validates every run under raw_dir; writes summary_dir/summary.json and summary.txt."""
+    folders = find_runs(raw_dir)
+    results = []
+    for number, folder in enumerate(folders, start=1):
+        results.append(validate_run(folder, limits, force))
+        if len(folders) >= 20 and (number % 20 == 0 or number == len(folders)):
+            print_line(f"validated {number}/{len(folders)} runs")
+    write_summary(results, raw_dir, summary_dir)
+    print_line(summary_table(results))
+    return results
+
+
+def summary_table(results: list[RunValidation]) -> str:
+    passed = sum(r.status == PASSED for r in results)
+    lines = [f"validation: {passed} passed, {len(results) - passed} quarantined, {len(results)} runs"]
+    width = max((len(r.run) for r in results), default=3)
+    for r in results:
+        lines.append(f"  {r.run:<{width}}  {r.status}")
+        for f in r.failures:
+            where = f"{f.file}" + (f" [{f.column}]" if f.column else "")
+            lines.append(f"      {where}: {f.check}: {f.details}")
+    return "\n".join(lines)
+
+
+def write_summary(results: list[RunValidation], raw_dir: Path, summary_dir: Path) -> None:
+    summary_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(summary_dir / "summary.json", {
+        "raw_dir": str(raw_dir), "validated_at": iso_utc(time.time()),
+        "passed": sum(r.status == PASSED for r in results),
+        "quarantined": sum(r.status == QUARANTINED for r in results),
+        "runs": [{"run": r.run, "folder": str(r.folder), "status": r.status,
+                  "failures": [f.to_dict() for f in r.failures]} for r in results],
+    })
+    tmp = summary_dir / ".summary.txt.tmp"
+    tmp.write_text(summary_table(results) + "\n")
+    tmp.replace(summary_dir / "summary.txt")
