@@ -256,10 +256,11 @@ def check_run(folder: Path, limits: Limits) -> list[Failure]:
     sensors = manifest.get("sensors") or {}
     interval_s = sensors.get("sampling_interval_s") or 1.0
     gpu_expected = sensors.get("gpu_energy_source", "unavailable") != "unavailable"
+    cpu_expected = bool(set(sensors.get("used") or []) & {"process", "psutil", "rapl", "estimate"})
 
     failures, energy_samples = [], None
     for name, expected, frame_of, expectations_of, numeric in (
-        ("cpu.csv", True, cpu_frame, cpu_expectations, CPU_NUMERIC),
+        ("cpu.csv", cpu_expected, cpu_frame, cpu_expectations, CPU_NUMERIC),
         ("gpu.csv", gpu_expected, gpu_frame, gpu_expectations, GPU_NUMERIC),
     ):
         if not expected and not (folder / name).exists():
