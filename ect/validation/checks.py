@@ -16,7 +16,7 @@ import pandas as pd
 from ect.profiling.sampler import CPU_COLUMNS, GPU_COLUMNS
 from ect.raw import read_json, timestamps_ms
 
-NUMBER = r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$"
+NUMBER = r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$"
 TIMESTAMP = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
 GPU_NUMERIC = GPU_COLUMNS[3:] + ("gpu_index",)
 CPU_NUMERIC = CPU_COLUMNS[1:-1]

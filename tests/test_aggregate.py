@@ -1,0 +1,143 @@
+"""Aggregation: raw -> interim -> processed, energies, incremental and idempotent runs, exports."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, run_ect
+from ect.aggregate.aggregate import aggregate
+from ect.aggregate.export import CODECARBON_COLUMNS, export_codecarbon
+from ect.config import load_config
+from ect.validation import Limits
+from test_legacy import STAMP_A, STAMP_B, write_run
+
+ENVIRONMENTS = load_config(REPO, env={}).environments
+
+
+def imported_raw(tmp_path, stamps=(STAMP_A, STAMP_B)):
+    """The original's logs of two runs, imported (kept powers [100, 110, 130, 120] W at 1 s each)."""
+    from ect.aggregate.legacy import import_legacy
+
+    src, raw = tmp_path / "legacy", tmp_path / "metrics" / "raw"
+    for stamp in stamps:
+        write_run(src, stamp)
+    import_legacy(src, raw, print_line=lambda line: None)
+    return raw
+
+
+def quiet_aggregate(raw, out):
+    lines = []
+    result = aggregate(raw, out, ENVIRONMENTS, Limits(), print_line=lines.append)
+    return result, lines
+
+
+def test_imported_legacy_runs_give_the_hand_computed_energy_and_emissions(tmp_path):
+    raw = imported_raw(tmp_path)
+    result, _ = quiet_aggregate(raw, tmp_path / "metrics")
+    runs = pd.read_parquet(result.processed)
+    assert list(runs["run_id"]) == [f"legacy-{STAMP_A}", f"legacy-{STAMP_B}"] and list(runs["repetition"]) == [0, 1]
+    run = runs.iloc[0]
+    # (100 + 110) / 2 + (110 + 130) / 2 + (130 + 120) / 2 = 105 + 120 + 125 = 350 J over 3 s
+    assert run["gpu_energy_J"] == pytest.approx(350.0, rel=1e-12) and run["gpu_energy_source"] == "integrated"
+    assert run["duration_s"] == 3.0 and run["environment"] == "cloud" and run["source"] == "legacy-import"
+    assert pd.isna(run["cpu_energy_J"]) and run["cpu_energy_source"] == "unavailable"
+    assert run["total_energy_J"] == pytest.approx(350.0, rel=1e-12)
+    assert run["energy_kWh"] == pytest.approx(350.0 / 3.6e6, rel=1e-12)
+    cloud = ENVIRONMENTS["cloud"]
+    assert run["emissions_gCO2e"] == pytest.approx(350.0 / 3.6e6 * cloud.pue * cloud.carbon_intensity_gco2e_per_kwh, rel=1e-12)
+    assert run["gpu_power_mean_W"] == pytest.approx(115.0, rel=1e-12) and run["gpu_name"] == "NVIDIA GeForce RTX 3090"
+
+    samples = pd.read_parquet(tmp_path / "metrics" / "interim" / "samples.parquet")
+    assert len(samples) == 8 and {"power_W", "process_cpu_pct", "timestamp"} <= set(samples.columns)
+    assert samples["process_cpu_pct"].notna().all()  # CPU samples joined by nearest timestamp
+
+
+def test_an_environment_missing_from_the_config_uses_the_original_defaults(tmp_path):
+    src, raw = tmp_path / "legacy", tmp_path / "raw"
+    write_run(src, STAMP_A, env="local-v2")
+    from ect.aggregate.legacy import import_legacy
+
+    import_legacy(src, raw, print_line=lambda line: None)
+    result, _ = quiet_aggregate(raw, tmp_path / "out")
+    run = pd.read_parquet(result.processed).iloc[0]
+    assert run["carbon_intensity_gCO2e_per_kWh"] == 232.0 and run["pue"] == 1.0
+    assert run["carbon_intensity_source"].startswith("default")
+
+
+def test_aggregation_is_incremental_and_idempotent(tmp_path):
+    raw = imported_raw(tmp_path, stamps=(STAMP_A,))
+    out = tmp_path / "metrics"
+    first, _ = quiet_aggregate(raw, out)
+    files = [out / "processed" / "runs.parquet", out / "processed" / "runs.csv", out / "interim" / "samples.parquet"]
+    contents = [f.read_bytes() for f in files]
+    again, lines = quiet_aggregate(raw, out)
+    assert (first.updated, again.updated, again.changed) == (1, 0, False)
+    assert "0 new or changed run(s); 1 unchanged" in lines[0]
+    assert [f.read_bytes() for f in files] == contents
+
+    # A new run is added; the unchanged one is not read again.
+    src = tmp_path / "legacy"
+    write_run(src, STAMP_B)
+    from ect.aggregate.legacy import import_legacy
+
+    import_legacy(src, raw, print_line=lambda line: None)
+    third, _ = quiet_aggregate(raw, out)
+    assert (third.updated, third.runs) == (1, 2)
+
+    # A run measured again (a retry rewrites its files) replaces its row: never twice.
+    manifest_path = raw / "cloud" / "mobilenet_v2" / f"legacy-{STAMP_A}" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["attempt"] = 2
+    manifest_path.write_text(json.dumps(manifest))
+    fourth, _ = quiet_aggregate(raw, out)
+    runs = pd.read_parquet(fourth.processed)
+    assert fourth.updated == 1 and len(runs) == 2 and runs["run_id"].is_unique
+
+
+def test_only_completed_and_valid_runs_are_aggregated(tmp_path):
+    raw = imported_raw(tmp_path)
+    folder_a = raw / "cloud" / "mobilenet_v2" / f"legacy-{STAMP_A}"
+    manifest = json.loads((folder_a / "manifest.json").read_text())
+    manifest["status"] = "failed"
+    (folder_a / "manifest.json").write_text(json.dumps(manifest))
+    folder_b = raw / "cloud" / "mobilenet_v2" / f"legacy-{STAMP_B}"
+    (folder_b / "gpu.csv").write_text((folder_b / "gpu.csv").read_text().replace("110.0", "-110.0"))
+    result, lines = quiet_aggregate(raw, tmp_path / "metrics")
+    assert result.runs == 0 and len(result.skipped) == 2
+    assert any("status failed" in line for line in lines) and any("quarantined" in line for line in lines)
+    assert (folder_b / "gpu.csv").exists()  # quarantined, never deleted
+
+
+def test_processed_energy_equals_the_profilers_measurement(synthetic_dataset, tmp_path):
+    metrics = tmp_path / "metrics"
+    result = run_ect("profile-run", "local", "tiny_cnn", "--repetition", "0", "--run-id", "r0", "--profile", "demo",
+                     "-d", str(synthetic_dataset), "--set", f"METRICS_DIR={metrics}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    aggregated = run_ect("aggregate", "--set", f"METRICS_DIR={metrics}", cwd=tmp_path, env={"ECT_HOME": str(REPO)})
+    assert aggregated.returncode == 0, aggregated.stderr
+    run = pd.read_parquet(metrics / "processed" / "runs.parquet").iloc[0]
+    training = json.loads((metrics / "raw" / "local" / "tiny_cnn" / "r0" / "manifest.json").read_text())["energy"]["training"]
+    assert run["cpu_energy_J"] == training["cpu_energy_J"] and run["cpu_energy_source"] == "estimated"
+    assert run["duration_s"] == training["duration_s"] and pd.isna(run["gpu_energy_J"])
+    assert run["val_f1"] >= 0 and run["images_seen"] > 0
+    assert run["energy_per_image_J"] == pytest.approx(run["total_energy_J"] / run["images_seen"], rel=1e-12)
+
+    exported = run_ect("export", "--format", "codecarbon", "--set", f"METRICS_DIR={metrics}", cwd=tmp_path,
+                       env={"ECT_HOME": str(REPO)})
+    assert exported.returncode == 0, exported.stderr
+    emissions = pd.read_csv(metrics / "processed" / "emissions.csv")
+    assert tuple(emissions.columns) == CODECARBON_COLUMNS
+    row = emissions.iloc[0]
+    assert row["energy_consumed"] == pytest.approx(run["energy_kWh"], rel=1e-12)
+    assert row["emissions"] == pytest.approx(run["emissions_gCO2e"] / 1000, rel=1e-12)
+    assert row["cpu_energy"] == pytest.approx(run["cpu_energy_J"] / 3.6e6, rel=1e-12) and pd.isna(row["gpu_energy"])
+    assert row["run_id"] == "local/tiny_cnn/r0" and row["cpu_model"] == run["cpu_model"]
+
+
+def test_cli_errors_name_the_missing_folder(tmp_path):
+    result = run_ect("aggregate", str(tmp_path / "nothing"), cwd=tmp_path, env={"ECT_HOME": str(REPO)})
+    assert result.returncode == 2 and str(tmp_path / "nothing") in result.stderr
+    result = run_ect("export", "--format", "codecarbon", "--processed", str(tmp_path / "x.parquet"), cwd=tmp_path,
+                     env={"ECT_HOME": str(REPO)})
+    assert result.returncode == 2 and "run `ect aggregate` first" in result.stderr
