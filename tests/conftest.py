@@ -12,6 +12,9 @@ os.environ.setdefault("KERAS_HOME", str(REPO / ".home" / "keras"))
 os.environ.setdefault("MPLCONFIGDIR", str(REPO / ".home" / "matplotlib"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
 for name in [n for n in os.environ if n.startswith("ECT_")]:
     del os.environ[name]
 

@@ -7,6 +7,7 @@ the limit) let plain column expectations express the ordering and gap rules.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -211,6 +212,7 @@ def manifest_expectations(frame: pd.DataFrame) -> list:
 @lru_cache(maxsize=1)
 def _batch_definition():
     """One ephemeral Great Expectations context per process, made on first use (no network, no files)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
