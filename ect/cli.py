@@ -108,7 +108,18 @@ def cmd_profile_run(args) -> int:
     except Terminated as error:
         print(f"ect profile-run: {error}; the run is recorded as failed", file=sys.stderr)
         return 143
+    except BaseException:
+        _cool_down_after_run(args, cfg)
+        raise
+    _cool_down_after_run(args, cfg)
     return 0 if outcome.status == "completed" else 1
+
+
+def _cool_down_after_run(args, cfg) -> None:
+    if args.cool_down and cfg.experiment.cooldown > 0:
+        from ect.profiling.warmup import cool_down
+
+        cool_down(cfg.experiment.cooldown * 60)
 
 
 def cmd_warmup(args) -> int:
@@ -263,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     profile_run.add_argument("--run-id", required=True, metavar="ID", help="run id: the folder name of the run")
     profile_run.add_argument("--experiment-name", "--experiment_name", dest="experiment_name",
                              help="name of the MLflow experiment (recorded in the manifest)")
+    profile_run.add_argument("--cool-down", action="store_true",
+                             help="cool down for COOLDOWN minutes after the run, whatever its outcome")
     _add_config_options(profile_run)
     profile_run.set_defaults(func=cmd_profile_run)
 

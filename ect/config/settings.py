@@ -159,6 +159,35 @@ def gpu_selection(value: Any) -> str | tuple[int, ...]:
     raise ValueError("all, none, or a list of GPU indices such as [0, 1]")
 
 
+def auto_remove(value: Any) -> str:
+    if value not in ("never", "success", "force"):
+        raise ValueError("one of never, success, force")
+    return value
+
+
+def path_map(value: Any) -> tuple[tuple[str, str], ...]:
+    """["/opt/airflow/ect=/srv/ect", ...]: how paths seen by the Airflow worker appear on the Docker host."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError("a list of WORKER_PATH=HOST_PATH entries")
+    pairs = []
+    for item in items:
+        worker, sep, host = str(item).partition("=")
+        if not sep or not worker.startswith("/") or not host.startswith("/"):
+            raise ValueError(f"a list of WORKER_PATH=HOST_PATH entries with absolute paths (got {item!r})")
+        pairs.append((worker.rstrip("/") or "/", host.rstrip("/") or "/"))
+    return tuple(pairs)
+
+
+def text_list(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items or any(str(i).strip() == "" for i in items):
+        raise ValueError("a non-empty list of strings")
+    return tuple(str(i).strip() for i in items)
+
+
 _CRON_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight")
 _CRON_FIELD = r"[\d*/,\-A-Za-z?]+"
 
@@ -182,6 +211,8 @@ class Base:
     output_dir: str = setting("out", text, "Reports.")
     figures_dir: str = setting("out/figures", text, "Figures of the reports.")
     debug: bool = setting(False, boolean, "Print full tracebacks on errors (also ECT_DEBUG=1).")
+    dataset_roots: tuple[str, ...] = setting(("data",), text_list,
+                                             "Folders a DAG run's dataset parameter may point into.")
 
 
 @dataclass(frozen=True)
@@ -241,6 +272,22 @@ class Environment:
     carbon_intensity_gco2e_per_kwh: float = setting(232.0, positive_number, "Grid carbon intensity in gCO2e/kWh (the original used 232, Spain).")
     pue: float = setting(1.0, at_least_one, "Power usage effectiveness of the site (>= 1).")
     schedule: str | None = setting("0 2 * * *", cron_schedule, "Cron schedule of the environment's DAG; null for manual only.")
+    pool: str | None = setting(None, optional_text, "Airflow pool of the GPU host (default ect_<name>); share it between environments on one host.")
+    retries: int = setting(1, non_negative_int, "Airflow retries of a profiled run (idempotent: the run id is reused).")
+    retry_delay_s: float = setting(60, non_negative_number, "Seconds before such a retry.")
+    pool_slots: int = setting(1, positive_int, "Profiled runs at a time on the host (1: runs never share GPUs, RAPL or CPU).")
+    docker_image: str = setting("ect-worker:latest", text, "docker runner: the worker image.")
+    docker_url: str = setting("unix:///var/run/docker.sock", text, "docker runner: the Docker engine of the GPU host.")
+    docker_shm_size: str = setting("2g", text, "docker runner: shared memory of the container.")
+    docker_user: str | None = setting(None, optional_text, "docker runner: user:group in the container (default: the image's).")
+    docker_network_mode: str | None = setting(None, optional_text, "docker runner: network mode (e.g. host; default: Docker's).")
+    docker_auto_remove: str = setting("success", auto_remove, "docker runner: remove the container: never, success or force.")
+    docker_path_map: tuple[tuple[str, str], ...] = setting((), path_map,
+        "docker runner: WORKER_PATH=HOST_PATH entries when the Airflow worker itself runs in a container.")
+
+    @property
+    def pool_name(self) -> str:
+        return self.pool or f"ect_{self.name}"
 
 
 SECTIONS = {"base": Base, "experiment": Experiment, "resources": Resources}

@@ -1,0 +1,110 @@
+"""One Airflow DAG per training environment of config/environments.yaml (ect_local, ect_cloud, ...).
+
+preflight -> warm-up -> profiled training (mapped over architecture x repetition, in the host's pool)
+-> validation (also after failed runs) -> aggregation (updates the processed-dataset Asset) -> report.
+Every rule lives in the `ect` package; this file only wires tasks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Asset, Param, TriggerRule, task
+
+from ect import pipeline
+from ect.config import available_profiles, load_config
+from ect.models.registry import ARCHITECTURES
+from ect.runners import docker as docker_runner
+from ect.runners import process as process_runner
+
+CONFIG = load_config()  # a broken config/*.yaml fails here, as a DAG import error that names the file and key
+
+
+def processed_asset(environment: str) -> Asset:
+    return Asset(name=f"ect_processed_{environment}", uri=f"file://{pipeline.processed_path(CONFIG)}")
+
+
+def params() -> dict:
+    """The trigger form; empty values fall back to the configuration (and the profile)."""
+    return {
+        "architectures": Param(None, type=["null", "array"], items={"enum": list(ARCHITECTURES)}, minItems=1,
+                               description="Architectures to profile (default: ARCHITECTURES)."),
+        "repetitions": Param(None, type=["null", "integer"], minimum=1,
+                             description="Profiled runs per architecture (default: REPETITIONS)."),
+        "profile": Param(None, type=["null", "string"], enum=[None, *available_profiles(CONFIG.root / "config")],
+                         description="Named profile from config/profiles/ (e.g. demo)."),
+        "dataset": Param(None, type=["null", "string"], minLength=1,
+                         description=f"Dataset folder inside {', '.join(CONFIG.base.dataset_roots)} (default: DATASET_DIR)."),
+        "initial_epochs": Param(None, type=["null", "integer"], minimum=1, description="Override INITIAL_EPOCHS."),
+        "ft_epochs": Param(None, type=["null", "integer"], minimum=1, description="Override FT_EPOCHS."),
+    }
+
+
+def environment_dag(env) -> DAG:
+    with DAG(
+        dag_id=f"ect_{env.name}", schedule=env.schedule, start_date=datetime(2026, 1, 1), catchup=False,
+        max_active_runs=1, params=params(), tags=["ect", "energy", env.name, env.runner],
+        doc_md=f"### Energy cost of training on `{env.name}`\n{env.description or ''}\n\n"
+               "Trains every configured architecture inside an energy measurement window (GPU: NVML counter or "
+               "integrated power; CPU: RAPL or an estimate), validates the raw measurements with Great Expectations, "
+               f"and aggregates them into the processed dataset (runner `{env.runner}`, pool `{env.pool_name}`).",
+    ) as dag:
+
+        @task
+        def preflight(params=None, dag_run=None) -> dict:
+            check = process_runner.check if env.runner == "process" else docker_runner.check
+            return pipeline.preflight(env.name, dict(params), dag_run.run_id, runner_check=check)
+
+        @task(pool=env.pool_name)
+        def warm_up(plan: dict) -> None:
+            if plan["warmup_minutes"] > 0:
+                process_runner.run_ect(["warmup", env.name, *plan["config_args"]])
+
+        @task
+        def planned_runs(plan: dict) -> list[dict]:
+            return plan["runs"]
+
+        @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)  # also after failed training runs
+        def validate(plan: dict) -> dict:
+            return pipeline.validate_step(env.name, plan_params(), [r["run_id"] for r in plan["runs"]])
+
+        @task(outlets=[processed_asset(env.name)])
+        def aggregate() -> str:
+            return pipeline.aggregate_step(plan_params())
+
+        @task
+        def report(processed: str) -> str:
+            from ect.analysis.summary import write_environment_summary
+
+            return str(write_environment_summary(processed, env.name, config_path("OUTPUT_DIR") / env.name))
+
+        @task
+        def all_runs_measured(summary: dict) -> None:
+            """Fails the DAG run (and alerts) when a planned run failed or was quarantined."""
+            pipeline.check_all_measured(summary)
+
+        def plan_params() -> dict:
+            from airflow.sdk import get_current_context
+
+            return dict(get_current_context()["params"])
+
+        def config_path(key: str):
+            return pipeline.config_for(plan_params()).path(key)
+
+        plan = preflight()
+        if env.runner == "process":
+            @task(pool=env.pool_name, retries=env.retries, retry_delay=timedelta(seconds=env.retry_delay_s))
+            def train(run: dict, plan: dict) -> str:
+                process_runner.run_ect(pipeline.profile_run_args(env.name, run, plan["config_args"]))
+                return run["run_id"]
+
+            warm, trained = warm_up(plan), train.partial(plan=plan).expand(run=planned_runs(plan))
+        else:
+            warm, trained = docker_runner.operators(env, CONFIG, plan)
+        warm >> trained >> (summary := validate(plan)) >> (processed := aggregate())
+        report(processed) >> all_runs_measured(summary)
+    return dag
+
+
+for _env in CONFIG.environments.values():
+    globals()[f"ect_{_env.name}"] = environment_dag(_env)

@@ -1,0 +1,1 @@
+"""Statistics, reports and plots over the processed dataset."""

@@ -1,0 +1,1 @@
+"""How a profiled run is launched from an Airflow task: a local process or a Docker container."""

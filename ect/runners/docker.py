@@ -1,0 +1,151 @@
+"""The docker runner: each profiled run in the ect worker image, through Airflow's DockerOperator.
+
+Inside the container the project lives at /ect: the host's config/ is mounted read-only, the dataset
+read-only, the metrics and models folders read-write. Secrets travel in `private_environment`, never
+on the command line, in logs, XCom or rendered templates. The container runs as the Airflow worker's
+user unless DOCKER_USER says otherwise, so the files it writes are usable on the host.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+
+CONTAINER_ROOT = "/ect"
+CONTAINER_DATASET = f"{CONTAINER_ROOT}/data/dataset"
+CONTAINER_METRICS = f"{CONTAINER_ROOT}/data/metrics"
+CONTAINER_MODELS = f"{CONTAINER_ROOT}/models"
+
+
+def host_path(path: Path, path_map) -> str:
+    """A path as the Docker host sees it (the Airflow worker may itself run in a container)."""
+    text = str(path)
+    for worker, host in sorted(path_map, key=lambda pair: -len(pair[0])):
+        if text == worker or text.startswith(worker.rstrip("/") + "/"):
+            return host + text[len(worker.rstrip("/")):]
+    return text
+
+
+def shm_bytes(size: str) -> int:
+    match = re.fullmatch(r"(\d+)([kmg]?)b?", size.strip().lower())
+    if not match:
+        raise ValueError(f"DOCKER_SHM_SIZE={size!r}: expected a size such as 512m or 2g")
+    return int(match.group(1)) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[match.group(2)]
+
+
+def device_requests(gpus):
+    from docker.types import DeviceRequest
+
+    if gpus == "none":
+        return None
+    if gpus == "all":
+        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    return [DeviceRequest(device_ids=[str(i) for i in gpus], capabilities=[["gpu"]])]
+
+
+def dataset_roots(cfg) -> list[Path]:
+    return [(Path(r) if Path(r).is_absolute() else cfg.root / r).resolve() for r in cfg.base.dataset_roots]
+
+
+def mounts(cfg, env):
+    """Binds, read-only except the outputs: config, DATASET_DIR, every DATASET_ROOTS folder, metrics, models."""
+    from docker.types import Mount
+
+    def bind(source: Path, target: str, read_only: bool) -> Mount:
+        return Mount(target=target, source=host_path(source, env.docker_path_map), type="bind", read_only=read_only)
+
+    binds = [bind(cfg.root / "config", f"{CONTAINER_ROOT}/config", True)]
+    if cfg.path("DATASET_DIR").is_dir():
+        binds.append(bind(cfg.path("DATASET_DIR").resolve(), CONTAINER_DATASET, True))
+    binds += [bind(root, f"{CONTAINER_ROOT}/datasets/{k}", True) for k, root in enumerate(dataset_roots(cfg))
+              if root.is_dir()]
+    for path in (cfg.path("METRICS_DIR"), cfg.path("MODELS_DIR")):
+        path.mkdir(parents=True, exist_ok=True)
+    binds.append(bind(cfg.path("METRICS_DIR"), CONTAINER_METRICS, False))
+    binds.append(bind(cfg.path("MODELS_DIR"), CONTAINER_MODELS, False))
+    return binds
+
+
+def container_dataset(cfg, dataset_dir: str) -> str:
+    """Where the run's dataset appears inside the container."""
+    folder = Path(dataset_dir).resolve()
+    if folder == cfg.path("DATASET_DIR").resolve():
+        return CONTAINER_DATASET
+    for k, root in enumerate(dataset_roots(cfg)):
+        if folder == root or root in folder.parents:
+            return f"{CONTAINER_ROOT}/datasets/{k}/{folder.relative_to(root)}".rstrip("/.")
+    raise RuntimeError(f"dataset {folder} is neither DATASET_DIR nor inside DATASET_ROOTS: it is not mounted")
+
+
+def container_args(cfg, plan: dict) -> list[str]:
+    """The run's configuration options with the worker's paths replaced by the container's."""
+    kept = [a for a in plan["config_args"]
+            if not a.startswith(("--set=DATASET_DIR=", "--set=METRICS_DIR=", "--set=MODELS_DIR="))]
+    return kept + [f"--data={container_dataset(cfg, plan['dataset_dir'])}", f"--set=METRICS_DIR={CONTAINER_METRICS}",
+                   f"--set=MODELS_DIR={CONTAINER_MODELS}"]
+
+
+def operators(env, cfg, plan):
+    """(warm-up, mapped training) DockerOperators of an environment's DAG, wired to the preflight plan."""
+    from airflow.providers.docker.operators.docker import DockerOperator
+    from airflow.sdk import task
+
+    from ect import pipeline
+
+    @task
+    def warm_up_command(plan: dict) -> list[list[str]]:
+        if plan["warmup_minutes"] <= 0:
+            return []
+        return [["python", "-m", "ect", "warmup", env.name, *container_args(cfg, plan)]]
+
+    @task
+    def run_commands(plan: dict) -> list[list[str]]:
+        args = container_args(cfg, plan)
+        return [["python", "-m", "ect", *pipeline.profile_run_args(env.name, run, args)] for run in plan["runs"]]
+
+    common = dict(
+        image=env.docker_image, docker_url=env.docker_url, mounts=mounts(cfg, env), mount_tmp_dir=False,
+        device_requests=device_requests(env.gpus), shm_size=shm_bytes(env.docker_shm_size),
+        user=env.docker_user or f"{os.getuid()}:{os.getgid()}", network_mode=env.docker_network_mode,
+        auto_remove=env.docker_auto_remove, pool=env.pool_name, tty=False,
+        environment={"ECT_HOME": CONTAINER_ROOT, "HOME": "/tmp", "KERAS_HOME": "/tmp/keras",
+                     "MPLCONFIGDIR": "/tmp/matplotlib", "TF_CPP_MIN_LOG_LEVEL": "2"},
+        private_environment=secret_environment(cfg),
+    )
+    warm = DockerOperator.partial(task_id="warm_up", **common).expand(command=warm_up_command(plan))
+    trained = DockerOperator.partial(task_id="train", retries=env.retries, retry_delay=timedelta(seconds=env.retry_delay_s),
+                                     **common).expand(command=run_commands(plan))
+    return warm, trained
+
+
+def secret_environment(cfg) -> dict:
+    from ect.config import load_secrets
+
+    secrets = load_secrets(cfg.root)
+    values = {"MLFLOW_TRACKING_URI": secrets.url, "MLFLOW_TRACKING_USERNAME": secrets.username,
+              "MLFLOW_TRACKING_PASSWORD": secrets.password}
+    return {key: value for key, value in values.items() if value}
+
+
+def client(env):
+    import docker
+
+    return docker.APIClient(base_url=env.docker_url, timeout=30)
+
+
+def check(env) -> str:
+    """The Docker engine answers and has the worker image."""
+    import docker
+
+    try:
+        engine = client(env)
+        version = engine.version().get("Version")
+        engine.inspect_image(env.docker_image)
+    except docker.errors.ImageNotFound:
+        raise RuntimeError(f"the Docker engine at {env.docker_url} has no image {env.docker_image!r}: build it with "
+                           "`docker build -f docker/Dockerfile -t ect-worker .` (see docker/README.md)") from None
+    except docker.errors.DockerException as error:
+        raise RuntimeError(f"no Docker engine answers at {env.docker_url} (DOCKER_URL): {error}") from None
+    return f"Docker {version} at {env.docker_url}, image {env.docker_image}"
