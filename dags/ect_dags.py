@@ -66,7 +66,7 @@ def environment_dag(env) -> DAG:
 
         @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)  # also after failed training runs
         def validate(plan: dict) -> dict:
-            return pipeline.validate_step(env.name, plan_params(), [r["run_id"] for r in plan["runs"]])
+            return pipeline.validate_step(env.name, plan_params(), plan["runs"])
 
         @task(outlets=[processed_asset(env.name)])
         def aggregate() -> str:

@@ -107,34 +107,34 @@ def profile_run_args(environment: str, run: dict, args: list[str]) -> list[str]:
     return command + (["--cool-down"] if run["cool_down_after"] else [])
 
 
-def validate_step(environment: str, params: dict, run_ids: list[str], print_line=print) -> dict:
-    """Validates the environment's raw runs; returns this DAG run's part of the summary."""
+def validate_step(environment: str, params: dict, planned: list[dict], print_line=print) -> dict:
+    """Validates the environment's raw runs; returns the part of the summary about this DAG run's planned runs."""
     from ect.validation import PASSED, limits_from, validate_raw
 
     cfg = config_for(params)
     raw = cfg.path("METRICS_DIR") / "raw"
-    results = validate_raw(raw, limits_from(cfg.experiment), cfg.path("METRICS_DIR") / "validation",
-                           print_line=print_line)
-    ours = [r for r in results if r.folder.parent.parent.name == environment and r.folder.name in set(run_ids)]
-    missing = sorted(set(run_ids) - {r.folder.name for r in ours})
     summary_path = cfg.path("METRICS_DIR") / "validation" / "summary.json"
-    _note_missing_runs(summary_path, environment, missing)
+    results = validate_raw(raw, limits_from(cfg.experiment), summary_path.parent, print_line=print_line)
+    wanted = {f"{environment}/{run['architecture']}/{run['run_id']}" for run in planned}
+    ours = [r for r in results if r.run in wanted]
+    missing = sorted(wanted - {r.run for r in ours})
+    _note_missing_runs(summary_path, missing)
     return {
         "passed": [r.run for r in ours if r.status == PASSED],
         "quarantined": {r.run: [f"{f.file} {f.check} {f.column or ''}: {f.details}" for f in r.failures]
                         for r in ours if r.status != PASSED},
         "missing": missing,  # planned runs that left no folder (e.g. the task failed before starting)
-        "summary": str(cfg.path("METRICS_DIR") / "validation" / "summary.json"),
+        "summary": str(summary_path),
     }
 
 
-def _note_missing_runs(summary_path: Path, environment: str, missing: list[str]) -> None:
+def _note_missing_runs(summary_path: Path, missing: list[str]) -> None:
     """Planned runs that left no folder go into the validation summary too, so that no failure is silent."""
     from ect.io import write_json_atomic
     from ect.raw import read_json
 
     summary = read_json(summary_path) or {}
-    summary["planned_runs_without_folder"] = {"environment": environment, "run_ids": missing}
+    summary["planned_runs_without_folder"] = missing
     write_json_atomic(summary_path, summary)
 
 
@@ -154,7 +154,7 @@ def processed_path(cfg: Config) -> Path:
 
 def check_all_measured(summary: dict) -> None:
     problems = [f"{run}: {'; '.join(reasons)}" for run, reasons in summary["quarantined"].items()]
-    problems += [f"{run_id}: no run folder (the task failed before measuring)" for run_id in summary["missing"]]
+    problems += [f"{run}: no run folder (the task failed before measuring)" for run in summary["missing"]]
     if problems:
         raise RuntimeError(f"{len(problems)} planned run(s) were not measured or not valid "
                            f"(see {summary['summary']}):\n" + "\n".join(problems))
