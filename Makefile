@@ -12,8 +12,13 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := False
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
+# A self-contained Airflow: SQLite metadata DB, DAGs and plugins of this checkout.
+export AIRFLOW_HOME := $(CURDIR)/.home/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export ECT_HOME := $(CURDIR)
 
-.PHONY: venv run test clean
+.PHONY: venv airflow-db run test clean
 
 venv: $(VENV)/.installed
 
@@ -26,10 +31,22 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 $(DEMO_DATA):
 	$(BIN)/ect make-dataset $(DEMO_DATA) --images 200 --size 32
 
-# The main job on the embedded default: the demo profile on the synthetic dataset, on CPU.
-run: venv $(DEMO_DATA)
-	$(BIN)/ect profile local --profile demo
-	@echo "raw run folders: data/metrics/raw/local/"
+# Airflow's metadata DB migrated and one pool per GPU host (re-run after changing environments.yaml).
+airflow-db: venv
+	mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate
+	$(BIN)/ect pools > $(AIRFLOW_HOME)/pools.json
+	$(BIN)/airflow pools import $(AIRFLOW_HOME)/pools.json
+
+# The main job on the embedded default: a run of the ect_local DAG with the demo profile on the
+# synthetic dataset, on CPU, with the process runner and SQLite.
+run: venv $(DEMO_DATA) airflow-db
+	$(BIN)/airflow dags reserialize
+	$(BIN)/airflow dags test ect_local --conf '{"profile": "demo"}'
+	@$(BIN)/python -c "from ect.config import load_config; c = load_config(profile='demo'); \
+		print('processed dataset:', c.path('METRICS_DIR') / 'processed' / 'runs.parquet'); \
+		print('validation summary:', c.path('METRICS_DIR') / 'validation' / 'summary.txt'); \
+		print('report:', c.path('OUTPUT_DIR') / 'local' / 'summary.md')"
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

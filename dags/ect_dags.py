@@ -20,8 +20,9 @@ from ect.runners import process as process_runner
 CONFIG = load_config()  # a broken config/*.yaml fails here, as a DAG import error that names the file and key
 
 
-def processed_asset(environment: str) -> Asset:
-    return Asset(name=f"ect_processed_{environment}", uri=f"file://{pipeline.processed_path(CONFIG)}")
+# The processed dataset (METRICS_DIR/processed/runs.parquet): one Asset that every environment's DAG
+# updates; the report DAG is scheduled on it. Named, not addressed by path, so that it survives a move.
+PROCESSED = Asset("ect_processed")
 
 
 def params() -> dict:
@@ -68,7 +69,7 @@ def environment_dag(env) -> DAG:
         def validate(plan: dict) -> dict:
             return pipeline.validate_step(env.name, plan_params(), plan["runs"])
 
-        @task(outlets=[processed_asset(env.name)])
+        @task(outlets=[PROCESSED])
         def aggregate() -> str:
             return pipeline.aggregate_step(plan_params())
 

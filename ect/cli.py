@@ -197,6 +197,19 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_pools(args) -> int:
+    import json
+
+    cfg = _load(args)
+    pools = {}
+    for env in cfg.environments.values():
+        entry = pools.setdefault(env.pool_name, {"slots": env.pool_slots, "include_deferred": False,
+                                                 "description": "ect GPU host of "})
+        entry["description"] += ("" if entry["description"].endswith("of ") else ", ") + env.name
+    print(json.dumps(pools, indent=2))
+    return 0
+
+
 def cmd_config(args) -> int:
     from ect.config.settings import SECTIONS, keys_of
 
@@ -328,6 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", metavar="FILE", help="output file (default: next to the processed dataset)")
     _add_config_options(export, data=False)
     export.set_defaults(func=cmd_export)
+
+    pools = commands.add_parser("pools", help="print the Airflow pools of the environments (for `airflow pools import`)",
+                                description="Print one Airflow pool per GPU host (POOL, default ect_<environment>, "
+                                            "with POOL_SLOTS slots) as JSON: `ect pools > p.json && airflow pools import p.json`.")
+    _add_config_options(pools, data=False)
+    pools.set_defaults(func=cmd_pools)
 
     config = commands.add_parser("config", help="show the effective configuration and where each value came from",
                                  description="Show every setting, its value and its origin (default, file, profile, "
