@@ -66,20 +66,19 @@ def _steps(frame: pd.DataFrame, column: str, by: str | None = None) -> pd.Series
     return values.groupby(frame[by]).diff() if by else values.diff()
 
 
-def gpu_frame(raw: pd.DataFrame) -> pd.DataFrame:
+def gpu_frame(raw: pd.DataFrame, limits: Limits) -> pd.DataFrame:
     """Typed GPU samples plus derived columns, for the expectations."""
     frame = raw.copy()
+    if "power_limit_W" in raw:
+        frame["power_limit_max_W"] = limits.power_limit_factor * pd.to_numeric(raw["power_limit_W"], errors="coerce")
     if "timestamp" in raw and "gpu_index" in raw:
         frame["timestamp_step_s"] = timestamps_ms(raw["timestamp"]).groupby(raw["gpu_index"]).diff() / 1000
     if "energy_counter_mJ" in raw and "gpu_index" in raw:
         frame["energy_counter_step_mJ"] = _steps(raw, "energy_counter_mJ", "gpu_index")
-    if "power_W" in raw and "power_limit_W" in raw:
-        frame["power_over_limit"] = pd.to_numeric(raw["power_W"], errors="coerce") / pd.to_numeric(
-            raw["power_limit_W"], errors="coerce")
     return frame
 
 
-def cpu_frame(raw: pd.DataFrame) -> pd.DataFrame:
+def cpu_frame(raw: pd.DataFrame, limits: Limits) -> pd.DataFrame:
     frame = raw.copy()
     if "timestamp" in raw:
         frame["timestamp_step_s"] = timestamps_ms(raw["timestamp"]).diff() / 1000
@@ -111,19 +110,19 @@ def gpu_expectations(frame: pd.DataFrame, interval_s: float, limits: Limits) -> 
     gpus = frame["gpu_index"].nunique() if "gpu_index" in present else 1
     typed = [gxe.ExpectTableRowCountToBeBetween(min_value=limits.min_samples * max(gpus, 1),
                                                 meta={"meaning": f"at least {limits.min_samples} samples per GPU"})]
-    typed += [gxe.ExpectColumnValuesToNotBeNull(column=c, meta={"meaning": f"{c} is never empty"})
-              for c in ("timestamp", "gpu_index", "power_W") if c in present]
+    text += [gxe.ExpectColumnValuesToNotBeNull(column=c, meta={"meaning": f"{c} is never empty"})
+             for c in ("timestamp", "gpu_index", "power_W") if c in present]
     if "power_W" in present:
         typed.append(gxe.ExpectColumnValuesToBeBetween(column="power_W", min_value=0, meta={"meaning": "power is >= 0 W"}))
-    if "power_over_limit" in present:
-        typed.append(gxe.ExpectColumnValuesToBeBetween(
-            column="power_over_limit", max_value=limits.power_limit_factor,
-            meta={"meaning": f"power_W is at most {limits.power_limit_factor} x power_limit_W"}))
+    if "power_limit_max_W" in present and "power_W" in present:
+        typed.append(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="power_limit_max_W", column_B="power_W", or_equal=True, ignore_row_if="either_value_is_missing",
+            meta={"meaning": f"power_W at most {limits.power_limit_factor} x power_limit_W (pairs: limit, power)"}))
     for column in ("utilization_gpu_pct", "utilization_memory_pct"):
         if column in present:
             typed.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, max_value=100,
                                                            meta={"meaning": f"{column} is within 0-100"}))
-    typed += _time_expectations(present, interval_s, limits)
+    typed += _time_expectations(frame, interval_s, limits)
     if "energy_counter_step_mJ" in present:
         typed.append(gxe.ExpectColumnValuesToBeBetween(column="energy_counter_step_mJ", min_value=0,
                                                        meta={"meaning": "the energy counter never decreases"}))
@@ -145,14 +144,14 @@ def cpu_expectations(frame: pd.DataFrame, interval_s: float, limits: Limits) -> 
     typed = [gxe.ExpectTableRowCountToBeBetween(min_value=limits.min_samples,
                                                 meta={"meaning": f"at least {limits.min_samples} samples"})]
     if "timestamp" in present:
-        typed.append(gxe.ExpectColumnValuesToNotBeNull(column="timestamp", meta={"meaning": "timestamp is never empty"}))
+        text.append(gxe.ExpectColumnValuesToNotBeNull(column="timestamp", meta={"meaning": "timestamp is never empty"}))
     for column in ("process_cpu_pct", "process_rss_MiB", "cpu_power_estimated_W"):
         if column in present:
             typed.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, meta={"meaning": f"{column} is >= 0"}))
     if "system_cpu_pct" in present:
         typed.append(gxe.ExpectColumnValuesToBeBetween(column="system_cpu_pct", min_value=0, max_value=100,
                                                        meta={"meaning": "system_cpu_pct is within 0-100"}))
-    typed += _time_expectations(present, interval_s, limits)
+    typed += _time_expectations(frame, interval_s, limits)
     for column in ("rapl_package_step_uJ", "rapl_dram_step_uJ"):
         if column in present:
             typed.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0,
@@ -160,10 +159,11 @@ def cpu_expectations(frame: pd.DataFrame, interval_s: float, limits: Limits) -> 
     return text, typed
 
 
-def _time_expectations(present: set, interval_s: float, limits: Limits) -> list:
+def _time_expectations(frame: pd.DataFrame, interval_s: float, limits: Limits) -> list:
+    """Order and gaps of the samples (nothing to say about a file with fewer than two samples)."""
     import great_expectations.expectations as gxe
 
-    if "timestamp_step_s" not in present:
+    if "timestamp_step_s" not in frame or frame["timestamp_step_s"].notna().sum() == 0:
         return []
     max_gap_s = limits.max_gap_factor * interval_s
     return [
@@ -238,13 +238,24 @@ def run_expectations(frame: pd.DataFrame, expectations: list, file: str, suite_n
         meaning = (config.meta or {}).get("meaning", "")
         if item.exception_info and item.exception_info.get("raised_exception"):
             observed = f"could not be evaluated: {item.exception_info.get('exception_message')}"
+        elif config.type == "expect_table_columns_to_match_set":
+            expected, seen = set(config.kwargs["column_set"]), set(item.result.get("observed_value") or [])
+            observed = f"missing {sorted(expected - seen)}, unexpected {sorted(seen - expected)}"
         elif "partial_unexpected_list" in item.result:
-            values = item.result["partial_unexpected_list"][:5]
+            values = [_plain(v) for v in item.result["partial_unexpected_list"][:5]]
             observed = f"{item.result.get('unexpected_count')} offending value(s), e.g. {values}"
         else:
-            observed = f"observed {item.result.get('observed_value')}"
-        failures.append(Failure(file, config.type, config.kwargs.get("column"), f"expected {meaning}: {observed}"))
+            observed = f"observed {_plain(item.result.get('observed_value'))}"
+        column = config.kwargs.get("column") or config.kwargs.get("column_B")
+        failures.append(Failure(file, config.type, column, f"expected {meaning}: {observed}"))
     return failures
+
+
+def _plain(value):
+    """numpy scalars (and tuples of them) as plain Python values, for readable messages."""
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value.item() if hasattr(value, "item") else value
 
 
 def check_run(folder: Path, limits: Limits) -> list[Failure]:
@@ -271,7 +282,7 @@ def check_run(folder: Path, limits: Limits) -> list[Failure]:
         failures += read_failures
         if raw is None:
             continue
-        frame = frame_of(raw)
+        frame = frame_of(raw, limits)
         text_checks, typed_checks = expectations_of(frame, interval_s, limits)
         failures += run_expectations(raw, text_checks, name, f"{name}-text")
         failures += run_expectations(_numeric(frame, numeric), typed_checks, name, f"{name}-values")
