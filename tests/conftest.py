@@ -13,6 +13,9 @@ os.environ.setdefault("MPLCONFIGDIR", str(REPO / ".home" / "matplotlib"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+# In-process Airflow (DagBag) must not write to ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".home" / "airflow-tests"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 for name in [n for n in os.environ if n.startswith("ECT_")]:
