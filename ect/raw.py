@@ -48,5 +48,5 @@ def timestamps_ms(values):
     2**53); NaN where a value does not parse."""
     import pandas as pd
 
-    parsed = pd.to_datetime(values, format=TIMESTAMP_FORMAT, utc=True, errors="coerce")
+    parsed = pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce")  # the regex check enforces the exact format
     return (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "ms")

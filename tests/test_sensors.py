@@ -350,11 +350,16 @@ def test_process_sensor_reads_this_process():
     assert info["pid"] == os.getpid() and info["cpu_count"] >= 1 and isinstance(info["cpu_model"], str)
 
 
-def test_process_sensor_counts_busy_children():
+def test_process_sensor_counts_busy_children(monkeypatch):
+    import ect.sensors.process
+
     sensor = ProcessSensor()
     sensor.start()
     child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
+        sensor.read()  # listed before the refresh interval ends: not seen yet
+        assert sensor._children == {}
+        monkeypatch.setattr(ect.sensors.process, "CHILDREN_REFRESH_S", 0.0)
         sensor.read()  # the child's first sighting: its CPU counts from here
         time.sleep(0.6)
         [row] = sensor.read()

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from ect.aggregate.runs import run_row
@@ -61,12 +63,22 @@ def _eligible(folders: list[Path], limits, print_line) -> tuple[list[Path], list
     return eligible, skipped
 
 
-def _read_previous(index_path: Path, samples_path: Path, runs_path: Path):
-    """The runs aggregated before ({name: signature}) and their rows, if still usable."""
+def _read_index(index_path: Path) -> dict:
+    """{run name: signature} of the runs aggregated before, if written by this format of the outputs."""
     index = read_json(index_path) or {}
-    if index.get("format") != FORMAT_VERSION or not samples_path.exists() or not runs_path.exists():
-        return {}, None, None
-    return index["runs"], pd.read_parquet(samples_path), pd.read_parquet(runs_path)
+    return index["runs"] if index.get("format") == FORMAT_VERSION else {}
+
+
+def _read_run(folder: Path, environments: dict) -> tuple[pd.DataFrame, dict]:
+    """(samples, processed row) of one run folder."""
+    manifest = read_json(folder / "manifest.json")
+    gpu, cpu = read_gpu(folder), read_cpu(folder)
+    interval_ms = round(1000 * (manifest.get("sensors") or {}).get("sampling_interval_s", 1.0))
+    samples = joined_samples(gpu, cpu, tolerance_ms=max(interval_ms, 1))
+    samples.insert(0, "run_id", manifest["run_id"])
+    samples.insert(0, "architecture", manifest["architecture"])
+    samples.insert(0, "environment", manifest["environment"])
+    return samples, run_row(folder, manifest, gpu, cpu, environments)
 
 
 def aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits,
@@ -78,33 +90,28 @@ def aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits,
 
     eligible, skipped = _eligible(find_runs(raw_dir), limits, print_line)
     wanted = {"/".join(run_key(f)): (f, signature(f)) for f in eligible}
-    index, old_samples, old_runs = _read_previous(index_path, samples_path, runs_path)
-    unchanged = {name for name, (_, sig) in wanted.items() if index.get(name) == sig}
-    todo = [name for name in wanted if name not in unchanged]
+    outputs_exist = samples_path.exists() and runs_path.exists()
+    index = _read_index(index_path) if outputs_exist else {}
+    unchanged = sorted(name for name, (_, sig) in wanted.items() if index.get(name) == sig)
+    todo = sorted(name for name in wanted if name not in set(unchanged))
     print_line(f"aggregating {len(todo)} new or changed run(s); {len(unchanged)} unchanged; {len(skipped)} skipped")
     for line in skipped:
         print_line(f"  skipped {line}")
-    if not todo and set(index) == set(wanted) and runs_path.exists():
+    if not todo and set(index) == set(wanted) and outputs_exist:
         return AggregateResult(runs_path, len(wanted), 0, skipped, changed=False)
 
-    new_samples, new_rows = [], []
-    for number, name in enumerate(todo, start=1):
-        folder, _ = wanted[name]
-        manifest = read_json(folder / "manifest.json")
-        gpu, cpu = read_gpu(folder), read_cpu(folder)
-        interval_ms = round(1000 * (manifest.get("sensors") or {}).get("sampling_interval_s", 1.0))
-        samples = joined_samples(gpu, cpu, tolerance_ms=max(interval_ms, 1))
-        samples.insert(0, "run_id", manifest["run_id"])
-        samples.insert(0, "architecture", manifest["architecture"])
-        samples.insert(0, "environment", manifest["environment"])
-        new_samples.append(samples)
-        new_rows.append(run_row(folder, manifest, gpu, cpu, environments))
-        if len(todo) >= PROGRESS_EVERY and (number % PROGRESS_EVERY == 0 or number == len(todo)):
-            print_line(f"  {number}/{len(todo)} runs read")
+    new_samples, new_rows = {}, {}
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # Arrow's reader releases the GIL
+        for number, (name, (samples, row)) in enumerate(
+                zip(todo, pool.map(lambda n: _read_run(wanted[n][0], environments), todo)), start=1):
+            new_samples[name], new_rows[name] = samples, row
+            if len(todo) >= PROGRESS_EVERY and (number % PROGRESS_EVERY == 0 or number == len(todo)):
+                print_line(f"  {number}/{len(todo)} runs read")
 
-    keep = [name for name in unchanged]
-    samples = _merge(old_samples, new_samples, keep)
-    runs = _merge(old_runs, [pd.DataFrame(new_rows)] if new_rows else [], keep)
+    old_samples = pd.read_parquet(samples_path) if unchanged else None
+    old_runs = pd.read_parquet(runs_path) if unchanged else None
+    samples = _in_run_order(old_samples, new_samples, unchanged)
+    runs = _in_run_order(old_runs, {n: pd.DataFrame([r]) for n, r in new_rows.items()}, unchanged)
     interim.mkdir(parents=True, exist_ok=True)
     processed.mkdir(parents=True, exist_ok=True)
     _write_atomic(samples_path, lambda p: samples.to_parquet(p, index=False))
@@ -116,15 +123,26 @@ def aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits,
     return AggregateResult(runs_path, len(runs), len(todo), skipped, changed=True)
 
 
-def _merge(old: pd.DataFrame | None, new: list[pd.DataFrame], keep: list[str]) -> pd.DataFrame:
-    """Rows of the kept runs from `old`, plus the new frames, sorted by run key (and time for samples)."""
-    parts = list(new)
+def _run_names(frame: pd.DataFrame) -> pd.Series:
+    return frame["environment"] + "/" + frame["architecture"] + "/" + frame["run_id"]
+
+
+def _in_run_order(old: pd.DataFrame | None, new: dict[str, pd.DataFrame], keep: list[str]) -> pd.DataFrame:
+    """The kept runs' rows of `old` and the new runs' frames, ordered by run name (rows of a run keep their
+    order: samples by time). Sorting run ranks, not strings, keeps this fast for millions of samples."""
+    parts, ranks = [], []
+    rank_of = {name: rank for rank, name in enumerate(sorted([*keep, *new]))}
     if old is not None and keep:
-        names = old["environment"] + "/" + old["architecture"] + "/" + old["run_id"]
-        parts.insert(0, old[names.isin(set(keep))])
+        names = _run_names(old)
+        kept = old[names.isin(set(keep))]
+        parts.append(kept)
+        ranks.append(names[kept.index].map(rank_of).to_numpy())
+    for name, frame in new.items():
+        parts.append(frame)
+        ranks.append(np.full(len(frame), rank_of[name]))
     parts = [p for p in parts if len(p)]
     if not parts:
         return pd.DataFrame(columns=KEY)
     frame = pd.concat(parts, ignore_index=True)
-    order = KEY + (["time_ms"] if "time_ms" in frame else []) + (["gpu_index"] if "gpu_index" in frame else [])
-    return frame.sort_values(order, kind="stable").reset_index(drop=True)
+    order = np.argsort(np.concatenate(ranks), kind="stable")
+    return frame.iloc[order].reset_index(drop=True)

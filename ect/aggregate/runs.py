@@ -17,27 +17,29 @@ DEFAULT_CARBON_INTENSITY = 232.0  # gCO2e/kWh, the original's (Spain)
 QUALITY = ("val_loss", "val_accuracy", "val_precision", "val_recall", "val_auc", "val_f1")
 
 
-def _gpu_energy(gpu: pd.DataFrame, start_ms: int, end_ms: int) -> tuple[float | None, str]:
+def _gpu_energy(gpu: pd.DataFrame | None, start_ms: int, end_ms: int) -> tuple[float | None, str]:
     if gpu is None or gpu.empty:
         return None, "unavailable"
     end_s = (end_ms - start_ms) / 1000
+    indices, times = gpu["gpu_index"].to_numpy(), gpu["time_ms"].to_numpy()
+    power, counter = gpu["power_W"].to_numpy(), gpu["energy_counter_mJ"].to_numpy()
     joules, sources = [], set()
-    for _, series in gpu.groupby("gpu_index", sort=True):
-        t = window_seconds(series["time_ms"], start_ms)
-        counter = series["energy_counter_mJ"].to_numpy()
-        if not np.isnan(counter).any():
-            joules.append(counter_delta(t, counter, 0.0, end_s) / 1e3)
+    for index in np.unique(indices):
+        mine = indices == index
+        t = window_seconds(times[mine], start_ms)
+        if not np.isnan(counter[mine]).any():
+            joules.append(counter_delta(t, counter[mine], 0.0, end_s) / 1e3)
             sources.add("counter")
         else:
-            joules.append(integrate_power_J(t, series["power_W"].to_numpy(), 0.0, end_s))
+            joules.append(integrate_power_J(t, power[mine], 0.0, end_s))
             sources.add("integrated")
     return math.fsum(joules), "+".join(sorted(sources))
 
 
-def _cpu_energy(cpu: pd.DataFrame, start_ms: int, end_ms: int) -> tuple[float | None, str, float | None, str]:
+def _cpu_energy(cpu: pd.DataFrame | None, start_ms: int, end_ms: int) -> tuple[float | None, str, float | None, str]:
     if cpu is None or cpu.empty:
         return None, "unavailable", None, "unavailable"
-    t = window_seconds(cpu["time_ms"], start_ms)
+    t = window_seconds(cpu["time_ms"].to_numpy(), start_ms)
     end_s = (end_ms - start_ms) / 1000
     package, dram, estimate = (cpu[c].to_numpy() for c in
                                ("rapl_package_energy_uJ", "rapl_dram_energy_uJ", "cpu_power_estimated_W"))
@@ -52,16 +54,23 @@ def _cpu_energy(cpu: pd.DataFrame, start_ms: int, end_ms: int) -> tuple[float | 
     return cpu_J, cpu_source, None, "unavailable"
 
 
-def _inside(frame: pd.DataFrame | None, start_ms: int, end_ms: int) -> pd.DataFrame | None:
+def _stats(frame: pd.DataFrame | None, column: str, start_ms: int, end_ms: int) -> tuple[float, float]:
+    """Mean and (population) standard deviation of a column over the samples inside the window."""
     if frame is None:
-        return None
-    return frame[(frame["time_ms"] >= start_ms) & (frame["time_ms"] <= end_ms)]
-
-
-def _stats(values: pd.Series | None) -> tuple[float, float]:
-    if values is None or values.dropna().empty:
         return math.nan, math.nan
-    return float(values.mean()), float(values.std(ddof=0))
+    times = frame["time_ms"].to_numpy()
+    values = frame[column].to_numpy()[(times >= start_ms) & (times <= end_ms)]
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return math.nan, math.nan
+    return float(values.mean()), float(values.std())
+
+
+def _count_inside(frame: pd.DataFrame | None, start_ms: int, end_ms: int) -> int:
+    if frame is None:
+        return 0
+    times = frame["time_ms"].to_numpy()
+    return int(((times >= start_ms) & (times <= end_ms)).sum())
 
 
 def run_row(folder: Path, manifest: dict, gpu: pd.DataFrame | None, cpu: pd.DataFrame | None,
@@ -78,13 +87,13 @@ def run_row(folder: Path, manifest: dict, gpu: pd.DataFrame | None, cpu: pd.Data
     pue = env.pue if env else 1.0
     energy_kWh = total_J / JOULES_PER_KWH
 
-    gpu_in, cpu_in = _inside(gpu, start_ms, end_ms), _inside(cpu, start_ms, end_ms)
-    power_mean, power_std = _stats(gpu_in["power_W"] if gpu_in is not None else None)
-    usage_mean, _ = _stats(gpu_in["utilization_gpu_pct"] if gpu_in is not None else None)
-    memory_mean, memory_std = _stats(gpu_in["memory_used_MiB"] if gpu_in is not None else None)
-    temperature_mean, temperature_std = _stats(gpu_in["temperature_C"] if gpu_in is not None else None)
-    cpu_power_mean, cpu_power_std = _stats(cpu_in["cpu_power_estimated_W"] if cpu_in is not None else None)
-    cpu_usage_mean, _ = _stats(cpu_in["process_cpu_pct"] if cpu_in is not None else None)
+    window_ms = (start_ms, end_ms)
+    power_mean, power_std = _stats(gpu, "power_W", *window_ms)
+    usage_mean, _ = _stats(gpu, "utilization_gpu_pct", *window_ms)
+    memory_mean, memory_std = _stats(gpu, "memory_used_MiB", *window_ms)
+    temperature_mean, temperature_std = _stats(gpu, "temperature_C", *window_ms)
+    cpu_power_mean, cpu_power_std = _stats(cpu, "cpu_power_estimated_W", *window_ms)
+    cpu_usage_mean, _ = _stats(cpu, "process_cpu_pct", *window_ms)
     metrics = read_json(folder / "metrics.json") or {}
     images_seen = metrics.get("images_seen")
     return {
@@ -125,7 +134,7 @@ def run_row(folder: Path, manifest: dict, gpu: pd.DataFrame | None, cpu: pd.Data
         "cpu_power_mean_W": cpu_power_mean,
         "cpu_power_std_W": cpu_power_std,
         "process_cpu_mean_pct": cpu_usage_mean,
-        "samples": int(len(gpu_in) if gpu_in is not None and len(gpu_in) else (len(cpu_in) if cpu_in is not None else 0)),
+        "samples": _count_inside(gpu, start_ms, end_ms) or _count_inside(cpu, start_ms, end_ms),
         **{name: metrics.get(name) for name in QUALITY},
         "gflops": metrics.get("gflops"),
         "params_total": metrics.get("params_total"),

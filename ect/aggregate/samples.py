@@ -1,4 +1,4 @@
-"""Reading one run's raw samples into typed frames (fast: pandas' C parser, explicit dtypes)."""
+"""Reading one run's raw samples into typed frames, fast: Arrow's CSV reader with the contract's column types."""
 
 from __future__ import annotations
 
@@ -6,19 +6,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as arrow_csv
 
 from ect.profiling.sampler import CPU_COLUMNS, GPU_COLUMNS
-from ect.raw import TIMESTAMP_FORMAT
 
-_TEXT = {"timestamp", "name", "cpu_power_source"}
+_TEXT = {"name", "cpu_power_source"}
 
 
 def _read(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    dtypes = {c: (str if c in _TEXT else "float64") for c in columns}
-    frame = pd.read_csv(path, dtype=dtypes, usecols=list(columns), engine="c")
-    times = pd.to_datetime(frame["timestamp"], format=TIMESTAMP_FORMAT, utc=True)
-    frame["timestamp"] = times.dt.as_unit("ms")
-    frame.insert(1, "time_ms", (times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "ms"))
+    types = {c: pa.string() if c in _TEXT else pa.float64() for c in columns}
+    types["timestamp"] = pa.timestamp("ms", tz="UTC")
+    table = arrow_csv.read_csv(path, convert_options=arrow_csv.ConvertOptions(
+        column_types=types, include_columns=list(columns), strings_can_be_null=True))
+    frame = table.to_pandas()
+    frame.insert(1, "time_ms", table["timestamp"].cast(pa.int64()).to_numpy())
     return frame
 
 
@@ -32,19 +34,27 @@ def read_cpu(folder: Path) -> pd.DataFrame | None:
     return _read(path, CPU_COLUMNS) if path.exists() else None
 
 
+def nearest(sorted_times: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """For each of `times`, the index of the nearest of `sorted_times` (the earlier one on a tie)."""
+    right = np.clip(np.searchsorted(sorted_times, times), 0, len(sorted_times) - 1)
+    left = np.clip(right - 1, 0, len(sorted_times) - 1)
+    return np.where(np.abs(sorted_times[right] - times) < np.abs(times - sorted_times[left]), right, left)
+
+
 def joined_samples(gpu: pd.DataFrame | None, cpu: pd.DataFrame | None, tolerance_ms: int) -> pd.DataFrame:
     """GPU samples with the CPU sample nearest in time (within tolerance_ms) beside each; CPU samples alone
     when no GPU was measured."""
     if gpu is None:
         return cpu.copy()
-    if cpu is None:
+    if cpu is None or cpu.empty:
         return gpu.copy()
-    cpu_part = cpu.drop(columns=["timestamp"]).rename(columns={"time_ms": "cpu_time_ms"})
-    joined = pd.merge_asof(gpu.sort_values("time_ms"), cpu_part.sort_values("cpu_time_ms"), left_on="time_ms",
-                           right_on="cpu_time_ms", direction="nearest", tolerance=tolerance_ms)
-    return joined.sort_values(["time_ms", "gpu_index"], kind="stable").drop(columns=["cpu_time_ms"])
+    gpu_times, cpu_times = gpu["time_ms"].to_numpy(), cpu["time_ms"].to_numpy()
+    index = nearest(cpu_times, gpu_times)
+    cpu_part = cpu.drop(columns=["timestamp", "time_ms"]).iloc[index].reset_index(drop=True)
+    cpu_part[np.abs(cpu_times[index] - gpu_times) > tolerance_ms] = None
+    return pd.concat([gpu.reset_index(drop=True), cpu_part], axis=1)
 
 
-def window_seconds(times_ms: pd.Series, start_ms: int) -> np.ndarray:
+def window_seconds(times_ms: np.ndarray, start_ms: int) -> np.ndarray:
     """Sample times in seconds since the window's start: small, exact numbers for the energy arithmetic."""
-    return (times_ms.to_numpy(dtype="int64") - start_ms) / 1000
+    return (np.asarray(times_ms, dtype="int64") - start_ms) / 1000

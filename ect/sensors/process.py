@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 
 import psutil
@@ -21,6 +22,11 @@ def cpu_model() -> str:
     return platform.processor()
 
 
+# Listing descendants reads /proc/<pid>/stat of every process on the machine: the most expensive part of
+# a sample by far, so the list is refreshed only this often (the known children are measured every sample).
+CHILDREN_REFRESH_S = 2.0
+
+
 class ProcessSensor(Sensor):
     """CPU % (0..100 for the whole machine) and RSS of a process and all its descendants."""
 
@@ -34,6 +40,8 @@ class ProcessSensor(Sensor):
         self._process: psutil.Process | None = None
         # Kept across reads: cpu_percent() measures since the previous call on the same object.
         self._children: dict[psutil.Process, psutil.Process] = {}
+        self._children_listed = -float("inf")  # time.monotonic() of the last listing
+        self._cpu_count = psutil.cpu_count() or 1
 
     def probe(self) -> Availability:
         try:
@@ -45,7 +53,7 @@ class ProcessSensor(Sensor):
         try:
             self._process = psutil.Process(self.pid)
             self._process.cpu_percent(None)
-            self._children = {}
+            self._children, self._children_listed = {}, -float("inf")
             self._children_usage()
         except psutil.Error as error:
             self.error = f"process {self.pid} gone: {error}"
@@ -53,8 +61,10 @@ class ProcessSensor(Sensor):
 
     def _children_usage(self) -> tuple[float, int]:
         """(CPU % since the last call, RSS bytes) summed over the children; a new child counts from now."""
-        children = self._process.children(recursive=True)
-        self._children = {child: self._children.get(child, child) for child in children}
+        if time.monotonic() - self._children_listed >= CHILDREN_REFRESH_S:
+            children = self._process.children(recursive=True)
+            self._children = {child: self._children.get(child, child) for child in children}
+            self._children_listed = time.monotonic()
         cpu_pct, rss_bytes = 0.0, 0
         for child in self._children.values():
             try:
@@ -68,13 +78,14 @@ class ProcessSensor(Sensor):
         if self.error is not None or self._process is None:
             return []
         try:
-            cpu_pct = self._process.cpu_percent(None)
-            rss_bytes = self._process.memory_info().rss
+            with self._process.oneshot():
+                cpu_pct = self._process.cpu_percent(None)
+                rss_bytes = self._process.memory_info().rss
             children_cpu_pct, children_rss_bytes = self._children_usage()
         except psutil.Error as error:
             self.error = f"process {self.pid} gone: {error}"
             return []
-        self.last_process_cpu_pct = (cpu_pct + children_cpu_pct) / (psutil.cpu_count() or 1)
+        self.last_process_cpu_pct = (cpu_pct + children_cpu_pct) / self._cpu_count
         return [{
             "process_cpu_pct": self.last_process_cpu_pct,
             "process_rss_MiB": (rss_bytes + children_rss_bytes) / 2**20,
