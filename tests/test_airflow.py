@@ -25,6 +25,7 @@ def airflow_env(home: Path, metrics: Path, dataset: Path, ect_home: Path = REPO)
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "ECT_HOME": str(ect_home), "ECT_METRICS_DIR": str(metrics), "ECT_OUTPUT_DIR": str(metrics.parent / "out"),
         "ECT_DATASET_DIR": str(dataset),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone runs `airflow`
     }
 
 
@@ -118,18 +119,27 @@ def test_a_failed_training_task_leaves_the_other_runs_aggregated_and_the_failure
     assert (tmp_path / "out" / "local" / "summary.md").exists()
 
 
+def json_lines(output: str) -> list:
+    """The JSON list an `airflow ... -o json` command printed (its log lines may come first)."""
+    return next((json.loads(line) for line in output.splitlines() if line.startswith("[")), [])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def test_trigger_path_with_a_real_scheduler_and_api_server(airflow_home, tmp_path):
+def test_trigger_path_with_a_real_scheduler_and_api_server(airflow_home, project, tmp_path):
     root, env = airflow_home
+    # Manual runs only: unpausing a nightly DAG would also start the latest scheduled (full-size) run.
+    (project / "config" / "environments.yaml").write_text("local:\n  RUNNER: process\n  SCHEDULE: null\n")
     port = free_port()
     env = {**env, "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__HOST": "127.0.0.1",
            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-           "ECT_METRICS_DIR": str(tmp_path / "metrics"), "ECT_OUTPUT_DIR": str(tmp_path / "out")}
+           "ECT_HOME": str(project), "ECT_METRICS_DIR": str(tmp_path / "metrics"),
+           "ECT_OUTPUT_DIR": str(tmp_path / "out")}
+    airflow("dags", "reserialize", env=env)
     log = open(tmp_path / "standalone.log", "w")
     server = subprocess.Popen([AIRFLOW, "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
@@ -141,7 +151,7 @@ def test_trigger_path_with_a_real_scheduler_and_api_server(airflow_home, tmp_pat
         deadline, state = time.monotonic() + 420, None
         while time.monotonic() < deadline:
             listed = airflow("dags", "list-runs", "ect_local", "-o", "json", env=env, check=False, timeout=120)
-            runs = {r["run_id"]: r["state"] for r in json.loads(listed.stdout or "[]")} if listed.returncode == 0 else {}
+            runs = {r["run_id"]: r["state"] for r in json_lines(listed.stdout)} if listed.returncode == 0 else {}
             state = runs.get("triggered-1")
             if state in ("success", "failed"):
                 break
