@@ -79,9 +79,9 @@ def environment_dag(env) -> DAG:
 
             return str(write_environment_summary(processed, env.name, config_path("OUTPUT_DIR") / env.name))
 
-        @task
-        def all_runs_measured(summary: dict) -> None:
-            """Fails the DAG run (and alerts) when a planned run failed or was quarantined."""
+        @task(trigger_rule=TriggerRule.ALL_DONE)
+        def all_runs_measured(summary: dict | None) -> None:
+            """Fails the DAG run (and alerts) when a planned run failed, was quarantined or was never validated."""
             pipeline.check_all_measured(summary)
 
         def plan_params() -> dict:

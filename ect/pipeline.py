@@ -152,7 +152,9 @@ def processed_path(cfg: Config) -> Path:
     return cfg.path("METRICS_DIR") / "processed" / "runs.parquet"
 
 
-def check_all_measured(summary: dict) -> None:
+def check_all_measured(summary: dict | None) -> None:
+    if summary is None:
+        raise RuntimeError("the runs of this DAG run were not validated (an upstream task failed or was skipped)")
     problems = [f"{run}: {'; '.join(reasons)}" for run, reasons in summary["quarantined"].items()]
     problems += [f"{run}: no run folder (the task failed before measuring)" for run in summary["missing"]]
     if problems:

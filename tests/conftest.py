@@ -18,7 +18,8 @@ os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".home" / "airflow-tests"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
-for name in [n for n in os.environ if n.startswith("ECT_")]:
+# The developer's ECT_* settings must not leak into the tests (the ECT_CI_* switches of .ci/run stay).
+for name in [n for n in os.environ if n.startswith("ECT_") and not n.startswith("ECT_CI_")]:
     del os.environ[name]
 
 

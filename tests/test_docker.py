@@ -1,6 +1,6 @@
 """The docker runner for real: a DAG run whose profiled run executes in the ect worker image.
 
-Needs a Docker engine and the image: `.ci/run` starts both (`.ci/docker-engine`) and sets ECT_DOCKER_TESTS=1,
+Needs a Docker engine and the image: `.ci/run` starts both (`.ci/docker-engine`) and sets ECT_CI_DOCKER=1,
 which turns a missing engine into a failure instead of a skip.
 """
 
@@ -16,9 +16,9 @@ import pytest
 from test_airflow import airflow, airflow_env
 
 SECRET = "s3cret-Tracking-Password-7f3a"
-IMAGE = os.environ.get("ECT_DOCKER_IMAGE", "ect-worker:test")
+IMAGE = os.environ.get("ECT_CI_DOCKER_IMAGE", "ect-worker:test")
 
-pytestmark = pytest.mark.skipif(not os.environ.get("ECT_DOCKER_TESTS"),
+pytestmark = pytest.mark.skipif(not os.environ.get("ECT_CI_DOCKER"),
                                 reason="needs a Docker engine and the worker image: run through .ci/run")
 
 

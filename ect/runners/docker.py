@@ -115,8 +115,9 @@ def operators(env, cfg, plan):
         private_environment=secret_environment(cfg),
     )
     warm = DockerOperator.partial(task_id="warm_up", **common).expand(command=warm_up_command(plan))
+    # none_failed: a warm-up mapped over no command (WARMUP_TIME 0) is skipped, and must not skip training.
     trained = DockerOperator.partial(task_id="train", retries=env.retries, retry_delay=timedelta(seconds=env.retry_delay_s),
-                                     **common).expand(command=run_commands(plan))
+                                     trigger_rule="none_failed", **common).expand(command=run_commands(plan))
     return warm, trained
 
 
