@@ -1,7 +1,9 @@
 """One Airflow DAG per training environment of config/environments.yaml (ect_local, ect_cloud, ...).
 
 preflight -> warm-up -> profiled training (mapped over architecture x repetition, in the host's pool)
--> validation (also after failed runs) -> aggregation (updates the processed-dataset Asset) -> report.
+-> validation (also after failed runs) -> aggregation (updates the processed-dataset Asset)
+-> regression check -> report -> verdicts (all runs measured; no energy regression).
+The ect_report DAG makes the cross-environment report whenever the processed dataset changes.
 Every rule lives in the `ect` package; this file only wires tasks.
 """
 
@@ -41,6 +43,16 @@ def params() -> dict:
     }
 
 
+def alert_callback(env):
+    """The environment's ALERT_CALLBACK (a dotted path to a function of the task context), if any."""
+    if not env.alert_callback:
+        return None
+    from importlib import import_module
+
+    module, _, name = env.alert_callback.rpartition(".")
+    return getattr(import_module(module), name)
+
+
 def environment_dag(env) -> DAG:
     with DAG(
         dag_id=f"ect_{env.name}", schedule=env.schedule, start_date=datetime(2026, 1, 1), catchup=False,
@@ -74,10 +86,19 @@ def environment_dag(env) -> DAG:
             return pipeline.aggregate_step(plan_params())
 
         @task
-        def report(processed: str) -> str:
-            from ect.analysis.summary import write_environment_summary
+        def regression_check(processed: str) -> dict:
+            return pipeline.regression_step(pipeline.config_for(plan_params()), env.name)
 
-            return str(write_environment_summary(processed, env.name, config_path("OUTPUT_DIR") / env.name))
+        @task
+        def report(regression: dict) -> str:
+            return pipeline.report_step(pipeline.config_for(plan_params()), env.name, regression)["html"]
+
+        @task(on_failure_callback=alert_callback(env))
+        def no_energy_regression(regression: dict) -> None:
+            """Fails (and alerts) when an architecture's energy rose beyond REGRESSION: THRESHOLD."""
+            from ect.analysis.regression import raise_on_regression
+
+            raise_on_regression(regression)
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
         def all_runs_measured(summary: dict | None) -> None:
@@ -88,9 +109,6 @@ def environment_dag(env) -> DAG:
             from airflow.sdk import get_current_context
 
             return dict(get_current_context()["params"])
-
-        def config_path(key: str):
-            return pipeline.config_for(plan_params()).path(key)
 
         plan = preflight()
         if env.runner == "process":
@@ -103,9 +121,22 @@ def environment_dag(env) -> DAG:
         else:
             warm, trained = docker_runner.operators(env, CONFIG, plan)
         warm >> trained >> (summary := validate(plan)) >> (processed := aggregate())
-        report(processed) >> all_runs_measured(summary)
+        regression = regression_check(processed)
+        report(regression) >> [all_runs_measured(summary), no_energy_regression(regression)]
     return dag
 
 
 for _env in CONFIG.environments.values():
     globals()[f"ect_{_env.name}"] = environment_dag(_env)
+
+
+with DAG(dag_id="ect_report", schedule=[PROCESSED], start_date=datetime(2026, 1, 1), catchup=False,
+         max_active_runs=1, tags=["ect", "energy", "report"],
+         doc_md="### Cross-environment energy report\nRuns the paper's statistics over every environment's runs "
+                "whenever an environment DAG updates the processed dataset.") as ect_report:
+
+    @task
+    def cross_environment_report() -> str:
+        return pipeline.report_step(CONFIG, None)["html"]
+
+    cross_environment_report()

@@ -197,6 +197,52 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_analyze(args) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ect.analysis.report import write_report
+
+    cfg = _load(args)
+    processed = Path(args.processed) if args.processed else cfg.path("METRICS_DIR") / "processed" / "runs.parquet"
+    if not processed.is_file():
+        from ect.config import ConfigError
+
+        raise ConfigError(f"processed dataset {processed} does not exist: run `ect aggregate` first")
+    runs = pd.read_parquet(processed)
+    if args.environment:
+        runs = runs[runs["environment"] == args.environment]
+    if runs.empty:
+        from ect.config import ConfigError
+
+        raise ConfigError(f"{processed} has no runs" + (f" of environment {args.environment!r}" if args.environment else ""))
+    out = Path(args.out) if args.out else cfg.path("OUTPUT_DIR") / (args.environment or "report")
+    e = cfg.experiment
+    paths = write_report(runs, out, args.title or "Energy cost of training", alpha=e.analysis_alpha,
+                         correction=e.analysis_correction, outliers=args.outliers or e.analysis_remove_outliers,
+                         samples_path=processed.parent.parent / "interim" / "samples.parquet")
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def cmd_check_regression(args) -> int:
+    from ect import pipeline
+    from ect.analysis.regression import EnergyRegression, raise_on_regression
+
+    cfg = _load(args)
+    cfg.environment(args.environment)
+    result = pipeline.regression_step(cfg, args.environment)
+    try:
+        raise_on_regression(result)
+    except EnergyRegression as error:
+        print(f"ect check-regression: {error}", file=sys.stderr)
+        return 1
+    print(f"no energy regression on {args.environment} (latest run {result['latest_campaign']})")
+    return 0
+
+
 def cmd_pools(args) -> int:
     import json
 
@@ -341,6 +387,30 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", metavar="FILE", help="output file (default: next to the processed dataset)")
     _add_config_options(export, data=False)
     export.set_defaults(func=cmd_export)
+
+    analyze = commands.add_parser(
+        "analyze", help="statistics, report and plots of the processed dataset",
+        description="The paper's statistics (Shapiro-Wilk, Levene, Kruskal-Wallis with eta squared, Dunn post-hoc, "
+                    "Cliff's delta, the energy-reduction table, the Pareto front of energy vs F1) as results.json, "
+                    "report.md and a self-contained report.html with figures/*.png.")
+    analyze.add_argument("processed", metavar="PROCESSED", nargs="?",
+                         help="processed dataset (default: METRICS_DIR/processed/runs.parquet)")
+    analyze.add_argument("--out", metavar="DIR", help="output folder (default: OUTPUT_DIR/report or OUTPUT_DIR/ENVIRONMENT)")
+    analyze.add_argument("--environment", metavar="ENV", help="only this environment's runs")
+    analyze.add_argument("--outliers", action="store_true", help="remove Tukey outliers first (ANALYSIS: REMOVE_OUTLIERS)")
+    analyze.add_argument("--title", help="the report's title")
+    _add_config_options(analyze, data=False)
+    analyze.set_defaults(func=cmd_analyze)
+
+    regression = commands.add_parser(
+        "check-regression", help="compare the latest DAG run's energy with the previous ones",
+        description="For each architecture, the median energy of the environment's latest DAG run (or campaign) "
+                    "against the previous REGRESSION: BASELINE_RUNS ones, with a one-sided Mann-Whitney test and "
+                    "REGRESSION: THRESHOLD. Writes OUTPUT_DIR/ENVIRONMENT/regression.json, trend.csv and trend.png; "
+                    "exit status 1 on a regression.")
+    regression.add_argument("environment", metavar="ENVIRONMENT", help=environment_help)
+    _add_config_options(regression, data=False)
+    regression.set_defaults(func=cmd_check_regression)
 
     pools = commands.add_parser("pools", help="print the Airflow pools of the environments (for `airflow pools import`)",
                                 description="Print one Airflow pool per GPU host (POOL, default ect_<environment>, "

@@ -160,3 +160,46 @@ def check_all_measured(summary: dict | None) -> None:
     if problems:
         raise RuntimeError(f"{len(problems)} planned run(s) were not measured or not valid "
                            f"(see {summary['summary']}):\n" + "\n".join(problems))
+
+
+def regression_step(cfg: Config, environment: str, print_line=print) -> dict:
+    """The nightly regression check of one environment: OUTPUT_DIR/<environment>/regression.json, trend.csv
+    and trend.png. Returns the result (regressions are raised by raise_on_regression, separately)."""
+    import json
+
+    import pandas as pd
+
+    from ect.analysis.regression import RegressionSettings, check_regressions, plot_trend, trend_table
+    from ect.io import write_json_atomic
+
+    e = cfg.experiment
+    runs = pd.read_parquet(processed_path(cfg))
+    out = cfg.path("OUTPUT_DIR") / environment
+    out.mkdir(parents=True, exist_ok=True)
+    result = check_regressions(runs, environment, RegressionSettings(e.regression_baseline_runs,
+                                                                    e.regression_threshold, e.regression_alpha))
+    table = trend_table(runs, environment)
+    table.to_csv(out / "trend.csv")
+    if len(table):
+        plot_trend(table, out / "trend.png")
+    write_json_atomic(out / "regression.json", result)
+    print_line(json.dumps({"regressions": result["regressions"], "latest_campaign": result["latest_campaign"]}))
+    return result
+
+
+def report_step(cfg: Config, environment: str | None, regression: dict | None = None) -> dict:
+    """The report of one environment (OUTPUT_DIR/<environment>/) or of all (OUTPUT_DIR/report/)."""
+    import pandas as pd
+
+    from ect.analysis.report import write_report
+
+    runs = pd.read_parquet(processed_path(cfg))
+    if environment is not None:
+        runs = runs[runs["environment"] == environment]
+    out = cfg.path("OUTPUT_DIR") / (environment or "report")
+    title = f"Energy cost of training on {environment}" if environment else "Energy cost of training: all environments"
+    e = cfg.experiment
+    return write_report(runs, out, title, alpha=e.analysis_alpha, correction=e.analysis_correction,
+                        outliers=e.analysis_remove_outliers,
+                        samples_path=cfg.path("METRICS_DIR") / "interim" / "samples.parquet",
+                        regression=regression, trend_png=out / "trend.png")

@@ -25,7 +25,7 @@ from ect.raw import find_runs, read_json, run_key, signature
 
 KEY = ["environment", "architecture", "run_id"]
 # Bump when the columns or the arithmetic of the outputs change: every run is then aggregated again.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PROGRESS_EVERY = 20
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,11 @@ from ect.raw import read_json
 JOULES_PER_KWH = 3.6e6
 DEFAULT_CARBON_INTENSITY = 232.0  # gCO2e/kWh, the original's (Spain)
 QUALITY = ("val_loss", "val_accuracy", "val_precision", "val_recall", "val_auc", "val_f1")
+
+
+def campaign_of(run_id: str) -> str:
+    """The DAG run or `ect profile` campaign a run belongs to: its id without the -rep<KK> suffix."""
+    return re.sub(r"-rep\d+$", "", run_id)
 
 
 def _gpu_energy(gpu: pd.DataFrame | None, start_ms: int, end_ms: int) -> tuple[float | None, str]:
@@ -100,6 +106,7 @@ def run_row(folder: Path, manifest: dict, gpu: pd.DataFrame | None, cpu: pd.Data
         "environment": environment,
         "architecture": manifest["architecture"],
         "run_id": manifest["run_id"],
+        "campaign_id": campaign_of(manifest["run_id"]),
         "repetition": manifest.get("repetition"),
         "source": manifest.get("source", "ect"),
         "experiment_name": manifest.get("experiment_name"),

@@ -140,6 +140,12 @@ def optimizer_name(value: Any) -> str:
     return str(value).lower()
 
 
+def correction_name(value: Any) -> str:
+    if value not in ("holm", "bonferroni", "none"):
+        raise ValueError("one of holm, bonferroni, none")
+    return value
+
+
 def runner_name(value: Any) -> str:
     if value not in ("process", "docker"):
         raise ValueError("one of process, docker")
@@ -248,6 +254,12 @@ class Experiment:
     validation_min_samples: int = setting(3, positive_int, "Validation: fewest samples a run may have (per GPU).")
     validation_power_limit_factor: float = setting(1.5, positive_number,
                                                    "Validation: highest GPU power, as a multiple of its power limit.")
+    analysis_alpha: float = setting(0.05, open_fraction, "Analysis: significance level of the statistical tests.")
+    analysis_correction: str = setting("holm", correction_name, "Analysis: multiple-comparison correction of Dunn's test.")
+    analysis_remove_outliers: bool = setting(False, boolean, "Analysis: drop Tukey outliers per group first (reported).")
+    regression_baseline_runs: int = setting(5, positive_int, "Regression check: previous DAG runs in the baseline.")
+    regression_threshold: float = setting(0.05, positive_number, "Regression check: relative increase of the median energy that alerts.")
+    regression_alpha: float = setting(0.05, open_fraction, "Regression check: significance level of its one-sided test.")
     skip_corrupt_images: bool = setting(False, boolean, "Skip corrupt or non-image files with a warning instead of failing.")
 
 
@@ -276,6 +288,8 @@ class Environment:
     retries: int = setting(1, non_negative_int, "Airflow retries of a profiled run (idempotent: the run id is reused).")
     retry_delay_s: float = setting(60, non_negative_number, "Seconds before such a retry.")
     pool_slots: int = setting(1, positive_int, "Profiled runs at a time on the host (1: runs never share GPUs, RAPL or CPU).")
+    alert_callback: str | None = setting(None, optional_text,
+        "Dotted path of a function called with the task context when the regression check fails.")
     docker_image: str = setting("ect-worker:latest", text, "docker runner: the worker image.")
     docker_url: str = setting("unix:///var/run/docker.sock", text, "docker runner: the Docker engine of the GPU host.")
     docker_shm_size: str = setting("2g", text, "docker runner: shared memory of the container.")

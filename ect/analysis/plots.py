@@ -1,0 +1,103 @@
+"""The report's figures (PNG). Every axis says its unit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def energy_boxplot(runs: pd.DataFrame, path: Path) -> Path:
+    """Energy per run, per architecture and environment."""
+    import seaborn as sns
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    data = runs.assign(total_energy_kJ=runs["total_energy_J"] / 1e3)
+    sns.boxplot(data=data, x="architecture", y="total_energy_kJ", hue="environment", ax=ax)
+    sns.stripplot(data=data, x="architecture", y="total_energy_kJ", hue="environment", dodge=True, ax=ax,
+                  palette="dark:black", size=3, legend=False)
+    ax.set(xlabel="architecture", ylabel="energy per training run (kJ)", title="Energy per training run")
+    return _save(fig, path)
+
+
+def median_bars(runs: pd.DataFrame, path: Path) -> Path:
+    """Median energy per architecture and environment."""
+    plt = _pyplot()
+    medians = runs.pivot_table(index="architecture", columns="environment", values="total_energy_J", aggfunc="median")
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    (medians / 1e3).plot.bar(ax=ax, rot=0)
+    ax.set(xlabel="architecture", ylabel="median energy per run (kJ)", title="Median energy per training run")
+    return _save(fig, path)
+
+
+def pareto_scatter(runs: pd.DataFrame, front: list[dict], path: Path) -> Path:
+    """Median energy vs median F1 of every (architecture, environment), the Pareto front joined."""
+    plt = _pyplot()
+    groups = runs.groupby(["architecture", "environment"])[["total_energy_J", "val_f1"]].median().reset_index()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter(groups["total_energy_J"] / 1e3, groups["val_f1"], color="tab:gray")
+    for row in groups.itertuples(index=False):
+        ax.annotate(f"{row.architecture}@{row.environment}", (row.total_energy_J / 1e3, row.val_f1), fontsize=8,
+                    xytext=(3, 3), textcoords="offset points")
+    if front:
+        ax.plot([g["median_total_energy_J"] / 1e3 for g in front], [g["median_val_f1"] for g in front], "o-",
+                color="tab:red", label="Pareto front")
+        ax.legend()
+    ax.set(xlabel="median energy per run (kJ)", ylabel="median validation F1", title="Energy vs F1")
+    return _save(fig, path)
+
+
+def energy_vs_gflops(runs: pd.DataFrame, path: Path) -> Path:
+    """Median energy per image against the forward-pass cost of the architecture."""
+    plt = _pyplot()
+    groups = runs.groupby(["architecture", "environment"])[["gflops", "energy_per_image_J"]].median().reset_index()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for environment, part in groups.groupby("environment"):
+        ax.scatter(part["gflops"], part["energy_per_image_J"], label=environment)
+        for row in part.itertuples(index=False):
+            ax.annotate(row.architecture, (row.gflops, row.energy_per_image_J), fontsize=8, xytext=(3, 3),
+                        textcoords="offset points")
+    ax.legend(title="environment")
+    ax.set(xlabel="forward pass (GFLOPs per image)", ylabel="median energy per image seen (J)",
+           title="Energy per image vs model cost")
+    return _save(fig, path)
+
+
+def power_timeline(samples: pd.DataFrame, run: pd.Series, path: Path) -> Path:
+    """Power over time of one run, its measurement window shaded."""
+    plt = _pyplot()
+    mine = samples[(samples["environment"] == run["environment"]) & (samples["architecture"] == run["architecture"])
+                   & (samples["run_id"] == run["run_id"])]
+    start_ms = run["start"].value // 1_000_000 if hasattr(run["start"], "value") else int(run["start"])
+    seconds = (mine["time_ms"] - start_ms) / 1000
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    if "power_W" in mine and mine["power_W"].notna().any():
+        for index, part in mine.groupby("gpu_index"):
+            ax.plot((part["time_ms"] - start_ms) / 1000, part["power_W"], label=f"GPU {int(index)} power (measured)")
+    if "cpu_power_estimated_W" in mine and mine["cpu_power_estimated_W"].notna().any():
+        cpu = mine.drop_duplicates("time_ms")
+        ax.plot((cpu["time_ms"] - start_ms) / 1000, cpu["cpu_power_estimated_W"], label="CPU power (estimated)")
+    ax.axvspan(0, run["duration_s"], color="tab:green", alpha=0.12, label="measurement window")
+    ax.set_xlim(min(seconds.min(), 0) if len(seconds) else 0, max(seconds.max(), run["duration_s"]) if len(seconds) else run["duration_s"])
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set(xlabel="time since the window's start (s)", ylabel="power (W)",
+           title=f"Power of {run['architecture']} on {run['environment']}, run {run['run_id']}")
+    return _save(fig, path)

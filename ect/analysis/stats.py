@@ -1,0 +1,313 @@
+"""The paper's statistics over the processed runs (one row per run, see README "Aggregation").
+
+Normality (Shapiro-Wilk), equal variances (Levene, median-centred), differences between groups
+(Kruskal-Wallis with eta squared, Dunn's post-hoc test with tie correction and Holm or Bonferroni
+adjustment), effect sizes (Cliff's delta), the largest energy reduction between
+(architecture, environment) cells, the energy/quality Pareto front and Tukey outlier removal.
+Every result is a plain JSON-serialisable dict: floats and ints, None for undefined values.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations, permutations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+By = str | list[str]
+
+METRICS = ("total_energy_J", "energy_per_image_J", "gpu_utilization_mean_pct", "val_f1")
+CELL = ["architecture", "environment"]
+CORRECTIONS = ("holm", "bonferroni", "none")
+TUKEY_K = 1.5
+# Romano et al. (2006): upper bounds of |delta| for negligible, small and medium effects.
+CLIFF_THRESHOLDS = ((0.147, "negligible"), (0.33, "small"), (0.474, "medium"))
+
+
+def _number(value) -> float | None:
+    """A plain float, or None where the value is undefined (NaN or infinite)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _plain(value):
+    """A table cell as a JSON value: numpy scalars become Python ones, NaN becomes None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _label(key) -> str:
+    return "@".join(str(part) for part in key) if isinstance(key, tuple) else str(key)
+
+
+def group_values(df: pd.DataFrame, metric: str, by: By) -> dict[str, np.ndarray]:
+    """The metric's non-missing values per group, groups sorted; a list `by` gives "a@b" names."""
+    present = df.dropna(subset=[metric])
+    return {_label(key): group[metric].to_numpy(dtype=float)
+            for key, group in present.groupby(by, sort=True)}
+
+
+def _check_correction(correction: str) -> None:
+    if correction not in CORRECTIONS:
+        raise ValueError(f"unknown p-value correction {correction!r}; use one of {', '.join(CORRECTIONS)}")
+
+
+def adjust_p_values(p_values: list[float], correction: str = "holm") -> list[float]:
+    """Family-wise adjusted p-values, in the input's order: Holm (step-down), Bonferroni or none."""
+    _check_correction(correction)
+    m = len(p_values)
+    if correction == "none":
+        return [float(p) for p in p_values]
+    if correction == "bonferroni":
+        return [min(1.0, float(p) * m) for p in p_values]
+    adjusted = [0.0] * m
+    running_max = 0.0
+    for rank, index in enumerate(sorted(range(m), key=lambda i: p_values[i])):
+        # The running maximum keeps the adjusted p-values in the same order as the raw ones.
+        running_max = max(running_max, min(1.0, (m - rank) * float(p_values[index])))
+        adjusted[index] = running_max
+    return adjusted
+
+
+def shapiro_by_group(df: pd.DataFrame, metric: str, by: By, alpha: float = 0.05) -> dict[str, dict]:
+    """Shapiro-Wilk per group; "normal" when p >= alpha."""
+    results = {}
+    for name, values in group_values(df, metric, by).items():
+        n = len(values)
+        if n < 3:
+            results[name] = {"n": n, "W": None, "p": None, "normal": None, "reason": "fewer than 3 values"}
+        elif np.ptp(values) == 0:
+            # scipy answers W = p = 1 with a warning; a constant sample says nothing about normality.
+            results[name] = {"n": n, "W": None, "p": None, "normal": None, "reason": "all values are equal"}
+        else:
+            w, p = stats.shapiro(values)
+            results[name] = {"n": n, "W": float(w), "p": float(p), "normal": bool(p >= alpha)}
+    return results
+
+
+def levene(df: pd.DataFrame, metric: str, by: By, alpha: float = 0.05) -> dict:
+    """Levene's test (Brown-Forsythe, centred on the median) for equal variances across groups."""
+    groups = group_values(df, metric, by)
+    if len(groups) < 2:
+        return {"statistic": None, "p": None, "equal_variances": None, "reason": "fewer than 2 groups"}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        statistic, p = stats.levene(*groups.values(), center="median")
+    if not math.isfinite(statistic):
+        return {"statistic": None, "p": None, "equal_variances": None,
+                "reason": "undefined: no spread around the median within any group"}
+    return {"statistic": float(statistic), "p": float(p), "equal_variances": bool(p >= alpha)}
+
+
+def kruskal_wallis(df: pd.DataFrame, metric: str, by: By, alpha: float = 0.05) -> dict:
+    """Kruskal-Wallis H test with eta squared = (H - k + 1) / (n - k)."""
+    groups = group_values(df, metric, by)
+    k = len(groups)
+    n = int(sum(len(values) for values in groups.values()))
+    undefined = {"H": None, "p": None, "k": k, "n": n, "eta_squared": None, "significant": None}
+    if k < 2:
+        return {**undefined, "reason": "fewer than 2 groups"}
+    if np.ptp(np.concatenate(list(groups.values()))) == 0:
+        return {**undefined, "reason": "all values are equal"}
+    try:
+        h, p = stats.kruskal(*groups.values())
+    except ValueError as error:
+        return {**undefined, "reason": str(error)}
+    eta_squared = (h - k + 1) / (n - k) if n > k else None
+    return {"H": float(h), "p": float(p), "k": k, "n": n, "eta_squared": _number(eta_squared),
+            "significant": bool(p < alpha)}
+
+
+def dunn(df: pd.DataFrame, metric: str, by: By, correction: str = "holm", alpha: float = 0.05) -> list[dict]:
+    """Dunn's pairwise post-hoc test on the pooled ranks, with tie correction; z = (R_a - R_b) / sigma."""
+    _check_correction(correction)
+    groups = group_values(df, metric, by)
+    if len(groups) < 2:
+        return []
+    pairs = list(combinations(groups, 2))
+    pooled = np.concatenate(list(groups.values()))
+    if np.ptp(pooled) == 0:
+        return [{"a": a, "b": b, "z": None, "p": None, "p_adjusted": None, "significant": None,
+                 "reason": "all values are equal"} for a, b in pairs]
+    n_total = len(pooled)
+    ranks = stats.rankdata(pooled, method="average")
+    ends = np.cumsum([len(values) for values in groups.values()])[:-1]
+    mean_rank = {name: float(group_ranks.mean()) for name, group_ranks in zip(groups, np.split(ranks, ends))}
+    _, tie_sizes = np.unique(pooled, return_counts=True)
+    rank_variance = n_total * (n_total + 1) / 12 - float((tie_sizes**3 - tie_sizes).sum()) / (12 * (n_total - 1))
+    z_values = [(mean_rank[a] - mean_rank[b])
+                / math.sqrt(rank_variance * (1 / len(groups[a]) + 1 / len(groups[b]))) for a, b in pairs]
+    p_values = [float(2 * stats.norm.sf(abs(z))) for z in z_values]
+    adjusted = adjust_p_values(p_values, correction)
+    return [{"a": a, "b": b, "z": float(z), "p": p, "p_adjusted": p_adjusted, "significant": bool(p_adjusted < alpha)}
+            for (a, b), z, p, p_adjusted in zip(pairs, z_values, p_values, adjusted)]
+
+
+def cliffs_magnitude(delta: float) -> str:
+    for upper_bound, magnitude in CLIFF_THRESHOLDS:
+        if abs(delta) < upper_bound:
+            return magnitude
+    return "large"
+
+
+def cliffs_delta(a, b) -> dict:
+    """Cliff's delta = (#(a_i > b_j) - #(a_i < b_j)) / (n_a n_b); positive when a tends to be larger."""
+    a = np.asarray(a, dtype=float)
+    b = np.sort(np.asarray(b, dtype=float))
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    if len(a) == 0 or len(b) == 0:
+        return {"delta": None, "magnitude": None, "reason": "an empty sample"}
+    # Counting through the sorted b is O(n log n) and needs no n_a x n_b matrix.
+    b_below_a = np.searchsorted(b, a, side="left").sum()
+    b_above_a = (len(b) - np.searchsorted(b, a, side="right")).sum()
+    delta = float(b_below_a - b_above_a) / (len(a) * len(b))
+    return {"delta": delta, "magnitude": cliffs_magnitude(delta)}
+
+
+def cliffs_by_pair(df: pd.DataFrame, metric: str, by: By) -> list[dict]:
+    """Cliff's delta for every pair of groups (a before b in sorted order)."""
+    groups = group_values(df, metric, by)
+    return [{"a": a, "b": b, **cliffs_delta(groups[a], groups[b])} for a, b in combinations(groups, 2)]
+
+
+def compare_groups(df: pd.DataFrame, metric: str, by: By, alpha: float = 0.05, correction: str = "holm") -> dict:
+    """Every test of the paper for one metric across the groups of `by`."""
+    groups = group_values(df, metric, by)
+    return {
+        "metric": metric,
+        "by": by,
+        "groups": {name: {"n": len(values), "median": float(np.median(values)), "mean": float(values.mean())}
+                   for name, values in groups.items()},
+        "shapiro": shapiro_by_group(df, metric, by, alpha),
+        "levene": levene(df, metric, by, alpha),
+        "kruskal_wallis": kruskal_wallis(df, metric, by, alpha),
+        "dunn": dunn(df, metric, by, correction, alpha),
+        "cliffs_delta": cliffs_by_pair(df, metric, by),
+    }
+
+
+def _cell_medians(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Medians per (architecture, environment) cell, NaN ignored, with an "arch@env" label column."""
+    medians = df.groupby(CELL, sort=True)[columns].median().reset_index()
+    medians["group"] = medians["architecture"].astype(str) + "@" + medians["environment"].astype(str)
+    return medians
+
+
+def energy_reduction_table(df: pd.DataFrame, energy: str = "total_energy_J") -> dict:
+    """For every ordered pair of cells with median_from > median_to: reduction = 1 - median_to / median_from."""
+    medians = _cell_medians(df, [energy]).dropna(subset=[energy])
+    # A zero median (energy not measured) would read as a 100 % saving.
+    medians = medians[medians[energy] > 0]
+    median_J = dict(zip(medians["group"], medians[energy].astype(float)))
+    pairs = [{"from": source, "to": target, "from_median_J": median_J[source], "to_median_J": median_J[target],
+              "reduction": 1 - median_J[target] / median_J[source]}
+             for source, target in permutations(median_J, 2) if median_J[source] > median_J[target]]
+    pairs.sort(key=lambda pair: (-pair["reduction"], pair["from"], pair["to"]))
+    result = {"energy": energy, "pairs": pairs, "largest": pairs[0] if pairs else None}
+    if not pairs:
+        result["reason"] = "fewer than 2 cells with different positive medians"
+    return result
+
+
+def pareto_front(df: pd.DataFrame, energy: str = "total_energy_J", quality: str = "val_f1") -> list[dict]:
+    """The cells whose medians no other cell beats: energy <= and quality >= with one of them strict."""
+    medians = _cell_medians(df, [energy, quality]).dropna(subset=[energy, quality])
+    cells = list(medians.itertuples(index=False))
+    cell_energy = medians[energy].to_numpy(dtype=float)
+    cell_quality = medians[quality].to_numpy(dtype=float)
+    front = []
+    for i, cell in enumerate(cells):
+        no_worse = (cell_energy <= cell_energy[i]) & (cell_quality >= cell_quality[i])
+        better = (cell_energy < cell_energy[i]) | (cell_quality > cell_quality[i])
+        if not (no_worse & better).any():
+            front.append({"group": cell.group, "architecture": str(cell.architecture),
+                          "environment": str(cell.environment),
+                          f"median_{energy}": float(cell_energy[i]), f"median_{quality}": float(cell_quality[i])})
+    front.sort(key=lambda item: (item[f"median_{energy}"], -item[f"median_{quality}"], item["group"]))
+    return front
+
+
+def _outliers(df: pd.DataFrame, metric: str, by: By, k: float) -> tuple[np.ndarray, list[dict]]:
+    """A positional mask of the rows outside their group's Tukey fences, and a report of each."""
+    values = df[metric].to_numpy(dtype=float)
+    outside = np.zeros(len(df), dtype=bool)
+    removed = []
+    for key, positions in df.groupby(by, sort=True).indices.items():
+        positions = positions[~np.isnan(values[positions])]
+        if len(positions) == 0:
+            continue
+        q1, q3 = np.percentile(values[positions], [25, 75])
+        lower_fence, upper_fence = q1 - k * (q3 - q1), q3 + k * (q3 - q1)
+        for position in positions:
+            value = values[position]
+            if lower_fence <= value <= upper_fence:
+                continue
+            outside[position] = True
+            row = df.iloc[position]
+            removed.append({
+                **{column: _plain(row[column]) for column in ("run_id", "environment", "architecture")
+                   if column in df.columns},
+                "group": _label(key), "metric": metric, "value": float(value),
+                "lower_fence": float(lower_fence), "upper_fence": float(upper_fence),
+                "reason": (f"below Q1 - {k} IQR" if value < lower_fence else f"above Q3 + {k} IQR"),
+            })
+    return outside, removed
+
+
+def remove_outliers(df: pd.DataFrame, metric: str, by: By, k: float = TUKEY_K) -> tuple[pd.DataFrame, list[dict]]:
+    """The rows inside their group's fences [Q1 - k IQR, Q3 + k IQR] (missing values kept), and the removed ones."""
+    outside, removed = _outliers(df, metric, by, k)
+    return df[~outside], removed
+
+
+def _comparisons(df: pd.DataFrame, within: str, across: str, alpha: float, correction: str) -> dict[str, dict]:
+    """For each value of `within`, compare_groups of every metric across the values of `across`."""
+    results = {}
+    for name, subset in df.groupby(within, sort=True):
+        n_groups = subset[across].nunique()
+        if n_groups < 2:
+            results[str(name)] = {"across": across, "skipped": f"fewer than 2 {across} groups ({n_groups})"}
+            continue
+        metrics = {}
+        for metric in METRICS:
+            if metric not in subset.columns:
+                metrics[metric] = {"skipped": "column missing"}
+            elif subset[metric].isna().all():
+                metrics[metric] = {"skipped": "all values are missing (NaN)"}
+            elif subset.loc[subset[metric].notna(), across].nunique() < 2:
+                metrics[metric] = {"skipped": f"fewer than 2 {across} groups with values"}
+            else:
+                metrics[metric] = compare_groups(subset, metric, across, alpha, correction)
+        results[str(name)] = {"across": across, "metrics": metrics}
+    return results
+
+
+def analyze(df: pd.DataFrame, alpha: float = 0.05, correction: str = "holm", outliers: bool = False) -> dict:
+    """The paper's analysis: architectures compared within each environment and environments within
+    each architecture, the largest energy reduction and the energy/F1 Pareto front."""
+    _check_correction(correction)
+    removed = []
+    if outliers:
+        df = df.copy()
+        for metric in METRICS:
+            if metric in df.columns:
+                outside, removed_here = _outliers(df, metric, CELL, TUKEY_K)
+                # Masking only this metric keeps the run's other metrics in their own tests.
+                df[metric] = df[metric].mask(outside)
+                removed += removed_here
+    return {
+        "n_runs": len(df),
+        "alpha": alpha,
+        "correction": correction,
+        "outliers": {"enabled": outliers, "k": TUKEY_K, "removed": removed},
+        "by_environment": _comparisons(df, "environment", "architecture", alpha, correction),
+        "by_architecture": _comparisons(df, "architecture", "environment", alpha, correction),
+        "energy_reduction": energy_reduction_table(df),
+        "pareto_front": pareto_front(df),
+    }

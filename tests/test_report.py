@@ -1,0 +1,127 @@
+"""ect analyze: the report (JSON, Markdown, HTML with figures) on processed datasets, seen in a real browser;
+the Airflow UI plugin that serves it; the regression check from the command line."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, run_ect
+
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def processed_runs(seed=0, campaigns=6, increase=None) -> pd.DataFrame:
+    """A processed dataset: 2 environments x 3 architectures x `campaigns` nightly runs, known medians."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for env, factor in (("local", 1.0), ("cloud", 1.3)):
+        for arch, median_J, gflops in (("vgg16", 400e3, 15.5), ("resnet50", 300e3, 4.1), ("mobilenet_v2", 100e3, 0.3)):
+            for night in range(campaigns):
+                energy = median_J * factor * rng.lognormal(0, 0.02)
+                if increase and night == campaigns - 1 and (env, arch) == increase:
+                    energy *= 1.10
+                rows.append({
+                    "environment": env, "architecture": arch, "run_id": f"night{night}-rep00",
+                    "campaign_id": f"night{night}", "start": pd.Timestamp("2026-11-01", tz="UTC") + pd.Timedelta(days=night),
+                    "duration_s": energy / 250, "total_energy_J": energy, "energy_kWh": energy / 3.6e6,
+                    "emissions_gCO2e": energy / 3.6e6 * 232, "energy_per_image_J": energy / 1e4,
+                    "val_f1": 0.8 + (0.05 if arch == "vgg16" else 0) + rng.normal(0, 0.01),
+                    "gpu_utilization_mean_pct": 60 + rng.normal(0, 2), "gflops": gflops,
+                    "gpu_energy_source": "counter", "cpu_energy_source": "counter",
+                })
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    from ect.analysis.report import write_report
+
+    out = tmp_path_factory.mktemp("report")
+    return out, write_report(processed_runs(), out, "Energy of the nightly runs")
+
+
+def test_results_have_the_papers_statistics(report):
+    out, paths = report
+    results = json.loads((out / "results.json").read_text())
+    local = results["by_environment"]["local"]["metrics"]["total_energy_J"]
+    assert local["kruskal_wallis"]["significant"] and len(local["dunn"]) == 3
+    extreme = next(c for c in local["cliffs_delta"] if {c["a"], c["b"]} == {"mobilenet_v2", "vgg16"})
+    assert abs(extreme["delta"]) == 1.0 and extreme["magnitude"] == "large"
+    largest = results["energy_reduction"]["largest"]
+    assert (largest["from"], largest["to"]) == ("vgg16@cloud", "mobilenet_v2@local")
+    assert [g["group"] for g in results["pareto_front"]][0] == "mobilenet_v2@local"
+
+
+def test_markdown_report_has_tables_and_figures(report):
+    out, paths = report
+    markdown = (out / "report.md").read_text()
+    assert "| environment | architecture | runs |" in markdown and "Largest reduction of the median energy" in markdown
+    for figure in ("energy_boxplot", "median_energy", "pareto", "energy_vs_gflops"):
+        assert f"(figures/{figure}.png)" in markdown and (out / "figures" / f"{figure}.png").stat().st_size > 5000
+
+
+@pytest.mark.skipif(not BROWSER and not os.environ.get("ECT_CI_BROWSER"), reason="needs Debian's chromium")
+def test_html_report_shows_its_figures_and_tables_in_a_headless_browser(report, tmp_path):
+    assert BROWSER, "chromium is not installed (.ci/run installs it)"
+    out, paths = report
+    page = (out / "report.html").read_text()
+    # Reports, once the page has loaded, how many tables it has and the rendered width of every image.
+    probe = ("<script>window.addEventListener('load', () => { document.title = 'tables=' + "
+             "document.querySelectorAll('table').length + ' images=' + "
+             "[...document.images].map(i => i.complete ? i.naturalWidth : 0).join(','); });</script>")
+    (tmp_path / "probe.html").write_text(page.replace("</body>", probe + "</body>"))
+    flags = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000"]
+    dom = subprocess.run([*flags, "--dump-dom", f"file://{tmp_path / 'probe.html'}"], capture_output=True,
+                         text=True, timeout=120).stdout
+    title = dom.split("<title>", 1)[1].split("</title>", 1)[0]
+    tables = int(title.split("tables=")[1].split()[0])
+    widths = [int(w) for w in title.split("images=")[1].split(",")]
+    assert tables >= 3 and len(widths) >= 4 and all(w > 300 for w in widths), title
+    subprocess.run([*flags, "--window-size=1200,1600", f"--screenshot={tmp_path / 'report.png'}",
+                    f"file://{out / 'report.html'}"], capture_output=True, timeout=120)
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(tmp_path / "report.png").convert("L"))
+    assert pixels.std() > 20  # text, tables and plots, not a blank page
+
+
+def test_the_airflow_plugin_lists_and_serves_the_report(report, monkeypatch):
+    out, paths = report
+    monkeypatch.setenv("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
+    monkeypatch.setenv("ECT_OUTPUT_DIR", str(out.parent))
+    from airflow import plugins_manager
+
+    plugins_manager._get_plugins.cache_clear() if hasattr(plugins_manager._get_plugins, "cache_clear") else None
+    plugins, _ = plugins_manager._get_plugins()
+    (plugin,) = [p for p in plugins if p.name == "ect_reports"]
+    assert plugin.external_views[0]["href"] == "/ect-reports/"
+    from fastapi.testclient import TestClient
+
+    client = TestClient(plugin.fastapi_apps[0]["app"])
+    assert f'href="{out.name}"' in client.get("/").text
+    served = client.get(f"/{out.name}")
+    assert served.status_code == 200 and "Energy of the nightly runs" in served.text and "<img" in served.text
+    assert client.get("/nothing").status_code == 404
+
+
+def test_cli_analyze_and_check_regression(tmp_path):
+    metrics = tmp_path / "metrics"
+    (metrics / "processed").mkdir(parents=True)
+    processed_runs(increase=("local", "vgg16")).to_parquet(metrics / "processed" / "runs.parquet")
+    env = {"ECT_HOME": str(REPO), "ECT_METRICS_DIR": str(metrics), "ECT_OUTPUT_DIR": str(tmp_path / "out")}
+    analyzed = run_ect("analyze", "--environment", "local", cwd=tmp_path, env=env)
+    assert analyzed.returncode == 0, analyzed.stderr
+    assert (tmp_path / "out" / "local" / "report.html").exists()
+    checked = run_ect("check-regression", "local", cwd=tmp_path, env=env)
+    assert checked.returncode == 1 and "vgg16: +" in checked.stderr and " %" in checked.stderr
+    result = json.loads((tmp_path / "out" / "local" / "regression.json").read_text())
+    assert result["regressions"] == ["vgg16"] and (tmp_path / "out" / "local" / "trend.png").exists()
+    clean = run_ect("check-regression", "cloud", cwd=tmp_path, env=env)
+    assert clean.returncode == 0 and "no energy regression on cloud" in clean.stdout
