@@ -31,8 +31,9 @@ def energy_boxplot(runs: pd.DataFrame, path: Path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     data = runs.assign(total_energy_kJ=runs["total_energy_J"] / 1e3)
-    sns.boxplot(data=data, x="architecture", y="total_energy_kJ", hue="environment", ax=ax)
-    sns.stripplot(data=data, x="architecture", y="total_energy_kJ", hue="environment", dodge=True, ax=ax,
+    order = sorted(data["environment"].unique())  # the same colours as the bar plot's
+    sns.boxplot(data=data, x="architecture", y="total_energy_kJ", hue="environment", hue_order=order, ax=ax)
+    sns.stripplot(data=data, x="architecture", y="total_energy_kJ", hue="environment", hue_order=order, dodge=True, ax=ax,
                   palette="dark:black", size=3, legend=False)
     ax.set(xlabel="architecture", ylabel="energy per training run (kJ)", title="Energy per training run")
     return _save(fig, path)
