@@ -46,7 +46,7 @@ run: venv $(DEMO_DATA) airflow-db
 	@$(BIN)/python -c "from ect.config import load_config; c = load_config(profile='demo'); \
 		print('processed dataset:', c.path('METRICS_DIR') / 'processed' / 'runs.parquet'); \
 		print('validation summary:', c.path('METRICS_DIR') / 'validation' / 'summary.txt'); \
-		print('report:', c.path('OUTPUT_DIR') / 'local' / 'summary.md')"
+		print('report:', c.path('OUTPUT_DIR') / 'local' / 'report.html')"
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -66,12 +66,15 @@ def test_every_environment_has_a_dag_with_the_expected_graph(monkeypatch):
     assert "ect" in local.tags and "energy measurement window" in local.doc_md
     edges = {(t.task_id, d) for t in local.tasks for d in t.downstream_task_ids}
     assert {("preflight", "warm_up"), ("preflight", "planned_runs"), ("warm_up", "train"), ("planned_runs", "train"),
-            ("train", "validate"), ("validate", "aggregate"), ("aggregate", "report"),
-            ("report", "all_runs_measured")} <= edges
+            ("train", "validate"), ("validate", "aggregate"), ("aggregate", "regression_check"),
+            ("regression_check", "report"), ("report", "all_runs_measured"), ("report", "no_energy_regression")} <= edges
     train = local.get_task("train")
     assert train.pool == "ect_local" and train.retries == 1
     assert local.get_task("validate").trigger_rule == "all_done_min_one_success"
     assert [a.name for a in local.get_task("aggregate").outlets] == ["ect_processed"]
+
+    report = bag.dags["ect_report"]
+    assert [asset.name for asset in report.schedule] == ["ect_processed"]  # runs when any environment aggregates
 
     cloud = bag.dags["ect_cloud"]
     from airflow.providers.docker.operators.docker import DockerOperator
@@ -96,8 +99,11 @@ def test_dags_test_runs_the_demo_and_leaves_validated_aggregated_output(airflow_
     assert (runs["cpu_energy_source"] == "estimated").all() and runs["total_energy_J"].gt(0).all()
     summary = json.loads((root / "metrics" / "validation" / "summary.json").read_text())
     assert summary["passed"] == 2 and summary["quarantined"] == 0 and summary["planned_runs_without_folder"] == []
-    report = (root / "out" / "local" / "summary.md").read_text()
-    assert "| tiny_cnn | 1 |" in report and "| vgg16 | 1 |" in report
+    report = (root / "out" / "local" / "report.md").read_text()
+    assert "| local | tiny_cnn | 1 |" in report and "| local | vgg16 | 1 |" in report
+    assert (root / "out" / "local" / "report.html").exists()
+    regression = json.loads((root / "out" / "local" / "regression.json").read_text())
+    assert regression["regressions"] == [] and set(regression["architectures"]) == {"tiny_cnn", "vgg16"}
 
 
 def test_a_failed_training_task_leaves_the_other_runs_aggregated_and_the_failure_in_the_summary(
@@ -116,7 +122,7 @@ def test_a_failed_training_task_leaves_the_other_runs_aggregated_and_the_failure
     assert summary["passed"] == 1
     (missing,) = summary["planned_runs_without_folder"]
     assert missing.startswith("local/vgg16/")
-    assert (tmp_path / "out" / "local" / "summary.md").exists()
+    assert (tmp_path / "out" / "local" / "report.html").exists()
 
 
 def json_lines(output: str) -> list:
