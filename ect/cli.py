@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 import traceback
+from pathlib import Path
 
 from ect import __version__
 
@@ -134,47 +135,50 @@ def cmd_warmup(args) -> int:
     return 0
 
 
-def _raw_dir(args, cfg):
-    return os.path.abspath(args.raw_dir) if args.raw_dir else cfg.path("METRICS_DIR") / "raw"
+def _raw_dir(args, cfg) -> Path:
+    """RAW_DIR of the command line, else METRICS_DIR/raw; it must exist."""
+    from ect.config import ConfigError
+
+    raw = Path(os.path.abspath(args.raw_dir)) if args.raw_dir else cfg.path("METRICS_DIR") / "raw"
+    if not raw.is_dir():
+        raise ConfigError(f"raw measurements folder {raw} does not exist (METRICS_DIR/raw or RAW_DIR)")
+    return raw
+
+
+def _processed(args, cfg) -> Path:
+    """--processed of the command line, else METRICS_DIR/processed/runs.parquet; it must exist."""
+    from ect.config import ConfigError
+
+    processed = Path(args.processed) if args.processed else cfg.path("METRICS_DIR") / "processed" / "runs.parquet"
+    if not processed.is_file():
+        raise ConfigError(f"processed dataset {processed} does not exist: run `ect aggregate` first")
+    return processed
 
 
 def cmd_validate(args) -> int:
-    from pathlib import Path
-
     from ect.validation import QUARANTINED, limits_from, validate_raw
 
     cfg = _load(args)
-    raw = Path(_raw_dir(args, cfg))
-    if not raw.is_dir():
-        from ect.config import ConfigError
-
-        raise ConfigError(f"raw measurements folder {raw} does not exist (METRICS_DIR/raw or RAW_DIR)")
+    raw = _raw_dir(args, cfg)
     summary_dir = Path(args.summary_dir) if args.summary_dir else raw.parent / "validation"
-    results = validate_raw(raw, limits_from(cfg.experiment), summary_dir, force=args.force)
+    results = validate_raw(raw, limits_from(cfg.experiment), summary_dir, force=args.force,
+                           data_docs=Path(args.data_docs).resolve() if args.data_docs else None)
     print(f"summary: {summary_dir / 'summary.json'} and {summary_dir / 'summary.txt'}")
     return 1 if any(r.status == QUARANTINED for r in results) else 0
 
 
 def cmd_aggregate(args) -> int:
-    from pathlib import Path
-
     from ect.aggregate.aggregate import aggregate
     from ect.validation import limits_from
 
     cfg = _load(args)
-    raw = Path(_raw_dir(args, cfg))
-    if not raw.is_dir():
-        from ect.config import ConfigError
-
-        raise ConfigError(f"raw measurements folder {raw} does not exist (METRICS_DIR/raw or RAW_DIR)")
+    raw = _raw_dir(args, cfg)
     out = Path(args.out).resolve() if args.out else cfg.path("METRICS_DIR")
     aggregate(raw, out, cfg.environments, limits_from(cfg.experiment))
     return 0
 
 
 def cmd_import_legacy(args) -> int:
-    from pathlib import Path
-
     from ect.aggregate.legacy import import_legacy
 
     import_legacy(Path(args.src), Path(args.dest), trim_samples=args.trim_samples)
@@ -182,34 +186,22 @@ def cmd_import_legacy(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from pathlib import Path
-
     from ect.aggregate.export import export_codecarbon
 
     cfg = _load(args)
-    processed = Path(args.processed) if args.processed else cfg.path("METRICS_DIR") / "processed" / "runs.parquet"
-    if not processed.is_file():
-        from ect.config import ConfigError
-
-        raise ConfigError(f"processed dataset {processed} does not exist: run `ect aggregate` first")
+    processed = _processed(args, cfg)
     out = Path(args.out) if args.out else processed.parent / "emissions.csv"
     print(f"wrote {export_codecarbon(processed, out)}")
     return 0
 
 
 def cmd_analyze(args) -> int:
-    from pathlib import Path
-
     import pandas as pd
 
     from ect.analysis.report import write_report
 
     cfg = _load(args)
-    processed = Path(args.processed) if args.processed else cfg.path("METRICS_DIR") / "processed" / "runs.parquet"
-    if not processed.is_file():
-        from ect.config import ConfigError
-
-        raise ConfigError(f"processed dataset {processed} does not exist: run `ect aggregate` first")
+    processed = _processed(args, cfg)
     runs = pd.read_parquet(processed)
     if args.environment:
         runs = runs[runs["environment"] == args.environment]
@@ -355,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("raw_dir", metavar="RAW_DIR", nargs="?", help="raw measurements (default: METRICS_DIR/raw)")
     validate.add_argument("--summary-dir", metavar="DIR", help="where the summary goes (default: RAW_DIR/../validation)")
     validate.add_argument("--force", action="store_true", help="validate again runs whose files did not change")
+    validate.add_argument("--data-docs", metavar="DIR",
+                          help="also keep the validations in a Great Expectations project in DIR and build its "
+                               "Data Docs (HTML: DIR/gx/uncommitted/data_docs/local_site/index.html); slower")
     _add_config_options(validate, data=False)
     validate.set_defaults(func=cmd_validate)
 

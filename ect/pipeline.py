@@ -176,6 +176,11 @@ def regression_step(cfg: Config, environment: str, print_line=print) -> dict:
     runs = pd.read_parquet(processed_path(cfg))
     out = cfg.path("OUTPUT_DIR") / environment
     out.mkdir(parents=True, exist_ok=True)
+    if runs.empty or environment not in set(runs["environment"]):
+        result = {"environment": environment, "latest_campaign": None, "baseline_campaigns": [], "architectures": {},
+                  "regressions": [], "reason": "no aggregated run of this environment yet"}
+        write_json_atomic(out / "regression.json", result)
+        return result
     result = check_regressions(runs, environment, RegressionSettings(e.regression_baseline_runs,
                                                                     e.regression_threshold, e.regression_alpha))
     table = trend_table(runs, environment)

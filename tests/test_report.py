@@ -125,3 +125,12 @@ def test_cli_analyze_and_check_regression(tmp_path):
     assert result["regressions"] == ["vgg16"] and (tmp_path / "out" / "local" / "trend.png").exists()
     clean = run_ect("check-regression", "cloud", cwd=tmp_path, env=env)
     assert clean.returncode == 0 and "no energy regression on cloud" in clean.stdout
+
+
+def test_an_empty_processed_dataset_gives_a_report_that_says_so(tmp_path):
+    from ect.analysis.report import write_report
+
+    empty = processed_runs().iloc[0:0]
+    paths = write_report(empty, tmp_path, "Nothing yet")
+    assert "No aggregated run yet" in (tmp_path / "report.html").read_text()
+    assert json.loads((tmp_path / "results.json").read_text())["n_runs"] == 0

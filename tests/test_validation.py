@@ -378,3 +378,15 @@ def test_each_problem_is_reported_once_under_its_own_name(batch):
         ("expect_column_values_to_match_regex", "power_W")], describe(unit_text)  # text, not also "empty"
     missing = batch["results"][CORRUPT_RUNS["missing_column"]].failures
     assert any("missing ['power_limit_W'], unexpected []" in f.details for f in missing), describe(missing)
+
+
+def test_great_expectations_data_docs_show_every_validation(tmp_path):
+    raw = tmp_path / "raw"
+    write_valid_run(raw / "local" / "vgg16" / "good")
+    corrupted_run(raw / "local" / "vgg16" / "bad", negative_power)
+    docs = tmp_path / "gx-project"
+    results = validate_raw(raw, Limits(), tmp_path / "validation", print_line=lambda line: None, data_docs=docs)
+    assert [r.status for r in results] == [QUARANTINED, "passed"]  # bad, good (sorted)
+    index = docs / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    page = index.read_text()
+    assert "local__vgg16__bad__gpu.csv__values" in page and "local__vgg16__good__manifest" in page

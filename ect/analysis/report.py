@@ -109,6 +109,13 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
     """Writes results.json, report.md, report.html and figures/*.png to out_dir; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = out_dir / "figures"
+    if runs.empty:
+        doc = Document(title, figures)
+        doc.paragraph("No aggregated run yet: nothing to analyse.")
+        _write(out_dir / "results.json", json.dumps({"n_runs": 0, "regression": regression}, indent=2, default=str))
+        markdown, page = doc.write(out_dir)
+        return {"results": str(out_dir / "results.json"), "markdown": str(markdown), "html": str(page),
+                "figures": str(figures)}
     results = analyze(runs, alpha=alpha, correction=correction, outliers=outliers)
     if regression is not None:
         results["regression"] = regression

@@ -8,6 +8,7 @@ the limit) let plain column expectations express the ordering and gap rules.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -222,14 +223,59 @@ def _batch_definition():
     return asset.add_batch_definition_whole_dataframe("whole")
 
 
-def run_expectations(frame: pd.DataFrame, expectations: list, file: str, suite_name: str) -> list[Failure]:
+class DataDocs:
+    """Validations through a file-backed Great Expectations project, so that its Data Docs (HTML) show them.
+
+    Slower than the ephemeral context (every validation is stored): used only when asked for.
+    """
+
+    def __init__(self, project_dir: Path):
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self.context = gx.get_context(mode="file", project_root_dir=str(project_dir))
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        source = self.context.data_sources.add_or_update_pandas("ect")
+        asset = source.get_asset("raw") if "raw" in [a.name for a in source.assets] else source.add_dataframe_asset("raw")
+        names = [b.name for b in asset.batch_definitions]
+        self.batch = asset.get_batch_definition("whole") if "whole" in names else \
+            asset.add_batch_definition_whole_dataframe("whole")
+
+    def validate(self, frame: pd.DataFrame, suite, name: str):
+        import great_expectations as gx
+        from great_expectations.checkpoint import UpdateDataDocsAction
+
+        key = re.sub(r"[^A-Za-z0-9_.-]+", "__", name)  # stores reject "/" in names
+        for store in (self.context.checkpoints, self.context.validation_definitions, self.context.suites):
+            try:
+                store.delete(key)
+            except Exception:  # not there yet
+                pass
+        suite.name = key
+        suite = self.context.suites.add(suite)
+        definition = self.context.validation_definitions.add(gx.ValidationDefinition(name=key, data=self.batch, suite=suite))
+        checkpoint = self.context.checkpoints.add(gx.Checkpoint(name=key, validation_definitions=[definition],
+                                                                actions=[UpdateDataDocsAction(name="data_docs")]))
+        result = checkpoint.run(batch_parameters={"dataframe": frame})
+        return next(iter(result.run_results.values()))
+
+    def index(self) -> str:
+        return self.context.get_docs_sites_urls()[0]["site_url"]
+
+
+def run_expectations(frame: pd.DataFrame, expectations: list, file: str, suite_name: str,
+                     docs: DataDocs | None = None) -> list[Failure]:
     """Validates `frame` against `expectations`; the failed ones as Failures naming values."""
     import great_expectations as gx
 
     if not expectations:
         return []
     suite = gx.ExpectationSuite(name=suite_name, expectations=expectations)
-    result = _batch_definition().get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+    if docs is None:
+        result = _batch_definition().get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+    else:
+        result = docs.validate(frame, suite, suite_name)
     failures = []
     for item in result.results:
         if item.success:
@@ -258,8 +304,9 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def check_run(folder: Path, limits: Limits) -> list[Failure]:
+def check_run(folder: Path, limits: Limits, docs: DataDocs | None = None) -> list[Failure]:
     """Every failed check of one run folder; empty when the run is valid."""
+    run = "/".join(folder.parts[-3:])
     manifest_path = folder / "manifest.json"
     if not manifest_path.exists():
         return [Failure("manifest.json", "file_readable", None, "file is missing")]
@@ -284,10 +331,10 @@ def check_run(folder: Path, limits: Limits) -> list[Failure]:
             continue
         frame = frame_of(raw, limits)
         text_checks, typed_checks = expectations_of(frame, interval_s, limits)
-        failures += run_expectations(raw, text_checks, name, f"{name}-text")
-        failures += run_expectations(_numeric(frame, numeric), typed_checks, name, f"{name}-values")
+        failures += run_expectations(raw, text_checks, name, f"{run} {name} text", docs)
+        failures += run_expectations(_numeric(frame, numeric), typed_checks, name, f"{run} {name} values", docs)
         if name == "gpu.csv" or sensors.get("cpu_energy_source") != "unavailable":
             energy_samples = raw
     frame = manifest_frame(manifest, energy_samples)
-    failures += run_expectations(frame, manifest_expectations(frame), "manifest.json", "manifest")
+    failures += run_expectations(frame, manifest_expectations(frame), "manifest.json", f"{run} manifest", docs)
     return failures

@@ -14,7 +14,7 @@ from typing import Callable
 from ect.io import write_json_atomic
 from ect.profiling.sampler import iso_utc
 from ect.raw import VALIDATION_FILE, find_runs, read_json, run_key, signature
-from ect.validation.checks import Failure, Limits, check_run
+from ect.validation.checks import DataDocs, Failure, Limits, check_run
 
 PASSED, QUARANTINED = "passed", "quarantined"
 
@@ -42,13 +42,13 @@ def current_validation(folder: Path) -> dict | None:
     return record if record and record.get("signature") == signature(folder) else None
 
 
-def validate_run(folder: Path, limits: Limits, force: bool = False) -> RunValidation:
-    record = None if force else current_validation(folder)
+def validate_run(folder: Path, limits: Limits, force: bool = False, docs: DataDocs | None = None) -> RunValidation:
+    record = None if force or docs is not None else current_validation(folder)
     if record is not None:
         failures = [Failure(**f) for f in record["failures"]]
         return RunValidation(folder, record["status"], failures, reused=True)
     before = signature(folder)
-    failures = check_run(folder, limits)
+    failures = check_run(folder, limits, docs)
     status = QUARANTINED if failures else PASSED
     write_json_atomic(folder / VALIDATION_FILE, {
         "status": status, "validated_at": iso_utc(time.time()), "signature": before,
@@ -58,16 +58,20 @@ def validate_run(folder: Path, limits: Limits, force: bool = False) -> RunValida
 
 
 def validate_raw(raw_dir: Path, limits: Limits, summary_dir: Path, force: bool = False,
-                 print_line: Callable[[str], None] = print) -> list[RunValidation]:
-    """Validates every run under raw_dir; writes summary_dir/summary.json and summary.txt."""
+                 print_line: Callable[[str], None] = print, data_docs: Path | None = None) -> list[RunValidation]:
+    """Validates every run under raw_dir; writes summary_dir/summary.json and summary.txt, and with
+    `data_docs` a Great Expectations project there whose Data Docs (HTML) show every validation."""
     folders = find_runs(raw_dir)
+    docs = DataDocs(data_docs) if data_docs else None
     results = []
     for number, folder in enumerate(folders, start=1):
-        results.append(validate_run(folder, limits, force))
+        results.append(validate_run(folder, limits, force, docs))
         if len(folders) >= 20 and (number % 20 == 0 or number == len(folders)):
             print_line(f"validated {number}/{len(folders)} runs")
     write_summary(results, raw_dir, summary_dir)
     print_line(summary_table(results))
+    if docs is not None:
+        print_line(f"Great Expectations Data Docs: {docs.index()}")
     return results
 
 
