@@ -18,14 +18,17 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ect.aggregate.runs import run_row
-from ect.aggregate.samples import joined_samples, read_cpu, read_gpu
+from ect.aggregate.samples import joined_samples, read_cpu, read_gpu, with_run_key
 from ect.raw import find_runs, read_json, run_key, signature
 
 KEY = ["environment", "architecture", "run_id"]
 # Bump when the columns or the arithmetic of the outputs change: every run is then aggregated again.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 PROGRESS_EVERY = 20
 
 
@@ -69,15 +72,13 @@ def _read_index(index_path: Path) -> dict:
     return index["runs"] if index.get("format") == FORMAT_VERSION else {}
 
 
-def _read_run(folder: Path, environments: dict) -> tuple[pd.DataFrame, dict]:
+def _read_run(folder: Path, environments: dict) -> tuple[pa.Table, dict]:
     """(samples, processed row) of one run folder."""
     manifest = read_json(folder / "manifest.json")
     gpu, cpu = read_gpu(folder), read_cpu(folder)
     interval_ms = round(1000 * (manifest.get("sensors") or {}).get("sampling_interval_s", 1.0))
     samples = joined_samples(gpu, cpu, tolerance_ms=max(interval_ms, 1))
-    samples.insert(0, "run_id", manifest["run_id"])
-    samples.insert(0, "architecture", manifest["architecture"])
-    samples.insert(0, "environment", manifest["environment"])
+    samples = with_run_key(samples, manifest["environment"], manifest["architecture"], manifest["run_id"])
     return samples, run_row(folder, manifest, gpu, cpu, environments)
 
 
@@ -100,21 +101,21 @@ def aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits,
     if not todo and set(index) == set(wanted) and outputs_exist:
         return AggregateResult(runs_path, len(wanted), 0, skipped, changed=False)
 
-    new_samples, new_rows = {}, {}
+    new_samples, new_rows = [], []
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # Arrow's reader releases the GIL
-        for number, (name, (samples, row)) in enumerate(
-                zip(todo, pool.map(lambda n: _read_run(wanted[n][0], environments), todo)), start=1):
-            new_samples[name], new_rows[name] = samples, row
+        for number, (samples, row) in enumerate(pool.map(lambda n: _read_run(wanted[n][0], environments), todo),
+                                                start=1):
+            new_samples.append(samples)
+            new_rows.append(row)
             if len(todo) >= PROGRESS_EVERY and (number % PROGRESS_EVERY == 0 or number == len(todo)):
                 print_line(f"  {number}/{len(todo)} runs read")
 
-    old_samples = pd.read_parquet(samples_path) if unchanged else None
-    old_runs = pd.read_parquet(runs_path) if unchanged else None
-    samples = _in_run_order(old_samples, new_samples, unchanged)
-    runs = _in_run_order(old_runs, {n: pd.DataFrame([r]) for n, r in new_rows.items()}, unchanged)
+    rank_of = {name: rank for rank, name in enumerate(sorted(wanted))}
+    samples = _samples_in_run_order(samples_path if unchanged else None, unchanged, todo, new_samples, rank_of)
+    runs = _runs_in_run_order(runs_path if unchanged else None, unchanged, pd.DataFrame(new_rows), rank_of)
     interim.mkdir(parents=True, exist_ok=True)
     processed.mkdir(parents=True, exist_ok=True)
-    _write_atomic(samples_path, lambda p: samples.to_parquet(p, index=False))
+    _write_atomic(samples_path, lambda p: pq.write_table(samples, p))
     _write_atomic(runs_path, lambda p: runs.to_parquet(p, index=False))
     _write_atomic(csv_path, lambda p: runs.to_csv(p, index=False))
     index = {"format": FORMAT_VERSION, "runs": {n: wanted[n][1] for n in sorted(wanted)}}
@@ -123,26 +124,41 @@ def aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits,
     return AggregateResult(runs_path, len(runs), len(todo), skipped, changed=True)
 
 
-def _run_names(frame: pd.DataFrame) -> pd.Series:
-    return frame["environment"] + "/" + frame["architecture"] + "/" + frame["run_id"]
+def _run_names(environment, architecture, run_id):
+    return pc.binary_join_element_wise(environment, architecture, run_id, "/")
 
 
-def _in_run_order(old: pd.DataFrame | None, new: dict[str, pd.DataFrame], keep: list[str]) -> pd.DataFrame:
-    """The kept runs' rows of `old` and the new runs' frames, ordered by run name (rows of a run keep their
-    order: samples by time). Sorting run ranks, not strings, keeps this fast for millions of samples."""
+def _samples_in_run_order(old_path: Path | None, keep: list[str], todo: list[str], new: list[pa.Table],
+                          rank_of: dict[str, int]) -> pa.Table:
+    """The kept runs' samples from the old file and the new runs' samples, ordered by run name (each run's
+    samples keep their time order). Sorting run ranks, not strings, keeps this fast for millions of rows."""
     parts, ranks = [], []
-    rank_of = {name: rank for rank, name in enumerate(sorted([*keep, *new]))}
-    if old is not None and keep:
-        names = _run_names(old)
-        kept = old[names.isin(set(keep))]
+    if old_path is not None:
+        old = pq.read_table(old_path)
+        names = _run_names(old["environment"], old["architecture"], old["run_id"])
+        kept = old.filter(pc.is_in(names, value_set=pa.array(keep)))
         parts.append(kept)
-        ranks.append(names[kept.index].map(rank_of).to_numpy())
-    for name, frame in new.items():
-        parts.append(frame)
-        ranks.append(np.full(len(frame), rank_of[name]))
+        order = sorted(keep, key=rank_of.get)
+        kept_names = _run_names(kept["environment"], kept["architecture"], kept["run_id"])
+        positions = pc.index_in(kept_names, value_set=pa.array(order)).to_numpy()
+        ranks.append(np.array([rank_of[name] for name in order], dtype=np.int64)[positions])
+    for name, table in zip(todo, new):
+        parts.append(table)
+        ranks.append(np.full(table.num_rows, rank_of[name], dtype=np.int64))
+    if not parts:
+        return pa.table({key: pa.array([], pa.string()) for key in KEY})
+    table = pa.concat_tables(parts, promote_options="default")
+    return table.take(pa.array(np.argsort(np.concatenate(ranks), kind="stable")))
+
+
+def _runs_in_run_order(old_path: Path | None, keep: list[str], new: pd.DataFrame, rank_of: dict[str, int]) -> pd.DataFrame:
+    parts = [new]
+    if old_path is not None:
+        old = pd.read_parquet(old_path)
+        parts.insert(0, old[(old["environment"] + "/" + old["architecture"] + "/" + old["run_id"]).isin(set(keep))])
     parts = [p for p in parts if len(p)]
     if not parts:
         return pd.DataFrame(columns=KEY)
     frame = pd.concat(parts, ignore_index=True)
-    order = np.argsort(np.concatenate(ranks), kind="stable")
-    return frame.iloc[order].reset_index(drop=True)
+    ranks = (frame["environment"] + "/" + frame["architecture"] + "/" + frame["run_id"]).map(rank_of)
+    return frame.iloc[np.argsort(ranks.to_numpy(), kind="stable")].reset_index(drop=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ect.aggregate.samples import window_seconds
+from ect.aggregate.samples import values, window_seconds
 from ect.profiling.energy import counter_delta, integrate_power_J
 from ect.raw import read_json
 
@@ -23,12 +23,16 @@ def campaign_of(run_id: str) -> str:
     return re.sub(r"-rep\d+$", "", run_id)
 
 
-def _gpu_energy(gpu: pd.DataFrame | None, start_ms: int, end_ms: int) -> tuple[float | None, str]:
-    if gpu is None or gpu.empty:
+def _empty(table) -> bool:
+    return table is None or table.num_rows == 0
+
+
+def _gpu_energy(gpu, start_ms: int, end_ms: int) -> tuple[float | None, str]:
+    if _empty(gpu):
         return None, "unavailable"
     end_s = (end_ms - start_ms) / 1000
-    indices, times = gpu["gpu_index"].to_numpy(), gpu["time_ms"].to_numpy()
-    power, counter = gpu["power_W"].to_numpy(), gpu["energy_counter_mJ"].to_numpy()
+    indices, times = values(gpu, "gpu_index"), values(gpu, "time_ms")
+    power, counter = values(gpu, "power_W"), values(gpu, "energy_counter_mJ")
     joules, sources = [], set()
     for index in np.unique(indices):
         mine = indices == index
@@ -42,12 +46,12 @@ def _gpu_energy(gpu: pd.DataFrame | None, start_ms: int, end_ms: int) -> tuple[f
     return math.fsum(joules), "+".join(sorted(sources))
 
 
-def _cpu_energy(cpu: pd.DataFrame | None, start_ms: int, end_ms: int) -> tuple[float | None, str, float | None, str]:
-    if cpu is None or cpu.empty:
+def _cpu_energy(cpu, start_ms: int, end_ms: int) -> tuple[float | None, str, float | None, str]:
+    if _empty(cpu):
         return None, "unavailable", None, "unavailable"
-    t = window_seconds(cpu["time_ms"].to_numpy(), start_ms)
+    t = window_seconds(values(cpu, "time_ms"), start_ms)
     end_s = (end_ms - start_ms) / 1000
-    package, dram, estimate = (cpu[c].to_numpy() for c in
+    package, dram, estimate = (values(cpu, c) for c in
                                ("rapl_package_energy_uJ", "rapl_dram_energy_uJ", "cpu_power_estimated_W"))
     if not np.isnan(package).all():
         cpu_J, cpu_source = counter_delta(t, package, 0.0, end_s) / 1e6, "counter"
@@ -60,27 +64,26 @@ def _cpu_energy(cpu: pd.DataFrame | None, start_ms: int, end_ms: int) -> tuple[f
     return cpu_J, cpu_source, None, "unavailable"
 
 
-def _stats(frame: pd.DataFrame | None, column: str, start_ms: int, end_ms: int) -> tuple[float, float]:
+def _stats(table, column: str, start_ms: int, end_ms: int) -> tuple[float, float]:
     """Mean and (population) standard deviation of a column over the samples inside the window."""
-    if frame is None:
+    if _empty(table):
         return math.nan, math.nan
-    times = frame["time_ms"].to_numpy()
-    values = frame[column].to_numpy()[(times >= start_ms) & (times <= end_ms)]
-    values = values[~np.isnan(values)]
-    if not len(values):
+    times = values(table, "time_ms")
+    inside = values(table, column)[(times >= start_ms) & (times <= end_ms)]
+    inside = inside[~np.isnan(inside)]
+    if not len(inside):
         return math.nan, math.nan
-    return float(values.mean()), float(values.std())
+    return float(inside.mean()), float(inside.std())
 
 
-def _count_inside(frame: pd.DataFrame | None, start_ms: int, end_ms: int) -> int:
-    if frame is None:
+def _count_inside(table, start_ms: int, end_ms: int) -> int:
+    if _empty(table):
         return 0
-    times = frame["time_ms"].to_numpy()
+    times = values(table, "time_ms")
     return int(((times >= start_ms) & (times <= end_ms)).sum())
 
 
-def run_row(folder: Path, manifest: dict, gpu: pd.DataFrame | None, cpu: pd.DataFrame | None,
-            environments: dict) -> dict:
+def run_row(folder: Path, manifest: dict, gpu, cpu, environments: dict) -> dict:
     """The processed row of one validated run."""
     window = manifest["window"]
     start_ms, end_ms = round(window["start_unix_s"] * 1000), round(window["end_unix_s"] * 1000)
@@ -129,8 +132,8 @@ def run_row(folder: Path, manifest: dict, gpu: pd.DataFrame | None, cpu: pd.Data
         "cpu_model": (manifest.get("host") or {}).get("cpu_model"),
         "cpu_count": (manifest.get("host") or {}).get("cpu_count"),
         "python_version": (manifest.get("software") or {}).get("python"),
-        "gpu_name": None if gpu is None or gpu.empty else str(gpu["name"].iloc[0]),
-        "gpu_count": 0 if gpu is None or gpu.empty else int(gpu["gpu_index"].nunique()),
+        "gpu_name": None if _empty(gpu) else gpu.column("name")[0].as_py(),
+        "gpu_count": 0 if _empty(gpu) else len(np.unique(values(gpu, "gpu_index"))),
         "gpu_power_mean_W": power_mean,
         "gpu_power_std_W": power_std,
         "gpu_utilization_mean_pct": usage_mean,

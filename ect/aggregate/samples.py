@@ -1,12 +1,15 @@
-"""Reading one run's raw samples into typed frames, fast: Arrow's CSV reader with the contract's column types."""
+"""Reading one run's raw samples as Arrow tables, fast: Arrow's CSV reader with the contract's column types.
+
+Samples stay in Arrow from the CSV to samples.parquet; per-run arithmetic reads numpy views of the columns.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as arrow_csv
 
 from ect.profiling.sampler import CPU_COLUMNS, GPU_COLUMNS
@@ -14,24 +17,28 @@ from ect.profiling.sampler import CPU_COLUMNS, GPU_COLUMNS
 _TEXT = {"name", "cpu_power_source"}
 
 
-def _read(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+def _read(path: Path, columns: tuple[str, ...]) -> pa.Table:
     types = {c: pa.string() if c in _TEXT else pa.float64() for c in columns}
     types["timestamp"] = pa.timestamp("ms", tz="UTC")
-    table = arrow_csv.read_csv(path, convert_options=arrow_csv.ConvertOptions(
-        column_types=types, include_columns=list(columns), strings_can_be_null=True))
-    frame = table.to_pandas()
-    frame.insert(1, "time_ms", table["timestamp"].cast(pa.int64()).to_numpy())
-    return frame
+    table = arrow_csv.read_csv(path, read_options=arrow_csv.ReadOptions(use_threads=False),
+                               convert_options=arrow_csv.ConvertOptions(
+                                   column_types=types, include_columns=list(columns), strings_can_be_null=True))
+    return table.add_column(1, "time_ms", table["timestamp"].cast(pa.int64()))
 
 
-def read_gpu(folder: Path) -> pd.DataFrame | None:
+def read_gpu(folder: Path) -> pa.Table | None:
     path = folder / "gpu.csv"
     return _read(path, GPU_COLUMNS) if path.exists() else None
 
 
-def read_cpu(folder: Path) -> pd.DataFrame | None:
+def read_cpu(folder: Path) -> pa.Table | None:
     path = folder / "cpu.csv"
     return _read(path, CPU_COLUMNS) if path.exists() else None
+
+
+def values(table: pa.Table, name: str) -> np.ndarray:
+    """A column as numpy (missing numbers as NaN)."""
+    return table.column(name).to_numpy()
 
 
 def nearest(sorted_times: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -41,18 +48,28 @@ def nearest(sorted_times: np.ndarray, times: np.ndarray) -> np.ndarray:
     return np.where(np.abs(sorted_times[right] - times) < np.abs(times - sorted_times[left]), right, left)
 
 
-def joined_samples(gpu: pd.DataFrame | None, cpu: pd.DataFrame | None, tolerance_ms: int) -> pd.DataFrame:
+def joined_samples(gpu: pa.Table | None, cpu: pa.Table | None, tolerance_ms: int) -> pa.Table:
     """GPU samples with the CPU sample nearest in time (within tolerance_ms) beside each; CPU samples alone
     when no GPU was measured."""
     if gpu is None:
-        return cpu.copy()
-    if cpu is None or cpu.empty:
-        return gpu.copy()
-    gpu_times, cpu_times = gpu["time_ms"].to_numpy(), cpu["time_ms"].to_numpy()
+        return cpu
+    if cpu is None or cpu.num_rows == 0:
+        return gpu
+    gpu_times, cpu_times = values(gpu, "time_ms"), values(cpu, "time_ms")
     index = nearest(cpu_times, gpu_times)
-    cpu_part = cpu.drop(columns=["timestamp", "time_ms"]).iloc[index].reset_index(drop=True)
-    cpu_part[np.abs(cpu_times[index] - gpu_times) > tolerance_ms] = None
-    return pd.concat([gpu.reset_index(drop=True), cpu_part], axis=1)
+    too_far = pa.array(np.abs(cpu_times[index] - gpu_times) > tolerance_ms)
+    cpu_part = cpu.drop_columns(["timestamp", "time_ms"]).take(pa.array(index))
+    columns = [pc.if_else(too_far, pa.scalar(None, column.type), column) for column in cpu_part.columns]
+    return pa.Table.from_arrays([*gpu.columns, *columns], names=[*gpu.column_names, *cpu_part.column_names])
+
+
+def with_run_key(table: pa.Table, environment: str, architecture: str, run_id: str) -> pa.Table:
+    """The samples with the run's key in front (repeated with Arrow's take, not Python lists)."""
+    zeros = pa.array(np.zeros(table.num_rows, dtype=np.int64))
+    for position, (name, value) in enumerate((("environment", environment), ("architecture", architecture),
+                                              ("run_id", run_id))):
+        table = table.add_column(position, name, pa.array([value], pa.string()).take(zeros))
+    return table
 
 
 def window_seconds(times_ms: np.ndarray, start_ms: int) -> np.ndarray:
