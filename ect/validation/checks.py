@@ -98,16 +98,26 @@ def _numeric(frame: pd.DataFrame, columns) -> pd.DataFrame:
     return typed
 
 
+def _format_expectations(present: set, file: str, columns: tuple[str, ...], numeric: tuple[str, ...]) -> list:
+    """The contract's columns, numbers where numbers belong, and UTC millisecond timestamps."""
+    import great_expectations.expectations as gxe
+
+    expectations = [gxe.ExpectTableColumnsToMatchSet(column_set=list(columns), exact_match=True,
+                                                     meta={"meaning": f"the columns of {file}"})]
+    expectations += [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=NUMBER, meta={"meaning": f"{c} values are numbers"})
+                     for c in numeric if c in present]
+    if "timestamp" in present:
+        expectations.append(gxe.ExpectColumnValuesToMatchRegex(column="timestamp", regex=TIMESTAMP,
+                                                               meta={"meaning": "UTC ms timestamps"}))
+    return expectations
+
+
 def gpu_expectations(frame: pd.DataFrame, interval_s: float, limits: Limits) -> tuple[list, list]:
     """(expectations on the text frame, expectations on the typed frame)."""
     import great_expectations.expectations as gxe
 
     present = set(frame.columns)
-    text = [gxe.ExpectTableColumnsToMatchSet(column_set=list(GPU_COLUMNS), exact_match=True, meta={"meaning": "the columns of gpu.csv"})]
-    text += [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=NUMBER, meta={"meaning": f"{c} values are numbers"})
-             for c in GPU_NUMERIC if c in present]
-    if "timestamp" in present:
-        text.append(gxe.ExpectColumnValuesToMatchRegex(column="timestamp", regex=TIMESTAMP, meta={"meaning": "UTC ms timestamps"}))
+    text = _format_expectations(present, "gpu.csv", GPU_COLUMNS, GPU_NUMERIC)
     gpus = frame["gpu_index"].nunique() if "gpu_index" in present else 1
     typed = [gxe.ExpectTableRowCountToBeBetween(min_value=limits.min_samples * max(gpus, 1),
                                                 meta={"meaning": f"at least {limits.min_samples} samples per GPU"})]
@@ -134,11 +144,7 @@ def cpu_expectations(frame: pd.DataFrame, interval_s: float, limits: Limits) -> 
     import great_expectations.expectations as gxe
 
     present = set(frame.columns)
-    text = [gxe.ExpectTableColumnsToMatchSet(column_set=list(CPU_COLUMNS), exact_match=True, meta={"meaning": "the columns of cpu.csv"})]
-    text += [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=NUMBER, meta={"meaning": f"{c} values are numbers"})
-             for c in CPU_NUMERIC if c in present]
-    if "timestamp" in present:
-        text.append(gxe.ExpectColumnValuesToMatchRegex(column="timestamp", regex=TIMESTAMP, meta={"meaning": "UTC ms timestamps"}))
+    text = _format_expectations(present, "cpu.csv", CPU_COLUMNS, CPU_NUMERIC)
     if "cpu_power_source" in present:
         text.append(gxe.ExpectColumnValuesToBeInSet(column="cpu_power_source", value_set=CPU_POWER_SOURCES,
                                                     meta={"meaning": f"cpu_power_source is one of {CPU_POWER_SOURCES}"}))
