@@ -185,6 +185,18 @@ def cmd_import_legacy(args) -> int:
     return 0
 
 
+def cmd_mlflow_sync(args) -> int:
+    from ect.tracking import sync_runs
+
+    cfg = _load(args)
+    results = sync_runs(cfg, _raw_dir(args, cfg))
+    for folder, status in results:
+        print(f"{folder}: {status}")
+    if not results:
+        print("nothing to sync: every tracked run is in MLflow already")
+    return 1 if any(not status.startswith("synced") for _, status in results) else 0
+
+
 def cmd_export(args) -> int:
     from ect.aggregate.export import export_codecarbon
 
@@ -362,6 +374,16 @@ def build_parser() -> argparse.ArgumentParser:
     aggregate.add_argument("--out", metavar="DIR", help="folder for interim/ and processed/ (default: METRICS_DIR)")
     _add_config_options(aggregate, data=False)
     aggregate.set_defaults(func=cmd_aggregate)
+
+    mlflow_sync = commands.add_parser(
+        "mlflow-sync", help="upload the completed runs that are not synced to MLflow yet, exactly once each",
+        description="Upload the completed runs that are not synced to MLflow yet, exactly once each: the run "
+                    "folders whose tracking.json says synced false (the tracking server was unreachable when "
+                    "the run ended). A run already in MLflow (tag ect_run_key) is only marked synced. "
+                    "Exit status 1 if any run could not be uploaded.")
+    mlflow_sync.add_argument("raw_dir", metavar="RAW_DIR", nargs="?", help="raw measurements (default: METRICS_DIR/raw)")
+    _add_config_options(mlflow_sync, data=False)
+    mlflow_sync.set_defaults(func=cmd_mlflow_sync)
 
     legacy = commands.add_parser(
         "import-legacy", help="import the original replication package's raw measurements",

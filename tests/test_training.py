@@ -51,9 +51,9 @@ def test_tiny_cnn_beats_chance_on_the_synthetic_dataset(synthetic_dataset, tmp_p
     assert model.output_shape == (None, 1)
 
 
-def test_mlflow_enabled_is_refused_until_tracking_exists(synthetic_dataset):
+def test_plain_training_refuses_mlflow_tracking_it_does_not_do_yet(synthetic_dataset):
     cfg = load_config(REPO, profile="demo", overrides={"MLFLOW_ENABLED": True, "DATASET_DIR": str(synthetic_dataset)}, env={})
-    with pytest.raises(ConfigError, match="MLFLOW_ENABLED=true"):
+    with pytest.raises(ConfigError, match="MLFLOW_ENABLED=true: `ect train` does not track"):
         run_training(cfg, "local", "tiny_cnn")
 
 

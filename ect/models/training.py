@@ -147,11 +147,6 @@ class PreparedRun:
 def prepare_run(cfg: Config, environment: str, architecture: str,
                 print_line: Callable[[str], None] = print) -> PreparedRun:
     """Validates the inputs, then (and only then) imports TensorFlow and builds data and model."""
-    if cfg.experiment.mlflow_enabled:
-        from ect.config import ConfigError
-
-        raise ConfigError(f"{cfg.origins['experiment.MLFLOW_ENABLED']}: MLFLOW_ENABLED=true: MLflow tracking is "
-                          "not available in this version of ect yet; set it to false")
     started = time.perf_counter()
     env = cfg.environment(environment)
     arch = get_architecture(architecture)
@@ -216,6 +211,11 @@ def run_training(cfg: Config, environment: str, architecture: str, experiment_na
     history.csv grows one row per epoch; model.keras and then metrics.json are written when training
     ends, metrics.json last and atomically, so a folder without it is an interrupted run.
     """
+    if cfg.experiment.mlflow_enabled:
+        from ect.config import ConfigError
+
+        raise ConfigError(f"{cfg.origins['experiment.MLFLOW_ENABLED']}: MLFLOW_ENABLED=true: `ect train` does not "
+                          "track to MLflow yet (profiled runs do: `ect profile-run`, `ect profile`); set it to false")
     run = prepare_run(cfg, environment, architecture, print_line)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     out = cfg.path("MODELS_DIR") / environment / architecture / stamp

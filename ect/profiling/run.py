@@ -126,6 +126,13 @@ def steady_state(history: list[dict]) -> dict:
 
 def profile_run(cfg: Config, environment: str, architecture: str, repetition: int, run_id: str,
                 experiment_name: str | None = None, print_line: Callable[[str], None] = print) -> RunOutcome:
+    if cfg.experiment.mlflow_enabled:  # configuration errors before any training
+        from ect.config import ConfigError, load_secrets
+
+        if not experiment_name:
+            raise ConfigError(f"{cfg.origins['experiment.MLFLOW_ENABLED']}: MLFLOW_ENABLED=true needs the MLflow "
+                              "experiment: give it with --experiment-name")
+        load_secrets(cfg.root).require_url()
     folder = run_folder(cfg, environment, architecture, run_id)
     existing = read_manifest(folder)
     if existing and existing.get("status") == "completed":
@@ -152,6 +159,13 @@ def profile_run(cfg: Config, environment: str, architecture: str, repetition: in
     finally:
         manifest["finished"] = iso_utc(time.time())
         write_json_atomic(folder / "manifest.json", manifest)
+    if cfg.experiment.mlflow_enabled:  # only now that the manifest says completed; never changes the run's status
+        try:
+            from ect.tracking import track_completed_run
+
+            track_completed_run(cfg, folder, experiment_name, print_line=print_line)
+        except Exception as error:
+            print_line(f"MLflow: tracking failed ({type(error).__name__}); the run stays completed")
     return RunOutcome(folder, "completed", False, manifest)
 
 

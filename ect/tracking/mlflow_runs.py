@@ -1,0 +1,331 @@
+"""Completed profiled runs as MLflow runs: uploaded once the raw run folder is complete, never before.
+
+Each completed run folder becomes one MLflow run in the experiment named by --experiment-name, tagged
+ect_run_key = "<environment>/<architecture>/<run_id>". The tag is set last, after params, metrics and
+artifacts, so a run that carries it is a complete upload; before uploading, the experiment is searched
+for it, so a crash between the upload and the marking never uploads a run twice.
+
+The outcome goes to the run folder's tracking.json (written atomically), never into the manifest:
+    {"synced": true, "experiment_name", "experiment_id", "mlflow_run_id", "synced_at", "model"}
+    {"synced": false, "experiment_name", "error": "<type>: <message>", "attempted_at"}
+`ect mlflow-sync` uploads the runs whose tracking.json says synced false, exactly once each.
+
+Credentials (load_secrets: secrets.yaml or MLFLOW_TRACKING_*) reach the MLflow client through
+environment variables set only while talking to the server, and are never printed or written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ect import __version__
+from ect.config import Config, ConfigError
+from ect.config.secrets import MlflowSecrets, load_secrets
+from ect.io import write_json_atomic
+from ect.profiling.sampler import iso_utc
+
+TRACKING_FILE = "tracking.json"
+RUN_KEY_TAG = "ect_run_key"
+MODEL_FILE = "model.keras"
+ARTIFACT_FILES = ("manifest.json", "history.csv", "metrics.json", "cpu.csv", "gpu.csv")
+# The training hyperparameters of the manifest's config snapshot (experiment section), logged as params.
+HYPERPARAMETERS = (
+    "INITIAL_EPOCHS", "FT_EPOCHS", "IMAGE_SIZE", "BATCH_SIZE", "VALIDATION_SPLIT", "SEED", "WEIGHTS",
+    "OPTIMIZER", "LEARNING_RATE", "MOMENTUM", "FT_OPTIMIZER", "FT_LEARNING_RATE", "FT_MOMENTUM",
+    "EARLY_STOPPING_PATIENCE", "EARLY_STOPPING_MIN_DELTA", "REDUCE_LR_FACTOR", "REDUCE_LR_PATIENCE",
+    "SAMPLING_INTERVAL_MS",
+)
+# history.csv columns that are not per-epoch metrics, and the renamed ones (the final values of
+# metrics.json and the manifest's energy use the plain names).
+_HISTORY_SKIP = {"epoch", "phase", "gpu_energy_source", "cpu_energy_source"}
+_HISTORY_RENAME = {"duration_s": "epoch_duration_s", "gpu_energy_J": "epoch_gpu_energy_J",
+                   "cpu_energy_J": "epoch_cpu_energy_J", "total_energy_J": "epoch_total_energy_J"}
+# Client settings while talking to the server: an unreachable server fails within seconds.
+_CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+
+
+def run_key(manifest: dict) -> str:
+    return f"{manifest['environment']}/{manifest['architecture']}/{manifest['run_id']}"
+
+
+def mask_url(url: str | None) -> str:
+    """The URL without its user:password@ part."""
+    return re.sub(r"(?<=://)[^/@\s]*@", "***@", url or "")
+
+
+def _scrub(text: str, secrets: MlflowSecrets) -> str:
+    """An error message fit for files and terminals: no password, user name or URL credentials."""
+    for secret in (secrets.password, secrets.username):
+        if secret:
+            text = text.replace(secret, "***")
+    text = re.sub(r"(?<=://)[^/@\s]*@", "***@", text)
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+@contextmanager
+def _client_env(secrets: MlflowSecrets) -> Iterator[None]:
+    """MLflow's credential and timeout variables, set only inside the block, then restored."""
+    values = {"MLFLOW_TRACKING_USERNAME": secrets.username, "MLFLOW_TRACKING_PASSWORD": secrets.password,
+              **_CLIENT_ENV}
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = str(value)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _params(manifest: dict) -> dict[str, str]:
+    experiment = (manifest.get("config") or {}).get("experiment") or {}
+    params = {key: experiment[key] for key in HYPERPARAMETERS if key in experiment}
+    fingerprint = (manifest.get("dataset") or {}).get("fingerprint") or {}
+    sensors = manifest.get("sensors") or {}
+    params.update({
+        "environment": manifest["environment"], "architecture": manifest["architecture"],
+        "repetition": manifest.get("repetition"), "run_id": manifest["run_id"], "attempt": manifest.get("attempt"),
+        "profile": (manifest.get("config") or {}).get("profile"),
+        "dataset_sha256": fingerprint.get("sha256"), "dataset_total_files": fingerprint.get("total_files"),
+        "dataset_skipped_files": fingerprint.get("skipped_files"),
+        "dataset_class_counts": json.dumps(fingerprint.get("class_counts"), sort_keys=True)
+        if fingerprint.get("class_counts") is not None else None,
+        "sensors_used": ",".join(sensors.get("used") or []) or None,
+        "sampling_interval_s": sensors.get("sampling_interval_s"),
+    })
+    return {key: str(value)[:6000] for key, value in params.items() if value is not None}
+
+
+def _energy(manifest: dict) -> tuple[dict[str, float], dict[str, str]]:
+    training = (manifest.get("energy") or {}).get("training") or {}
+    metrics: dict[str, float] = {}
+    gpu = training.get("gpu_energy_J")
+    if isinstance(gpu, dict) and gpu:
+        metrics["gpu_energy_J"] = sum(float(v) for v in gpu.values())
+    for key in ("cpu_energy_J", "dram_energy_J", "total_energy_J", "duration_s"):
+        if _number(training.get(key)) is not None:
+            metrics[key] = float(training[key])
+    if "total_energy_J" in metrics:
+        metrics["energy_kWh"] = metrics["total_energy_J"] / 3.6e6
+    gpu_source = training.get("gpu_energy_source")
+    if isinstance(gpu_source, dict):
+        gpu_source = "+".join(sorted(set(map(str, gpu_source.values())))) or "unavailable"
+    tags = {"gpu_energy_source": str(gpu_source or "unavailable"),
+            "cpu_energy_source": str(training.get("cpu_energy_source") or "unavailable")}
+    return metrics, tags
+
+
+def _final_metrics(folder: Path) -> dict[str, float]:
+    """metrics.json's numbers; val_* become final_val_* (the plain names hold the per-epoch history)."""
+    path = folder / "metrics.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    return {(f"final_{key}" if key.startswith("val_") else key): float(value) for key, value in data.items()
+            if not isinstance(value, bool) and _number(value) is not None}
+
+
+def _history(folder: Path, timestamp_ms: int):
+    from mlflow.entities import Metric
+
+    path = folder / "history.csv"
+    if not path.exists():
+        return []
+    metrics = []
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            step = int(float(row["epoch"]))
+            for column, value in row.items():
+                number = _number(value)
+                if column in _HISTORY_SKIP or number is None:
+                    continue
+                metrics.append(Metric(_HISTORY_RENAME.get(column, column), number, timestamp_ms, step))
+    return metrics
+
+
+def _tags(manifest: dict, energy_tags: dict[str, str], experiment_name: str) -> dict[str, str]:
+    host = manifest.get("host") or {}
+    return {
+        "environment": manifest["environment"], "architecture": manifest["architecture"],
+        "run_id": manifest["run_id"], "experiment_name": experiment_name,
+        "host": str(host.get("hostname") or "unknown"),
+        "gpus": ", ".join(map(str, host.get("gpus") or [])) or "none",
+        "ect_version": (manifest.get("software") or {}).get("ect") or __version__,
+        **energy_tags,
+    }
+
+
+def _find_synced(client, experiment_id: str, key: str):
+    runs = client.search_runs([experiment_id], filter_string=f"tags.{RUN_KEY_TAG} = '{key}'", max_results=1)
+    return runs[0] if runs else None
+
+
+def _experiment_id(client, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except Exception:  # created meanwhile by another process
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def _log_model(client, experiment_id: str, mlflow_run, manifest: dict, folder: Path, val_f1: float | None) -> str:
+    """Logs model.keras if the run folder has one; registers it when its val_f1 is the architecture's best."""
+    model = folder / MODEL_FILE
+    if not model.exists():
+        return f"not logged: no {MODEL_FILE} in the run folder (profile-run does not save one)"
+    run_id = mlflow_run.info.run_id
+    client.log_artifact(run_id, str(model), "model")
+    client.set_tag(run_id, "ect_model_logged", "true")
+    architecture = manifest["architecture"]
+    others = client.search_runs(
+        [experiment_id], max_results=1000,
+        filter_string=f"tags.architecture = '{architecture}' and tags.ect_model_logged = 'true'")
+    best = max((r.data.metrics.get("final_val_f1", -math.inf) for r in others if r.info.run_id != run_id),
+               default=-math.inf)
+    if val_f1 is None or val_f1 <= best:
+        return f"logged, not registered: val_f1 {val_f1} is not above the best {architecture} run's {best}"
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(architecture)
+    except MlflowException as error:
+        if getattr(error, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = client.create_model_version(architecture, f"{mlflow_run.info.artifact_uri}/model", run_id=run_id)
+    return f"registered as {architecture} version {version.version} (val_f1 {val_f1:.4f})"
+
+
+def _upload(client, experiment_id: str, manifest: dict, folder: Path, experiment_name: str) -> tuple[str, str]:
+    """One complete upload; returns (MLflow run id, what happened to the model)."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    now_ms = int(time.time() * 1000)
+    energy, energy_tags = _energy(manifest)
+    finals = _final_metrics(folder)
+    mlflow_run = client.create_run(experiment_id, run_name=f"{manifest['architecture']}-{manifest['run_id']}",
+                                   tags=_tags(manifest, energy_tags, experiment_name))
+    run_id = mlflow_run.info.run_id
+    try:
+        params = [Param(k, v) for k, v in _params(manifest).items()]
+        metrics = _history(folder, now_ms) + [Metric(k, v, now_ms, 0) for k, v in {**finals, **energy}.items()]
+        for start in range(0, len(params), 100):
+            client.log_batch(run_id, params=params[start:start + 100])
+        for start in range(0, len(metrics), 1000):
+            client.log_batch(run_id, metrics=metrics[start:start + 1000])
+        for name in ARTIFACT_FILES:
+            if (folder / name).exists():
+                client.log_artifact(run_id, str(folder / name), "raw")
+        model = _log_model(client, experiment_id, mlflow_run, manifest, folder, finals.get("final_val_f1"))
+        client.set_tag(run_id, RUN_KEY_TAG, run_key(manifest))  # last: the run is complete
+        client.set_terminated(run_id, "FINISHED")
+    except BaseException:
+        try:  # best effort: the partial run (without ect_run_key) is marked failed
+            client.set_terminated(run_id, "FAILED")
+        except Exception:
+            pass
+        raise
+    return run_id, model
+
+
+def track_completed_run(cfg: Config, folder: Path, experiment_name: str | None = None,
+                        print_line: Callable[[str], None] = print) -> dict:
+    """Uploads one completed run folder to MLflow (exactly once) and writes its tracking.json.
+
+    Returns what tracking.json says. A failure to talk to the server never raises: it is recorded as
+    synced false (for `ect mlflow-sync`). A folder whose manifest is not completed raises ValueError.
+    """
+    from ect.profiling.run import read_manifest
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if not manifest or manifest.get("status") != "completed":
+        raise ValueError(f"{folder}: the run is not completed; only completed runs are tracked")
+    experiment_name = experiment_name or manifest.get("experiment_name")
+    key = run_key(manifest)
+    secrets = MlflowSecrets()
+    try:
+        if not experiment_name:
+            raise ConfigError("no MLflow experiment name: give it with --experiment-name")
+        secrets = load_secrets(cfg.root)
+        url = secrets.require_url()
+        with _client_env(secrets):
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(tracking_uri=url)
+            experiment_id = _experiment_id(client, experiment_name)
+            existing = _find_synced(client, experiment_id, key)
+            if existing is not None:
+                mlflow_run_id, model, note = existing.info.run_id, "unchanged (already uploaded)", "already in MLflow"
+            else:
+                mlflow_run_id, model = _upload(client, experiment_id, manifest, folder, experiment_name)
+                note = "uploaded"
+        record = {"synced": True, "experiment_name": experiment_name, "experiment_id": experiment_id,
+                  "mlflow_run_id": mlflow_run_id, "run_key": key, "synced_at": iso_utc(time.time()), "model": model}
+        print_line(f"MLflow: {key} {note} as run {mlflow_run_id} of experiment {experiment_name!r}; model {model}")
+    except Exception as error:
+        message = _scrub(f"{type(error).__name__}: {error}", secrets)
+        record = {"synced": False, "experiment_name": experiment_name, "run_key": key, "error": message,
+                  "attempted_at": iso_utc(time.time())}
+        print_line(f"MLflow: {key} not synced ({message}); the run stays completed: `ect mlflow-sync` uploads it later")
+    write_json_atomic(folder / TRACKING_FILE, record)
+    return record
+
+
+def read_tracking(folder: Path) -> dict | None:
+    try:
+        return json.loads((Path(folder) / TRACKING_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def sync_runs(cfg: Config, raw_dir: Path | None = None,
+              print_line: Callable[[str], None] = lambda line: None) -> list[tuple[Path, str]]:
+    """Uploads every completed run whose tracking.json says synced false, exactly once each.
+
+    Returns (run folder, status) for each run it tried; a second call finds nothing to do.
+    """
+    from ect.profiling.run import read_manifest
+
+    load_secrets(cfg.root).require_url()  # a configuration error, before touching any run
+    raw = Path(raw_dir) if raw_dir else cfg.path("METRICS_DIR") / "raw"
+    results: list[tuple[Path, str]] = []
+    for path in sorted(raw.glob(f"*/*/*/{TRACKING_FILE}")):
+        folder = path.parent
+        tracking = read_tracking(folder)
+        if tracking is None or tracking.get("synced") is not False:
+            continue
+        manifest = read_manifest(folder)
+        if not manifest or manifest.get("status") != "completed":
+            continue
+        record = track_completed_run(cfg, folder, tracking.get("experiment_name") or manifest.get("experiment_name"),
+                                     print_line=print_line)
+        status = (f"synced: MLflow run {record['mlflow_run_id']} in experiment {record['experiment_name']!r}"
+                  if record["synced"] else f"not synced: {record['error']}")
+        results.append((folder, status))
+    return results

@@ -1,0 +1,178 @@
+"""MLflow tracking of profiled runs, against a real `mlflow server` (sqlite backend, proxied artifacts)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import run_ect
+
+SECRET = "s3cr3t-Pa55w0rd-never-shown"
+RUN = ("profile-run", "local", "tiny_cnn", "--repetition", "0", "--profile", "demo")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_url(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    mlflow = Path(sys.executable).with_name("mlflow")
+    command = [str(mlflow)] if mlflow.exists() else [sys.executable, "-m", "mlflow"]
+    log = open(root / "server.log", "w")
+    server = subprocess.Popen(
+        [*command, "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--artifacts-destination", str(root / "artifacts"), "--workers", "1", "--host", "127.0.0.1",
+         "--port", str(port)],
+        cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.time() > deadline:
+                pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+def _env(tmp_path: Path, url: str) -> dict:
+    return {"MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": "ann", "MLFLOW_TRACKING_PASSWORD": SECRET,
+            "ECT_SECRETS_FILE": str(tmp_path / "no-secrets.yaml")}
+
+
+def _assert_secret_nowhere(metrics: Path, *results) -> None:
+    for result in results:
+        assert SECRET not in result.stdout and SECRET not in result.stderr
+    files = [p for p in metrics.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        assert SECRET.encode() not in path.read_bytes(), path
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_a_completed_profiled_run_is_an_mlflow_run(mlflow_url, synthetic_dataset, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    metrics = tmp_path / "metrics"
+    result = run_ect(*RUN, "--run-id", "t1", "-d", str(synthetic_dataset), "--experiment-name", "ect-test",
+                     "--set", f"METRICS_DIR={metrics}", "--set", "MLFLOW_ENABLED=true", cwd=tmp_path,
+                     env=_env(tmp_path, mlflow_url))
+    assert result.returncode == 0, result.stdout + result.stderr
+    folder = metrics / "raw" / "local" / "tiny_cnn" / "t1"
+    assert _read(folder / "manifest.json")["status"] == "completed"
+    tracking = _read(folder / "tracking.json")
+    assert tracking["synced"] is True and tracking["experiment_name"] == "ect-test", tracking
+    assert "no model.keras" in tracking["model"]
+
+    client = MlflowClient(mlflow_url)
+    experiment = client.get_experiment_by_name("ect-test")
+    assert experiment is not None and experiment.experiment_id == tracking["experiment_id"]
+    run = client.get_run(tracking["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    params, values, tags = run.data.params, run.data.metrics, run.data.tags
+    assert params["architecture"] == "tiny_cnn" and params["environment"] == "local"
+    assert params["INITIAL_EPOCHS"] == "1" and params["FT_EPOCHS"] == "1" and params["run_id"] == "t1"
+    assert len(params["dataset_sha256"]) == 64 and params["dataset_total_files"] == "400"
+    assert params["sensors_used"] and float(params["sampling_interval_s"]) > 0
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2]
+    assert len(client.get_metric_history(run.info.run_id, "val_f1")) == 2
+    assert values["total_energy_J"] > 0 and values["cpu_energy_J"] > 0 and values["duration_s"] > 0
+    assert values["energy_kWh"] == pytest.approx(values["total_energy_J"] / 3.6e6)
+    assert "final_val_f1" in values and values["gflops"] > 0 and values["trained_epochs"] == 2
+    assert tags["ect_run_key"] == "local/tiny_cnn/t1" and tags["environment"] == "local"
+    assert tags["architecture"] == "tiny_cnn" and tags["host"] == socket.gethostname()
+    assert tags["gpus"] and tags["ect_version"] and tags["cpu_energy_source"] != "unavailable"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "raw")}
+    assert {"raw/manifest.json", "raw/history.csv", "raw/metrics.json", "raw/cpu.csv"} <= artifacts
+    _assert_secret_nowhere(metrics, result)
+
+
+def test_server_down_leaves_the_run_completed_and_mlflow_sync_uploads_it_once(mlflow_url, synthetic_dataset, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    metrics = tmp_path / "metrics"
+    down = f"http://127.0.0.1:{_free_port()}"
+    started = time.time()
+    result = run_ect(*RUN, "--run-id", "t2", "-d", str(synthetic_dataset), "--experiment-name", "ect-sync",
+                     "--set", f"METRICS_DIR={metrics}", "--set", "MLFLOW_ENABLED=true", cwd=tmp_path,
+                     env=_env(tmp_path, down))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert time.time() - started < 120
+    folder = metrics / "raw" / "local" / "tiny_cnn" / "t2"
+    assert _read(folder / "manifest.json")["status"] == "completed"
+    tracking = _read(folder / "tracking.json")
+    assert tracking["synced"] is False and tracking["experiment_name"] == "ect-sync" and tracking["error"]
+    assert "not synced" in result.stdout
+
+    (folder / "model.keras").write_bytes(b"not really a model")  # logged and registered when present
+    sync = ("mlflow-sync", "--set", f"METRICS_DIR={metrics}")
+    first = run_ect(*sync, cwd=tmp_path, env=_env(tmp_path, mlflow_url))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"{folder}: synced" in first.stdout
+    tracking = _read(folder / "tracking.json")
+    assert tracking["synced"] is True and "registered as tiny_cnn" in tracking["model"], tracking
+
+    second = run_ect(*sync, cwd=tmp_path, env=_env(tmp_path, mlflow_url))
+    assert second.returncode == 0 and "nothing to sync" in second.stdout, second.stdout + second.stderr
+
+    client = MlflowClient(mlflow_url)
+    experiment = client.get_experiment_by_name("ect-sync")
+    runs = client.search_runs([experiment.experiment_id], "tags.ect_run_key = 'local/tiny_cnn/t2'")
+    assert len(runs) == 1 and runs[0].info.run_id == tracking["mlflow_run_id"]
+    assert {v.run_id for v in client.search_model_versions("name = 'tiny_cnn'")} >= {tracking["mlflow_run_id"]}
+
+    # A crash after the upload, before the marking: the next sync finds the run and only marks it.
+    tracking.update(synced=False)
+    (folder / "tracking.json").write_text(json.dumps(tracking))
+    third = run_ect(*sync, cwd=tmp_path, env=_env(tmp_path, mlflow_url))
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert _read(folder / "tracking.json")["mlflow_run_id"] == runs[0].info.run_id
+    assert len(client.search_runs([experiment.experiment_id], "tags.ect_run_key = 'local/tiny_cnn/t2'")) == 1
+    _assert_secret_nowhere(metrics, result, first, second, third)
+
+
+def test_mlflow_enabled_needs_an_experiment_name_before_training(mlflow_url, synthetic_dataset, tmp_path):
+    metrics = tmp_path / "metrics"
+    result = run_ect(*RUN, "--run-id", "t3", "-d", str(synthetic_dataset), "--set", f"METRICS_DIR={metrics}",
+                     "--set", "MLFLOW_ENABLED=true", cwd=tmp_path, env=_env(tmp_path, mlflow_url))
+    assert result.returncode == 2 and "--experiment-name" in result.stderr, result.stdout + result.stderr
+    assert not (metrics / "raw" / "local" / "tiny_cnn" / "t3" / "history.csv").exists()
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_mlflow_enabled_needs_a_tracking_server(synthetic_dataset, tmp_path):
+    metrics = tmp_path / "metrics"
+    env = {**_env(tmp_path, ""), "MLFLOW_TRACKING_URI": ""}
+    result = run_ect(*RUN, "--run-id", "t4", "-d", str(synthetic_dataset), "--experiment-name", "x",
+                     "--set", f"METRICS_DIR={metrics}", "--set", "MLFLOW_ENABLED=true", cwd=tmp_path, env=env)
+    assert result.returncode == 2 and "MLFLOW_TRACKING_URI" in result.stderr, result.stdout + result.stderr
+    assert not (metrics / "raw" / "local" / "tiny_cnn" / "t4").exists()
