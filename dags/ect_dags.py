@@ -40,6 +40,8 @@ def params() -> dict:
                          description=f"Dataset folder inside {', '.join(CONFIG.base.dataset_roots)} (default: DATASET_DIR)."),
         "initial_epochs": Param(None, type=["null", "integer"], minimum=1, description="Override INITIAL_EPOCHS."),
         "ft_epochs": Param(None, type=["null", "integer"], minimum=1, description="Override FT_EPOCHS."),
+        "experiment_name": Param(None, type=["null", "string"], minLength=1,
+                                 description="MLflow experiment of the runs (needed when MLFLOW_ENABLED is true)."),
     }
 
 
@@ -114,7 +116,10 @@ def environment_dag(env) -> DAG:
         if env.runner == "process":
             @task(pool=env.pool_name, retries=env.retries, retry_delay=timedelta(seconds=env.retry_delay_s))
             def train(run: dict, plan: dict) -> str:
-                process_runner.run_ect(pipeline.profile_run_args(env.name, run, plan["config_args"]))
+                from ect.runners.credentials import mlflow_environment
+
+                process_runner.run_ect(pipeline.profile_run_args(env.name, run, plan["config_args"], plan["experiment_name"]),
+                                       env=mlflow_environment(CONFIG))
                 return run["run_id"]
 
             warm, trained = warm_up(plan), train.partial(plan=plan).expand(run=planned_runs(plan))

@@ -94,16 +94,21 @@ def preflight(environment: str, params: dict, dag_run_id: str, runner_check: Cal
     runs = plan(cfg, dag_run_id)
     print_line(f"plan: {len(runs)} profiled run(s) of {', '.join(cfg.experiment.architectures)} "
                f"x {cfg.experiment.repetitions} on {environment} (pool {env.pool_name})")
+    if cfg.experiment.mlflow_enabled and not params.get("experiment_name"):
+        raise ConfigError("MLFLOW_ENABLED is true: give the MLflow experiment in the experiment_name parameter")
     return {"environment": environment, "runner": env.runner, "config_args": config_args(params),
+            "experiment_name": params.get("experiment_name"),
             "dataset_dir": str(cfg.dataset_dir()),
             "warmup_minutes": cfg.experiment.warmup_time, "cooldown_minutes": cfg.experiment.cooldown,
             "runs": [asdict(r) for r in runs]}
 
 
-def profile_run_args(environment: str, run: dict, args: list[str]) -> list[str]:
+def profile_run_args(environment: str, run: dict, args: list[str], experiment_name: str | None = None) -> list[str]:
     """The arguments of `python -m ect` for one planned run."""
     command = ["profile-run", environment, run["architecture"], "--repetition", str(run["repetition"]),
                "--run-id", run["run_id"], *args]
+    if experiment_name:
+        command += ["--experiment-name", experiment_name]
     return command + (["--cool-down"] if run["cool_down_after"] else [])
 
 

@@ -79,7 +79,7 @@ def test_every_environment_has_a_dag_with_the_expected_graph(monkeypatch):
     cloud = bag.dags["ect_cloud"]
     from airflow.providers.docker.operators.docker import DockerOperator
 
-    assert cloud.get_task("train").operator_class is DockerOperator
+    assert issubclass(cloud.get_task("train").operator_class, DockerOperator)
     assert cloud.get_task("train").partial_kwargs["pool"] == "ect_cloud"
 
 

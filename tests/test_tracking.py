@@ -176,3 +176,40 @@ def test_mlflow_enabled_needs_a_tracking_server(synthetic_dataset, tmp_path):
                      "--set", f"METRICS_DIR={metrics}", "--set", "MLFLOW_ENABLED=true", cwd=tmp_path, env=env)
     assert result.returncode == 2 and "MLFLOW_TRACKING_URI" in result.stderr, result.stdout + result.stderr
     assert not (metrics / "raw" / "local" / "tiny_cnn" / "t4").exists()
+
+
+def test_a_tracked_dag_run_keeps_the_password_out_of_logs_xcom_and_rendered_fields(mlflow_url, synthetic_dataset,
+                                                                                    tmp_path):
+    import json
+    import sqlite3
+
+    from mlflow.tracking import MlflowClient
+
+    from test_airflow import airflow, airflow_env
+
+    metrics = tmp_path / "metrics"
+    host_port = mlflow_url.split("://", 1)[1]
+    env = {**airflow_env(tmp_path / "home", metrics, synthetic_dataset), "ECT_MLFLOW_ENABLED": "true",
+           # The credentials come from the Airflow connection mlflow_default (here defined by environment).
+           "AIRFLOW_CONN_MLFLOW_DEFAULT": f"http://ann:{SECRET}@{host_port}",
+           "ECT_SECRETS_FILE": str(tmp_path / "no-secrets.yaml")}
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        env.pop(name, None)
+    airflow("db", "migrate", env=env)
+    airflow("dags", "reserialize", env=env)
+    conf = {"profile": "demo", "architectures": ["tiny_cnn"], "experiment_name": "dag-tracked"}
+    result = airflow("dags", "test", "ect_local", "--conf", json.dumps(conf), env=env, check=False)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+
+    experiment = MlflowClient(mlflow_url).get_experiment_by_name("dag-tracked")
+    (run,) = MlflowClient(mlflow_url).search_runs([experiment.experiment_id])
+    assert run.data.tags["architecture"] == "tiny_cnn"
+
+    assert SECRET not in result.stdout + result.stderr
+    for path in [*Path(env["AIRFLOW_HOME"]).rglob("*"), *metrics.rglob("*")]:
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
+        stored = [str(row) for table in ("xcom", "rendered_task_instance_fields")
+                  for row in db.execute(f"SELECT * FROM {table}")]
+    assert stored and not any(SECRET in text for text in stored)

@@ -13,6 +13,10 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
+from airflow.providers.docker.operators.docker import DockerOperator
+
+from ect.runners.credentials import mlflow_environment
+
 CONTAINER_ROOT = "/ect"
 CONTAINER_DATASET = f"{CONTAINER_ROOT}/data/dataset"
 CONTAINER_METRICS = f"{CONTAINER_ROOT}/data/metrics"
@@ -89,7 +93,6 @@ def container_args(cfg, plan: dict) -> list[str]:
 
 def operators(env, cfg, plan):
     """(warm-up, mapped training) DockerOperators of an environment's DAG, wired to the preflight plan."""
-    from airflow.providers.docker.operators.docker import DockerOperator
     from airflow.sdk import task
 
     from ect import pipeline
@@ -103,7 +106,8 @@ def operators(env, cfg, plan):
     @task
     def run_commands(plan: dict) -> list[list[str]]:
         args = container_args(cfg, plan)
-        return [["python", "-m", "ect", *pipeline.profile_run_args(env.name, run, args)] for run in plan["runs"]]
+        return [["python", "-m", "ect", *pipeline.profile_run_args(env.name, run, args, plan.get("experiment_name"))]
+                for run in plan["runs"]]
 
     common = dict(
         image=env.docker_image, docker_url=env.docker_url, mounts=mounts(cfg, env), mount_tmp_dir=False,
@@ -112,22 +116,23 @@ def operators(env, cfg, plan):
         auto_remove=env.docker_auto_remove, pool=env.pool_name, tty=False,
         environment={"ECT_HOME": CONTAINER_ROOT, "HOME": "/tmp", "KERAS_HOME": "/tmp/keras",
                      "MPLCONFIGDIR": "/tmp/matplotlib", "TF_CPP_MIN_LOG_LEVEL": "2"},
-        private_environment=secret_environment(cfg),
     )
-    warm = DockerOperator.partial(task_id="warm_up", **common).expand(command=warm_up_command(plan))
+    warm = EctDockerOperator.partial(task_id="warm_up", **common).expand(command=warm_up_command(plan))
     # none_failed: a warm-up mapped over no command (WARMUP_TIME 0) is skipped, and must not skip training.
-    trained = DockerOperator.partial(task_id="train", retries=env.retries, retry_delay=timedelta(seconds=env.retry_delay_s),
+    trained = EctDockerOperator.partial(task_id="train", retries=env.retries, retry_delay=timedelta(seconds=env.retry_delay_s),
                                      trigger_rule="none_failed", **common).expand(command=run_commands(plan))
     return warm, trained
 
 
-def secret_environment(cfg) -> dict:
-    from ect.config import load_secrets
+class EctDockerOperator(DockerOperator):
+    """A DockerOperator whose MLflow credentials are looked up when the task runs, not when the DAG file is
+    parsed: whatever an operator holds at parse time is stored in the serialized DAG, in clear text."""
 
-    secrets = load_secrets(cfg.root)
-    values = {"MLFLOW_TRACKING_URI": secrets.url, "MLFLOW_TRACKING_USERNAME": secrets.username,
-              "MLFLOW_TRACKING_PASSWORD": secrets.password}
-    return {key: value for key, value in values.items() if value}
+    def execute(self, context):
+        from ect.config import load_config
+
+        self._private_environment = {**self._private_environment, **mlflow_environment(load_config())}
+        return super().execute(context)
 
 
 def client(env):
