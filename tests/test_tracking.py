@@ -39,7 +39,7 @@ def mlflow_url(tmp_path_factory):
         env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + 240  # a fresh venv compiles MLflow's modules and migrates the DB first
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
