@@ -42,7 +42,9 @@ def mlflow_url(tmp_path_factory):
         deadline = time.time() + 240  # a fresh venv compiles MLflow's modules and migrates the DB first
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                # A fresh opener without proxies: urllib's global one may carry a proxy set by an earlier test.
+                with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(f"{url}/health",
+                                                                                   timeout=2) as response:
                     if response.status == 200:
                         break
             except OSError:
