@@ -7,7 +7,6 @@ from pathlib import Path
 
 RUN_FILES = ("manifest.json", "gpu.csv", "cpu.csv", "history.csv", "metrics.json")
 VALIDATION_FILE = "validation.json"
-TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def find_runs(raw_dir: Path) -> list[Path]:

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 from ect.config import Config
 from ect.models.registry import get_architecture
-from ect.profiling.run import read_manifest, run_folder
+from ect.profiling.run import read_manifest, require_tracking_settings, run_folder
 from ect.profiling.warmup import cool_down
 
 
@@ -45,11 +45,7 @@ def profile_campaign(cfg: Config, environment: str, config_args: Sequence[str], 
                      print_line: Callable[[str], None] = print) -> int:
     """Runs the campaign; returns the number of failed runs. `config_args` are forwarded to each run."""
     cfg.environment(environment)
-    if cfg.experiment.mlflow_enabled and not experiment_name:
-        from ect.config import ConfigError
-
-        raise ConfigError(f"{cfg.origins['experiment.MLFLOW_ENABLED']}: MLFLOW_ENABLED=true needs the MLflow "
-                          "experiment: give it with --experiment-name")
+    require_tracking_settings(cfg, experiment_name)
     for name in architectures:
         get_architecture(name).check_input_size(cfg.experiment.image_size)
     cfg.dataset_dir()  # fail before the warm-up, not after it

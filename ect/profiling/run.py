@@ -124,15 +124,21 @@ def steady_state(history: list[dict]) -> dict:
     }
 
 
+def require_tracking_settings(cfg: Config, experiment_name: str | None) -> None:
+    """With MLFLOW_ENABLED, the experiment name and a tracking URL must be known before any training."""
+    if not cfg.experiment.mlflow_enabled:
+        return
+    from ect.config import ConfigError, load_secrets
+
+    if not experiment_name:
+        raise ConfigError(f"{cfg.origins['experiment.MLFLOW_ENABLED']}: MLFLOW_ENABLED=true needs the MLflow "
+                          "experiment: give it with --experiment-name")
+    load_secrets(cfg.root).require_url()
+
+
 def profile_run(cfg: Config, environment: str, architecture: str, repetition: int, run_id: str,
                 experiment_name: str | None = None, print_line: Callable[[str], None] = print) -> RunOutcome:
-    if cfg.experiment.mlflow_enabled:  # configuration errors before any training
-        from ect.config import ConfigError, load_secrets
-
-        if not experiment_name:
-            raise ConfigError(f"{cfg.origins['experiment.MLFLOW_ENABLED']}: MLFLOW_ENABLED=true needs the MLflow "
-                              "experiment: give it with --experiment-name")
-        load_secrets(cfg.root).require_url()
+    require_tracking_settings(cfg, experiment_name)
     folder = run_folder(cfg, environment, architecture, run_id)
     existing = read_manifest(folder)
     if existing and existing.get("status") == "completed":
