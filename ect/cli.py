@@ -378,8 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     mlflow_sync = commands.add_parser(
         "mlflow-sync", help="upload the completed runs that are not synced to MLflow yet, exactly once each",
         description="Upload the completed runs that are not synced to MLflow yet, exactly once each: the run "
-                    "folders whose tracking.json says synced false (the tracking server was unreachable when "
-                    "the run ended). A run already in MLflow (tag ect_run_key) is only marked synced. "
+                    "folders (profiled runs under RAW_DIR, `ect train` runs under MODELS_DIR) whose tracking.json "
+                    "says synced false (the tracking server was unreachable when the run ended). A run already in MLflow (tag ect_run_key) is only marked synced. "
                     "Exit status 1 if any run could not be uploaded.")
     mlflow_sync.add_argument("raw_dir", metavar="RAW_DIR", nargs="?", help="raw measurements (default: METRICS_DIR/raw)")
     _add_config_options(mlflow_sync, data=False)

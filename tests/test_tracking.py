@@ -81,19 +81,41 @@ def _read(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_a_completed_profiled_run_is_an_mlflow_run(mlflow_url, synthetic_dataset, tmp_path):
+def _registered_version(client, name: str, run_id: str):
+    versions = [v for v in client.search_model_versions(f"name = '{name}'") if v.run_id == run_id]
+    return versions[0] if versions else None
+
+
+def _assert_loads_as_the_saved_model(version, model_file: Path) -> None:
+    """The registered model, loaded through MLflow, predicts what the model ect saved predicts."""
+    import keras
+    import mlflow.keras
+    import numpy as np
+
+    import ect.models.layers  # noqa: F401  (registers ect's preprocessing layer for loading)
+
+    saved = keras.saving.load_model(model_file, compile=False)
+    images = np.random.default_rng(0).random((4, *saved.input_shape[1:]), dtype="float32")
+    registered = mlflow.keras.load_model(f"models:/{version.name}/{version.version}")
+    np.testing.assert_allclose(registered.predict(images, verbose=0), saved.predict(images, verbose=0), rtol=1e-6)
+
+
+def test_a_completed_profiled_run_is_an_mlflow_run(mlflow_url, synthetic_dataset, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    metrics = tmp_path / "metrics"
+    metrics, models = tmp_path / "metrics", tmp_path / "models"
     result = run_ect(*RUN, "--run-id", "t1", "-d", str(synthetic_dataset), "--experiment-name", "ect-test",
-                     "--set", f"METRICS_DIR={metrics}", "--set", "MLFLOW_ENABLED=true", cwd=tmp_path,
-                     env=_env(tmp_path, mlflow_url))
+                     "--set", f"METRICS_DIR={metrics}", "--set", f"MODELS_DIR={models}", "--set", "MLFLOW_ENABLED=true",
+                     cwd=tmp_path, env=_env(tmp_path, mlflow_url))
     assert result.returncode == 0, result.stdout + result.stderr
     folder = metrics / "raw" / "local" / "tiny_cnn" / "t1"
-    assert _read(folder / "manifest.json")["status"] == "completed"
+    manifest = _read(folder / "manifest.json")
+    assert manifest["status"] == "completed" and manifest["kind"] == "profiled"
+    assert manifest["model"]["file"] == "local/tiny_cnn/t1/model.keras"
+    assert manifest["model"]["bytes"] == (models / "local/tiny_cnn/t1/model.keras").stat().st_size
     tracking = _read(folder / "tracking.json")
     assert tracking["synced"] is True and tracking["experiment_name"] == "ect-test", tracking
-    assert "no model.keras" in tracking["model"]
+    assert tracking["model"].startswith("registered as tiny_cnn version"), tracking
 
     client = MlflowClient(mlflow_url)
     experiment = client.get_experiment_by_name("ect-test")
@@ -113,9 +135,64 @@ def test_a_completed_profiled_run_is_an_mlflow_run(mlflow_url, synthetic_dataset
     assert tags["ect_run_key"] == "local/tiny_cnn/t1" and tags["environment"] == "local"
     assert tags["architecture"] == "tiny_cnn" and tags["host"] == socket.gethostname()
     assert tags["gpus"] and tags["ect_version"] and tags["cpu_energy_source"] != "unavailable"
+    assert tags["ect_kind"] == "profiled" and "ect_plots_error" not in tags
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "raw")}
     assert {"raw/manifest.json", "raw/history.csv", "raw/metrics.json", "raw/cpu.csv"} <= artifacts
-    _assert_secret_nowhere(metrics, result)
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {
+        "plots/training_curves.png", "plots/power_timeline.png"}
+    assert "model-summary.txt" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "model/MLmodel" in {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_url)
+    version = _registered_version(client, "tiny_cnn", run.info.run_id)
+    assert version is not None and tracking["model"].endswith(f"version {version.version} "
+                                                               f"(val_f1 {values['final_val_f1']:.4f})")
+    _assert_loads_as_the_saved_model(version, models / "local/tiny_cnn/t1/model.keras")
+
+    # A later run of the same architecture whose F1 is not above the best is logged but not registered.
+    later = folder.parent / "t1-later"
+    later.mkdir()
+    for name in ("history.csv", "cpu.csv"):
+        (later / name).write_bytes((folder / name).read_bytes())
+    (later / "manifest.json").write_text(json.dumps({**manifest, "run_id": "t1-later"}))
+    (later / "metrics.json").write_text(json.dumps({**_read(folder / "metrics.json"), "val_f1": -1.0}))
+    (later / "tracking.json").write_text(json.dumps({"synced": False, "experiment_name": "ect-test"}))
+    sync = run_ect("mlflow-sync", "--set", f"METRICS_DIR={metrics}", "--set", f"MODELS_DIR={models}", cwd=tmp_path,
+                   env=_env(tmp_path, mlflow_url))
+    assert sync.returncode == 0, sync.stdout + sync.stderr
+    later_tracking = _read(later / "tracking.json")
+    assert later_tracking["model"].startswith("logged, not registered: val_f1 -1.0 is not above"), later_tracking
+    assert _registered_version(client, "tiny_cnn", later_tracking["mlflow_run_id"]) is None
+    _assert_secret_nowhere(metrics, result, sync)
+
+
+def test_plain_training_is_an_mlflow_run_too(mlflow_url, synthetic_dataset, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    models = tmp_path / "models"
+    result = run_ect("train", "local", "tiny_cnn", "--profile", "demo", "-d", str(synthetic_dataset),
+                     "--experiment-name", "ect-train", "--set", f"MODELS_DIR={models}", "--set", "MLFLOW_ENABLED=true",
+                     cwd=tmp_path, env=_env(tmp_path, mlflow_url))
+    assert result.returncode == 0, result.stdout + result.stderr
+    (folder,) = (models / "local" / "tiny_cnn").iterdir()
+    assert _read(folder / "manifest.json")["status"] == "completed"
+    tracking = _read(folder / "tracking.json")
+    assert tracking["synced"] is True and tracking["model"].startswith("registered as tiny_cnn"), tracking
+
+    client = MlflowClient(mlflow_url)
+    run = client.get_run(tracking["mlflow_run_id"])
+    params, values, tags = run.data.params, run.data.metrics, run.data.tags
+    assert run.info.experiment_id == client.get_experiment_by_name("ect-train").experiment_id
+    assert tags["ect_kind"] == "train" and tags["ect_run_key"] == f"train/local/tiny_cnn/{folder.name}"
+    assert params["architecture"] == "tiny_cnn" and params["run_id"] == folder.name and params["INITIAL_EPOCHS"] == "1"
+    assert len(params["dataset_sha256"]) == 64
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2]
+    assert "final_val_f1" in values and values["trained_epochs"] == 2
+    assert "total_energy_J" not in values and tags["gpu_energy_source"] == "unavailable"  # nothing was measured
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {"plots/training_curves.png"}
+    assert "model/MLmodel" in {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert _registered_version(client, "tiny_cnn", run.info.run_id) is not None
+    _assert_secret_nowhere(models, result)
 
 
 def test_server_down_leaves_the_run_completed_and_mlflow_sync_uploads_it_once(mlflow_url, synthetic_dataset, tmp_path):
@@ -125,7 +202,8 @@ def test_server_down_leaves_the_run_completed_and_mlflow_sync_uploads_it_once(ml
     down = f"http://127.0.0.1:{_free_port()}"
     started = time.time()
     result = run_ect(*RUN, "--run-id", "t2", "-d", str(synthetic_dataset), "--experiment-name", "ect-sync",
-                     "--set", f"METRICS_DIR={metrics}", "--set", "MLFLOW_ENABLED=true", cwd=tmp_path,
+                     "--set", f"METRICS_DIR={metrics}", "--set", f"MODELS_DIR={tmp_path / 'models'}",
+                     "--set", "MLFLOW_ENABLED=true", cwd=tmp_path,
                      env=_env(tmp_path, down))
     assert result.returncode == 0, result.stdout + result.stderr
     assert time.time() - started < 120
@@ -135,8 +213,7 @@ def test_server_down_leaves_the_run_completed_and_mlflow_sync_uploads_it_once(ml
     assert tracking["synced"] is False and tracking["experiment_name"] == "ect-sync" and tracking["error"]
     assert "not synced" in result.stdout
 
-    (folder / "model.keras").write_bytes(b"not really a model")  # logged and registered when present
-    sync = ("mlflow-sync", "--set", f"METRICS_DIR={metrics}")
+    sync = ("mlflow-sync", "--set", f"METRICS_DIR={metrics}", "--set", f"MODELS_DIR={tmp_path / 'models'}")
     first = run_ect(*sync, cwd=tmp_path, env=_env(tmp_path, mlflow_url))
     assert first.returncode == 0, first.stdout + first.stderr
     assert f"{folder}: synced" in first.stdout

@@ -51,10 +51,12 @@ def test_tiny_cnn_beats_chance_on_the_synthetic_dataset(synthetic_dataset, tmp_p
     assert model.output_shape == (None, 1)
 
 
-def test_plain_training_refuses_mlflow_tracking_it_does_not_do_yet(synthetic_dataset):
-    cfg = load_config(REPO, profile="demo", overrides={"MLFLOW_ENABLED": True, "DATASET_DIR": str(synthetic_dataset)}, env={})
-    with pytest.raises(ConfigError, match="MLFLOW_ENABLED=true: `ect train` does not track"):
+def test_plain_training_with_mlflow_needs_an_experiment_name_before_it_trains(synthetic_dataset, tmp_path):
+    cfg = load_config(REPO, profile="demo", overrides={"MLFLOW_ENABLED": True, "DATASET_DIR": str(synthetic_dataset),
+                                                       "MODELS_DIR": str(tmp_path / "m")}, env={})
+    with pytest.raises(ConfigError, match="MLFLOW_ENABLED=true needs the MLflow experiment: give it with --experiment-name"):
         run_training(cfg, "local", "tiny_cnn")
+    assert not (tmp_path / "m").exists()
 
 
 def test_cli_train_runs_the_demo_profile_and_reports_progress(synthetic_dataset, tmp_path):
@@ -63,5 +65,10 @@ def test_cli_train_runs_the_demo_profile_and_reports_progress(synthetic_dataset,
     assert result.returncode == 0, result.stderr
     assert "epoch 1/1 (initial)" in result.stdout and "epoch 2/2 (fine_tuning)" in result.stdout
     (run_dir,) = (tmp_path / "m" / "local" / "tiny_cnn").iterdir()
-    assert {p.name for p in run_dir.iterdir()} == {"history.csv", "metrics.json", "model.keras"}
+    assert {p.name for p in run_dir.iterdir()} == {"history.csv", "metrics.json", "model.keras", "model-summary.txt",
+                                                   "manifest.json"}
     assert json.loads((run_dir / "metrics.json").read_text())["experiment_name"] == "demo"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["kind"] == "train" and manifest["run_id"] == run_dir.name
+    assert manifest["model"] == {"file": f"local/tiny_cnn/{run_dir.name}/model.keras"}
+    assert "tiny_cnn" in (run_dir / "model-summary.txt").read_text()

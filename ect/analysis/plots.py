@@ -102,3 +102,34 @@ def power_timeline(samples: pd.DataFrame, run: pd.Series, path: Path) -> Path:
     ax.set(xlabel="time since the window's start (s)", ylabel="power (W)",
            title=f"Power of {run['architecture']} on {run['environment']}, run {run['run_id']}")
     return _save(fig, path)
+
+
+def training_curves(history: pd.DataFrame, manifest: dict, path: Path) -> Path:
+    """One run's history.csv: loss, validation quality and (profiled runs) energy per epoch; fine-tuning shaded."""
+    plt = _pyplot()
+    energy = "total_energy_J" in history and history["total_energy_J"].notna().any()
+    fig, axes = plt.subplots(1, 3 if energy else 2, figsize=(11 if energy else 8, 3.6))
+    epochs = history["epoch"]
+    for column in ("loss", "val_loss"):
+        if column in history:
+            axes[0].plot(epochs, history[column], marker="o", label=column)
+    for column in ("val_accuracy", "val_f1"):
+        if column in history:
+            axes[1].plot(epochs, history[column], marker="o", label=column)
+    axes[0].set(xlabel="epoch", ylabel="binary cross-entropy", title="Loss")
+    axes[1].set(xlabel="epoch", ylabel="score (0-1)", title="Validation quality")
+    if energy:
+        axes[2].bar(epochs, history["total_energy_J"] / 1e3, color="tab:red")
+        axes[2].set(xlabel="epoch", ylabel="energy (kJ)", title="Energy per epoch")
+    fine_tuning = epochs[history["phase"] == "fine_tuning"] if "phase" in history else epochs.iloc[:0]
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(fine_tuning):
+            ax.axvspan(fine_tuning.min() - 0.5, fine_tuning.max() + 0.5, color="tab:gray", alpha=0.12)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"{manifest['architecture']} on {manifest['environment']}, run {manifest['run_id']}"
+                 + (" (grey: fine-tuning)" if len(fine_tuning) else ""), fontsize=10)
+    return _save(fig, path)

@@ -213,7 +213,7 @@ class Base:
 
     dataset_dir: str = setting("data/dataset", text, "Dataset folder: DIR/<class_a>/*.png|jpg|jpeg and DIR/<class_b>/... (-d/--data).")
     metrics_dir: str = setting("data/metrics", text, "Measurements: raw/, interim/ and processed/ live here.")
-    models_dir: str = setting("models", text, "Trained models, histories and metrics of `ect train`.")
+    models_dir: str = setting("models", text, "Trained models: `ect train`'s folders and profiled runs' model.keras.")
     output_dir: str = setting("out", text, "Reports.")
     figures_dir: str = setting("out/figures", text, "Figures of the reports.")
     debug: bool = setting(False, boolean, "Print full tracebacks on errors (also ECT_DEBUG=1).")
@@ -226,6 +226,7 @@ class Experiment:
     """config/experiment.yaml: what is trained and how often."""
 
     mlflow_enabled: bool = setting(False, boolean, "Log runs to an MLflow tracking server (secrets.yaml or MLFLOW_TRACKING_URI).")
+    save_models: bool = setting(True, boolean, "Profiled runs save their trained model to MODELS_DIR after the measurement.")
     architectures: tuple[str, ...] = setting(BENCHMARK_ARCHITECTURES, architecture_list, "Architectures profiled by `ect profile` and the DAGs.")
     initial_epochs: int = setting(10, positive_int, "Phase 1 epochs: frozen base, new head (OPTIMIZER).")
     ft_epochs: int = setting(140, positive_int, "Phase 2 epochs at most: whole base fine-tuned (FT_OPTIMIZER).")

@@ -8,6 +8,8 @@ and reduce the learning rate on plateaus; phase 2 restores the best weights.
 from __future__ import annotations
 
 import csv
+import platform
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -208,31 +210,40 @@ def run_training(cfg: Config, environment: str, architecture: str, experiment_na
                  print_line: Callable[[str], None] = print) -> Path:
     """`ect train`: trains one model and writes MODELS_DIR/<environment>/<architecture>/<stamp>/.
 
-    history.csv grows one row per epoch; model.keras and then metrics.json are written when training
-    ends, metrics.json last and atomically, so a folder without it is an interrupted run.
+    manifest.json says running, then completed or failed (atomically); history.csv grows one row per
+    epoch; model.keras and then metrics.json are written when training ends. With MLFLOW_ENABLED the
+    completed folder is tracked like a profiled run (without energy: nothing was measured).
     """
-    if cfg.experiment.mlflow_enabled:
-        from ect.config import ConfigError
+    from ect.models.saving import model_folder, save_model
+    from ect.profiling.run import new_manifest, recorded_run, require_tracking_settings, track_if_enabled
 
-        raise ConfigError(f"{cfg.origins['experiment.MLFLOW_ENABLED']}: MLFLOW_ENABLED=true: `ect train` does not "
-                          "track to MLflow yet (profiled runs do: `ect profile-run`, `ect profile`); set it to false")
+    require_tracking_settings(cfg, experiment_name)
     run = prepare_run(cfg, environment, architecture, print_line)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    out = cfg.path("MODELS_DIR") / environment / architecture / stamp
+    models_dir = cfg.path("MODELS_DIR")
+    out = model_folder(models_dir, environment, architecture, stamp)
     out.mkdir(parents=True)
+    manifest = new_manifest(cfg, "train", environment, architecture, stamp, experiment_name)
+    manifest["host"] = {"hostname": socket.gethostname(), "platform": platform.platform(), "gpus": run.gpu_names}
+    manifest["dataset"] = {"path": str(cfg.dataset_dir()), "fingerprint": run.fingerprint}
     print_line(f"training {architecture} for {environment}: up to {cfg.experiment.initial_epochs} + "
                f"{cfg.experiment.ft_epochs} epochs -> {out}")
-    started = time.perf_counter()
-    result = train_two_phase(run.model, run.base, run.train_ds, run.val_ds, cfg.experiment,
-                             history_csv=out / "history.csv", print_line=print_line)
-    duration_s = time.perf_counter() - started
-    metrics = final_metrics(run, result, cfg.experiment)
-    run.model.save(out / "model.keras")
-    write_json_atomic(out / "metrics.json", {
-        "environment": environment, "architecture": architecture, "experiment_name": experiment_name,
-        "profile": cfg.profile, "seed": cfg.experiment.seed, "weights": cfg.experiment.weights,
-        "gpus": run.gpu_names, "training_duration_s": duration_s, **metrics,
-    })
-    print_line(f"done in {duration_s:.1f} s: val_accuracy {metrics['val_accuracy']:.4f}, val_f1 {metrics['val_f1']:.4f}, "
-               f"{metrics['gflops']:.6g} GFLOPs per image -> {out}")
+
+    def train() -> None:
+        started = time.perf_counter()
+        result = train_two_phase(run.model, run.base, run.train_ds, run.val_ds, cfg.experiment,
+                                 history_csv=out / "history.csv", print_line=print_line)
+        duration_s = time.perf_counter() - started
+        metrics = final_metrics(run, result, cfg.experiment)
+        manifest["model"] = {"file": save_model(run.model, out).relative_to(models_dir).as_posix()}
+        write_json_atomic(out / "metrics.json", {
+            "environment": environment, "architecture": architecture, "experiment_name": experiment_name,
+            "profile": cfg.profile, "seed": cfg.experiment.seed, "weights": cfg.experiment.weights,
+            "gpus": run.gpu_names, "training_duration_s": duration_s, **metrics,
+        })
+        print_line(f"done in {duration_s:.1f} s: val_accuracy {metrics['val_accuracy']:.4f}, val_f1 "
+                   f"{metrics['val_f1']:.4f}, {metrics['gflops']:.6g} GFLOPs per image -> {out}")
+
+    recorded_run(out, manifest, train)
+    track_if_enabled(cfg, out, experiment_name, print_line)
     return out

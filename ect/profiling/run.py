@@ -147,15 +147,29 @@ def profile_run(cfg: Config, environment: str, architecture: str, repetition: in
     folder.mkdir(parents=True, exist_ok=True)
     attempt = _set_aside_previous_attempt(folder, existing)
 
-    manifest = {
-        "run_id": run_id, "environment": environment, "architecture": architecture, "repetition": repetition,
-        "attempt": attempt, "status": "running", "pid": os.getpid(), "experiment_name": experiment_name,
+    manifest = new_manifest(cfg, "profiled", environment, architecture, run_id, experiment_name,
+                            repetition=repetition, attempt=attempt)
+    recorded_run(folder, manifest, lambda: _measure(cfg, environment, architecture, folder, manifest, print_line))
+    track_if_enabled(cfg, folder, experiment_name, print_line)
+    return RunOutcome(folder, "completed", False, manifest)
+
+
+def new_manifest(cfg: Config, kind: str, environment: str, architecture: str, run_id: str,
+                 experiment_name: str | None, **fields) -> dict:
+    """The manifest of a run that starts now: kind is "profiled" (ect profile-run) or "train" (ect train)."""
+    return {
+        "run_id": run_id, "kind": kind, "environment": environment, "architecture": architecture, **fields,
+        "status": "running", "pid": os.getpid(), "experiment_name": experiment_name,
         "created": iso_utc(time.time()), "seed": cfg.experiment.seed, "config": cfg.snapshot(),
         "software": _versions(), "error": None,
     }
+
+
+def recorded_run(folder: Path, manifest: dict, work: Callable[[], None]) -> None:
+    """Runs `work` between manifest.json saying running and saying completed, or failed with the error."""
     write_json_atomic(folder / "manifest.json", manifest)
     try:
-        _measure(cfg, environment, architecture, folder, manifest, print_line)
+        work()
         manifest["status"] = "completed"
     except BaseException as error:  # also KeyboardInterrupt and SystemExit from SIGTERM: record, then re-raise
         manifest["status"] = "failed"
@@ -165,17 +179,22 @@ def profile_run(cfg: Config, environment: str, architecture: str, repetition: in
     finally:
         manifest["finished"] = iso_utc(time.time())
         write_json_atomic(folder / "manifest.json", manifest)
-    if cfg.experiment.mlflow_enabled:  # only now that the manifest says completed; never changes the run's status
-        try:
-            from ect.tracking import track_completed_run
 
-            track_completed_run(cfg, folder, experiment_name, print_line=print_line)
-        except Exception as error:
-            print_line(f"MLflow: tracking failed ({type(error).__name__}); the run stays completed")
-    return RunOutcome(folder, "completed", False, manifest)
+
+def track_if_enabled(cfg: Config, folder: Path, experiment_name: str | None, print_line) -> None:
+    """With MLFLOW_ENABLED, uploads the completed run folder; never changes the run's outcome."""
+    if not cfg.experiment.mlflow_enabled:
+        return
+    try:
+        from ect.tracking import track_completed_run
+
+        track_completed_run(cfg, folder, experiment_name, print_line=print_line)
+    except Exception as error:
+        print_line(f"MLflow: tracking failed ({type(error).__name__}); the run stays completed")
 
 
 def _measure(cfg: Config, environment: str, architecture: str, folder: Path, manifest: dict, print_line) -> None:
+    from ect.models.saving import keep_model
     from ect.models.training import final_metrics, prepare_run, train_two_phase
     from ect.profiling.monitor import EnergyMonitor
     from ect.sensors import select_sensors
@@ -203,6 +222,10 @@ def _measure(cfg: Config, environment: str, architecture: str, folder: Path, man
         first_epoch = replace(monitor.windows["epoch_1"], name="first_epoch")
     metrics = final_metrics(run, result, cfg.experiment)
     write_json_atomic(folder / "metrics.json", metrics)
+    manifest["model"] = keep_model(run.model, cfg.path("MODELS_DIR"), environment, architecture, manifest["run_id"],
+                                   cfg.experiment.save_models)
+    if manifest["model"].get("error"):
+        print_line(f"warning: the trained model was not saved ({manifest['model']['error']}); the measurement is kept")
 
     manifest["window"] = {"start": iso_utc(training.start), "end": iso_utc(training.end),
                           "start_unix_s": training.start, "end_unix_s": training.end}

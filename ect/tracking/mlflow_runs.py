@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,11 +31,11 @@ from ect import __version__
 from ect.config import Config, ConfigError
 from ect.config.secrets import MlflowSecrets, load_secrets
 from ect.io import write_json_atomic
+from ect.models.saving import MODEL_FILE
 from ect.profiling.sampler import iso_utc
 
 TRACKING_FILE = "tracking.json"
 RUN_KEY_TAG = "ect_run_key"
-MODEL_FILE = "model.keras"
 ARTIFACT_FILES = ("manifest.json", "history.csv", "metrics.json", "cpu.csv", "gpu.csv")
 # The training hyperparameters of the manifest's config snapshot (experiment section), logged as params.
 HYPERPARAMETERS = (
@@ -53,7 +54,8 @@ _CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIME
 
 
 def run_key(manifest: dict) -> str:
-    return f"{manifest['environment']}/{manifest['architecture']}/{manifest['run_id']}"
+    key = f"{manifest['environment']}/{manifest['architecture']}/{manifest['run_id']}"
+    return f"train/{key}" if manifest.get("kind") == "train" else key
 
 
 def mask_url(url: str | None) -> str:
@@ -168,7 +170,7 @@ def _tags(manifest: dict, energy_tags: dict[str, str], experiment_name: str) -> 
     host = manifest.get("host") or {}
     return {
         "environment": manifest["environment"], "architecture": manifest["architecture"],
-        "run_id": manifest["run_id"], "experiment_name": experiment_name,
+        "run_id": manifest["run_id"], "experiment_name": experiment_name, "ect_kind": manifest.get("kind", "profiled"),
         "host": str(host.get("hostname") or "unknown"),
         "gpus": ", ".join(map(str, host.get("gpus") or [])) or "none",
         "ect_version": (manifest.get("software") or {}).get("ect") or __version__,
@@ -194,13 +196,22 @@ def _experiment_id(client, name: str) -> str:
         return experiment.experiment_id
 
 
-def _log_model(client, experiment_id: str, mlflow_run, manifest: dict, folder: Path, val_f1: float | None) -> str:
-    """Logs model.keras if the run folder has one; registers it when its val_f1 is the architecture's best."""
-    model = folder / MODEL_FILE
-    if not model.exists():
-        return f"not logged: no {MODEL_FILE} in the run folder (profile-run does not save one)"
+def _log_model(client, experiment_id: str, mlflow_run, manifest: dict, folder: Path, val_f1: float | None,
+               models_dir: Path) -> str:
+    """Logs the run's model (MLflow Keras format) and registers it when its val_f1 is the architecture's best."""
+    from ect.models.saving import SUMMARY_FILE, find_model
+
+    model_file = find_model(models_dir, manifest, folder)
+    if model_file is None:
+        recorded = manifest.get("model") or {}
+        why = recorded.get("error") or recorded.get("reason") or f"no {MODEL_FILE} for this run in {models_dir}"
+        return f"not logged: {why}"
     run_id = mlflow_run.info.run_id
-    client.log_artifact(run_id, str(model), "model")
+    with tempfile.TemporaryDirectory(prefix="ect-mlflow-model-") as tmp:
+        _save_mlflow_model(model_file, Path(tmp) / "model")
+        client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
+    if (model_file.parent / SUMMARY_FILE).exists():
+        client.log_artifact(run_id, str(model_file.parent / SUMMARY_FILE))
     client.set_tag(run_id, "ect_model_logged", "true")
     architecture = manifest["architecture"]
     others = client.search_runs(
@@ -221,7 +232,44 @@ def _log_model(client, experiment_id: str, mlflow_run, manifest: dict, folder: P
     return f"registered as {architecture} version {version.version} (val_f1 {val_f1:.4f})"
 
 
-def _upload(client, experiment_id: str, manifest: dict, folder: Path, experiment_name: str) -> tuple[str, str]:
+def _save_mlflow_model(model_file: Path, target: Path) -> None:
+    """model.keras as an MLflow model folder (MLmodel + data/model.keras), loadable by mlflow.keras.load_model."""
+    from importlib import metadata
+
+    import keras
+    import mlflow.keras
+
+    import ect.models.layers  # noqa: F401  (registers ImagePreprocessing for loading)
+
+    model = keras.saving.load_model(model_file, compile=False)
+    requirements = [f"{name}=={metadata.version(name)}" for name in ("keras", "tensorflow")]
+    mlflow.keras.save_model(model, str(target), pip_requirements=requirements)
+
+
+def _log_plots(client, run_id: str, manifest: dict, folder: Path) -> None:
+    """Training curves and, for profiled runs, the power timeline, as PNGs under plots/."""
+    import pandas as pd
+
+    from ect.analysis import plots
+
+    with tempfile.TemporaryDirectory(prefix="ect-mlflow-plots-") as tmp:
+        if (folder / "history.csv").exists():
+            plots.training_curves(pd.read_csv(folder / "history.csv"), manifest, Path(tmp) / "training_curves.png")
+        window = manifest.get("window") or {}
+        if window.get("start_unix_s") is not None:
+            from ect.aggregate.samples import joined_samples, read_cpu, read_gpu, with_run_key
+
+            samples = with_run_key(joined_samples(read_gpu(folder), read_cpu(folder), tolerance_ms=1000),
+                                   manifest["environment"], manifest["architecture"], manifest["run_id"]).to_pandas()
+            run = pd.Series({"environment": manifest["environment"], "architecture": manifest["architecture"],
+                             "run_id": manifest["run_id"], "start": round(window["start_unix_s"] * 1000),
+                             "duration_s": window["end_unix_s"] - window["start_unix_s"]})
+            plots.power_timeline(samples, run, Path(tmp) / "power_timeline.png")
+        client.log_artifacts(run_id, tmp, "plots")
+
+
+def _upload(client, experiment_id: str, manifest: dict, folder: Path, experiment_name: str,
+            models_dir: Path) -> tuple[str, str]:
     """One complete upload; returns (MLflow run id, what happened to the model)."""
     from mlflow.entities import Metric, Param, RunTag
 
@@ -241,7 +289,12 @@ def _upload(client, experiment_id: str, manifest: dict, folder: Path, experiment
         for name in ARTIFACT_FILES:
             if (folder / name).exists():
                 client.log_artifact(run_id, str(folder / name), "raw")
-        model = _log_model(client, experiment_id, mlflow_run, manifest, folder, finals.get("final_val_f1"))
+        try:
+            _log_plots(client, run_id, manifest, folder)
+        except Exception as error:  # a figure never keeps a run out of MLflow
+            client.set_tag(run_id, "ect_plots_error", f"{type(error).__name__}: {error}"[:500])
+        model = _log_model(client, experiment_id, mlflow_run, manifest, folder, finals.get("final_val_f1"),
+                           models_dir)
         client.set_tag(run_id, RUN_KEY_TAG, run_key(manifest))  # last: the run is complete
         client.set_terminated(run_id, "FINISHED")
     except BaseException:
@@ -283,7 +336,8 @@ def track_completed_run(cfg: Config, folder: Path, experiment_name: str | None =
             if existing is not None:
                 mlflow_run_id, model, note = existing.info.run_id, "unchanged (already uploaded)", "already in MLflow"
             else:
-                mlflow_run_id, model = _upload(client, experiment_id, manifest, folder, experiment_name)
+                mlflow_run_id, model = _upload(client, experiment_id, manifest, folder, experiment_name,
+                                               cfg.path("MODELS_DIR"))
                 note = "uploaded"
         record = {"synced": True, "experiment_name": experiment_name, "experiment_id": experiment_id,
                   "mlflow_run_id": mlflow_run_id, "run_key": key, "synced_at": iso_utc(time.time()), "model": model}
@@ -306,7 +360,8 @@ def read_tracking(folder: Path) -> dict | None:
 
 def sync_runs(cfg: Config, raw_dir: Path | None = None,
               print_line: Callable[[str], None] = lambda line: None) -> list[tuple[Path, str]]:
-    """Uploads every completed run whose tracking.json says synced false, exactly once each.
+    """Uploads every completed run (profiled runs under RAW_DIR, `ect train` runs under MODELS_DIR) whose
+    tracking.json says synced false, exactly once each.
 
     Returns (run folder, status) for each run it tried; a second call finds nothing to do.
     """
@@ -315,7 +370,8 @@ def sync_runs(cfg: Config, raw_dir: Path | None = None,
     load_secrets(cfg.root).require_url()  # a configuration error, before touching any run
     raw = Path(raw_dir) if raw_dir else cfg.path("METRICS_DIR") / "raw"
     results: list[tuple[Path, str]] = []
-    for path in sorted(raw.glob(f"*/*/*/{TRACKING_FILE}")):
+    pattern = f"*/*/*/{TRACKING_FILE}"
+    for path in sorted(raw.glob(pattern)) + sorted(cfg.path("MODELS_DIR").glob(pattern)):
         folder = path.parent
         tracking = read_tracking(folder)
         if tracking is None or tracking.get("synced") is not False:
