@@ -69,12 +69,17 @@ def test_aggregation_is_incremental_and_idempotent(tmp_path):
     raw = imported_raw(tmp_path, stamps=(STAMP_A,))
     out = tmp_path / "metrics"
     first, _ = quiet_aggregate(raw, out)
-    files = [out / "processed" / "runs.parquet", out / "processed" / "runs.csv", out / "interim" / "samples.parquet"]
-    contents = [f.read_bytes() for f in files]
+    def files():
+        paths = [out / "processed" / "runs.parquet", out / "processed" / "runs.csv",
+                 *sorted((out / "interim" / "samples.parquet").rglob("*"))]
+        return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in paths if p.is_file()}
+
+    before = files()
+    assert len(before) == 3  # runs.parquet, runs.csv and the run's samples file
     again, lines = quiet_aggregate(raw, out)
     assert (first.updated, again.updated, again.changed) == (1, 0, False)
     assert "0 new or changed run(s); 1 unchanged" in lines[0]
-    assert [f.read_bytes() for f in files] == contents
+    assert files() == before  # nothing rewritten
 
     # A new run is added; the unchanged one is not read again.
     src = tmp_path / "legacy"
@@ -82,8 +87,12 @@ def test_aggregation_is_incremental_and_idempotent(tmp_path):
     from ect.aggregate.legacy import import_legacy
 
     import_legacy(src, raw, print_line=lambda line: None)
+    samples_a = out / "interim" / "samples.parquet" / "cloud" / "mobilenet_v2" / f"legacy-{STAMP_A}.parquet"
     third, _ = quiet_aggregate(raw, out)
     assert (third.updated, third.runs) == (1, 2)
+    assert files()[samples_a] == before[samples_a]  # the unchanged run's samples are not rewritten
+    samples = pd.read_parquet(out / "interim" / "samples.parquet")
+    assert list(samples["run_id"].unique()) == [f"legacy-{STAMP_A}", f"legacy-{STAMP_B}"]
 
     # A run measured again (a retry rewrites its files) replaces its row: never twice.
     manifest_path = raw / "cloud" / "mobilenet_v2" / f"legacy-{STAMP_A}" / "manifest.json"
@@ -93,6 +102,14 @@ def test_aggregation_is_incremental_and_idempotent(tmp_path):
     fourth, _ = quiet_aggregate(raw, out)
     runs = pd.read_parquet(fourth.processed)
     assert fourth.updated == 1 and len(runs) == 2 and runs["run_id"].is_unique
+    samples = pd.read_parquet(out / "interim" / "samples.parquet")
+    assert samples.groupby("run_id").size().to_dict() == {run: 4 for run in runs["run_id"]}
+
+    # A run that is quarantined later leaves the processed and interim datasets.
+    (manifest_path.parent / "gpu.csv").write_text((manifest_path.parent / "gpu.csv").read_text().replace("110.0", "-110.0"))
+    fifth, _ = quiet_aggregate(raw, out)
+    assert fifth.runs == 1 and not samples_a.exists()
+    assert set(pd.read_parquet(out / "interim" / "samples.parquet")["run_id"]) == {f"legacy-{STAMP_B}"}
 
 
 def test_only_completed_and_valid_runs_are_aggregated(tmp_path):

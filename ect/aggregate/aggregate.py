@@ -1,5 +1,10 @@
 """`ect aggregate`: raw run folders -> interim/samples.parquet -> processed/runs.parquet and runs.csv.
 
+interim/samples.parquet is a folder of one Parquet file per run, <environment>/<architecture>/<run_id>.parquet,
+all with SAMPLES_SCHEMA: read it whole as one dataset (pandas.read_parquet or pyarrow.parquet.read_table on
+the folder). A run's file is written once, by the thread that read the run, and never rewritten unless
+the run changes, so a nightly aggregation costs the new runs, not the whole history.
+
 Only runs whose manifest says completed and whose validation passed are aggregated (runs without
 a current validation are validated first). Incremental: interim/index.json records the files of
 every aggregated run, and only new or changed runs are read again. Idempotent: when nothing
@@ -19,17 +24,17 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ect.aggregate.runs import run_row
-from ect.aggregate.samples import joined_samples, read_cpu, read_gpu, with_run_key
+from ect.aggregate.samples import SAMPLES_SCHEMA, conform, joined_samples, read_cpu, read_gpu, with_run_key
 from ect.raw import find_runs, read_json, run_key, signature
 
 KEY = ["environment", "architecture", "run_id"]
 # Bump when the columns or the arithmetic of the outputs change: every run is then aggregated again.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 PROGRESS_EVERY = 20
+_TEXT_COLUMNS = [f.name for f in SAMPLES_SCHEMA if pa.types.is_string(f.type)]
 
 
 @dataclass(frozen=True)
@@ -72,26 +77,49 @@ def _read_index(index_path: Path) -> dict:
     return index["runs"] if index.get("format") == FORMAT_VERSION else {}
 
 
-def _read_run(folder: Path, environments: dict) -> tuple[pa.Table, dict]:
-    """(samples, processed row) of one run folder."""
+def _read_run(folder: Path, environments: dict, samples_dir: Path) -> dict:
+    """Reads one run folder, writes its interim samples file; returns its processed row."""
     manifest = read_json(folder / "manifest.json")
     gpu, cpu = read_gpu(folder), read_cpu(folder)
     interval_ms = round(1000 * (manifest.get("sensors") or {}).get("sampling_interval_s", 1.0))
     samples = joined_samples(gpu, cpu, tolerance_ms=max(interval_ms, 1))
-    samples = with_run_key(samples, manifest["environment"], manifest["architecture"], manifest["run_id"])
-    return samples, run_row(folder, manifest, gpu, cpu, environments)
+    samples = conform(with_run_key(samples, manifest["environment"], manifest["architecture"], manifest["run_id"]))
+    path = samples_file(samples_dir, "/".join(run_key(folder)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, lambda p: _write_samples(samples, p))
+    return run_row(folder, manifest, gpu, cpu, environments)
+
+
+def _write_samples(samples: pa.Table, path: Path) -> None:
+    # Dictionary pages only for the text columns: numbers rarely repeat, and trying costs a third of the time.
+    # An open file, not a path: Arrow's filesystem lookup for a path costs a sixth of a small file's write.
+    with open(path, "wb") as handle:
+        pq.write_table(samples, handle, use_dictionary=_TEXT_COLUMNS)
+
+
+def samples_file(samples_dir: Path, name: str) -> Path:
+    """interim/samples.parquet/<environment>/<architecture>/<run_id>.parquet of the run named env/arch/run_id."""
+    return samples_dir / f"{name}.parquet"
+
+
+def _remove_stale(samples_dir: Path, wanted: set[str]) -> None:
+    """Deletes the interim files of runs no longer aggregated (and leftovers of an interrupted write)."""
+    for path in samples_dir.rglob("*.parquet*"):
+        name = path.relative_to(samples_dir).as_posix().removesuffix(".parquet")
+        if path.name.startswith(".") or name not in wanted:
+            path.unlink()
 
 
 def aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits,
               print_line: Callable[[str], None] = print) -> AggregateResult:
     """Aggregates raw_dir into out_dir/interim and out_dir/processed."""
     interim, processed = out_dir / "interim", out_dir / "processed"
-    index_path, samples_path = interim / "index.json", interim / "samples.parquet"
+    index_path, samples_dir = interim / "index.json", interim / "samples.parquet"
     runs_path, csv_path = processed / "runs.parquet", processed / "runs.csv"
 
     eligible, skipped = _eligible(find_runs(raw_dir), limits, print_line)
     wanted = {"/".join(run_key(f)): (f, signature(f)) for f in eligible}
-    outputs_exist = samples_path.exists() and runs_path.exists()
+    outputs_exist = samples_dir.is_dir() and runs_path.exists()
     index = _read_index(index_path) if outputs_exist else {}
     unchanged = sorted(name for name, (_, sig) in wanted.items() if index.get(name) == sig)
     todo = sorted(name for name in wanted if name not in set(unchanged))
@@ -101,54 +129,27 @@ def aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits,
     if not todo and set(index) == set(wanted) and outputs_exist:
         return AggregateResult(runs_path, len(wanted), 0, skipped, changed=False)
 
-    new_samples, new_rows = [], []
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # Arrow's reader releases the GIL
-        for number, (samples, row) in enumerate(pool.map(lambda n: _read_run(wanted[n][0], environments), todo),
-                                                start=1):
-            new_samples.append(samples)
+    if samples_dir.is_file():  # FORMAT_VERSION 3 wrote one file; derived data, rebuilt from raw/
+        samples_dir.unlink()
+    new_rows = []
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # Arrow reads and writes without the GIL
+        rows = pool.map(lambda name: _read_run(wanted[name][0], environments, samples_dir), todo)
+        for number, row in enumerate(rows, start=1):
             new_rows.append(row)
             if len(todo) >= PROGRESS_EVERY and (number % PROGRESS_EVERY == 0 or number == len(todo)):
                 print_line(f"  {number}/{len(todo)} runs read")
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale(samples_dir, set(wanted))
 
     rank_of = {name: rank for rank, name in enumerate(sorted(wanted))}
-    samples = _samples_in_run_order(samples_path if unchanged else None, unchanged, todo, new_samples, rank_of)
     runs = _runs_in_run_order(runs_path if unchanged else None, unchanged, pd.DataFrame(new_rows), rank_of)
-    interim.mkdir(parents=True, exist_ok=True)
     processed.mkdir(parents=True, exist_ok=True)
-    _write_atomic(samples_path, lambda p: pq.write_table(samples, p))
     _write_atomic(runs_path, lambda p: runs.to_parquet(p, index=False))
     _write_atomic(csv_path, lambda p: runs.to_csv(p, index=False))
     index = {"format": FORMAT_VERSION, "runs": {n: wanted[n][1] for n in sorted(wanted)}}
     _write_atomic(index_path, lambda p: p.write_text(json.dumps(index, indent=1)))
-    print_line(f"processed dataset: {len(runs)} runs -> {runs_path} and {csv_path}")
+    print_line(f"processed dataset: {len(runs)} runs -> {runs_path} and {csv_path}; samples -> {samples_dir}")
     return AggregateResult(runs_path, len(runs), len(todo), skipped, changed=True)
-
-
-def _run_names(environment, architecture, run_id):
-    return pc.binary_join_element_wise(environment, architecture, run_id, "/")
-
-
-def _samples_in_run_order(old_path: Path | None, keep: list[str], todo: list[str], new: list[pa.Table],
-                          rank_of: dict[str, int]) -> pa.Table:
-    """The kept runs' samples from the old file and the new runs' samples, ordered by run name (each run's
-    samples keep their time order). Sorting run ranks, not strings, keeps this fast for millions of rows."""
-    parts, ranks = [], []
-    if old_path is not None:
-        old = pq.read_table(old_path)
-        names = _run_names(old["environment"], old["architecture"], old["run_id"])
-        kept = old.filter(pc.is_in(names, value_set=pa.array(keep)))
-        parts.append(kept)
-        order = sorted(keep, key=rank_of.get)
-        kept_names = _run_names(kept["environment"], kept["architecture"], kept["run_id"])
-        positions = pc.index_in(kept_names, value_set=pa.array(order)).to_numpy()
-        ranks.append(np.array([rank_of[name] for name in order], dtype=np.int64)[positions])
-    for name, table in zip(todo, new):
-        parts.append(table)
-        ranks.append(np.full(table.num_rows, rank_of[name], dtype=np.int64))
-    if not parts:
-        return pa.table({key: pa.array([], pa.string()) for key in KEY})
-    table = pa.concat_tables(parts, promote_options="default")
-    return table.take(pa.array(np.argsort(np.concatenate(ranks), kind="stable")))
 
 
 def _runs_in_run_order(old_path: Path | None, keep: list[str], new: pd.DataFrame, rank_of: dict[str, int]) -> pd.DataFrame:

@@ -64,23 +64,23 @@ def _cpu_energy(cpu, start_ms: int, end_ms: int) -> tuple[float | None, str, flo
     return cpu_J, cpu_source, None, "unavailable"
 
 
-def _stats(table, column: str, start_ms: int, end_ms: int) -> tuple[float, float]:
+def _stats(table, column: str, inside: np.ndarray | None) -> tuple[float, float]:
     """Mean and (population) standard deviation of a column over the samples inside the window."""
-    if _empty(table):
+    if inside is None:
         return math.nan, math.nan
-    times = values(table, "time_ms")
-    inside = values(table, column)[(times >= start_ms) & (times <= end_ms)]
-    inside = inside[~np.isnan(inside)]
-    if not len(inside):
+    numbers = values(table, column)[inside]
+    numbers = numbers[~np.isnan(numbers)]
+    if not len(numbers):
         return math.nan, math.nan
-    return float(inside.mean()), float(inside.std())
+    return float(numbers.mean()), float(numbers.std())
 
 
-def _count_inside(table, start_ms: int, end_ms: int) -> int:
+def _inside(table, start_ms: int, end_ms: int) -> np.ndarray | None:
+    """Which samples lie inside the window (None without samples)."""
     if _empty(table):
-        return 0
+        return None
     times = values(table, "time_ms")
-    return int(((times >= start_ms) & (times <= end_ms)).sum())
+    return (times >= start_ms) & (times <= end_ms)
 
 
 def run_row(folder: Path, manifest: dict, gpu, cpu, environments: dict) -> dict:
@@ -96,13 +96,13 @@ def run_row(folder: Path, manifest: dict, gpu, cpu, environments: dict) -> dict:
     pue = env.pue if env else 1.0
     energy_kWh = total_J / JOULES_PER_KWH
 
-    window_ms = (start_ms, end_ms)
-    power_mean, power_std = _stats(gpu, "power_W", *window_ms)
-    usage_mean, _ = _stats(gpu, "utilization_gpu_pct", *window_ms)
-    memory_mean, memory_std = _stats(gpu, "memory_used_MiB", *window_ms)
-    temperature_mean, temperature_std = _stats(gpu, "temperature_C", *window_ms)
-    cpu_power_mean, cpu_power_std = _stats(cpu, "cpu_power_estimated_W", *window_ms)
-    cpu_usage_mean, _ = _stats(cpu, "process_cpu_pct", *window_ms)
+    gpu_inside, cpu_inside = _inside(gpu, start_ms, end_ms), _inside(cpu, start_ms, end_ms)
+    power_mean, power_std = _stats(gpu, "power_W", gpu_inside)
+    usage_mean, _ = _stats(gpu, "utilization_gpu_pct", gpu_inside)
+    memory_mean, memory_std = _stats(gpu, "memory_used_MiB", gpu_inside)
+    temperature_mean, temperature_std = _stats(gpu, "temperature_C", gpu_inside)
+    cpu_power_mean, cpu_power_std = _stats(cpu, "cpu_power_estimated_W", cpu_inside)
+    cpu_usage_mean, _ = _stats(cpu, "process_cpu_pct", cpu_inside)
     metrics = read_json(folder / "metrics.json") or {}
     images_seen = metrics.get("images_seen")
     return {
@@ -144,7 +144,8 @@ def run_row(folder: Path, manifest: dict, gpu, cpu, environments: dict) -> dict:
         "cpu_power_mean_W": cpu_power_mean,
         "cpu_power_std_W": cpu_power_std,
         "process_cpu_mean_pct": cpu_usage_mean,
-        "samples": _count_inside(gpu, start_ms, end_ms) or _count_inside(cpu, start_ms, end_ms),
+        "samples": int(gpu_inside.sum()) if gpu_inside is not None and gpu_inside.any()
+        else int(cpu_inside.sum()) if cpu_inside is not None else 0,
         **{name: metrics.get(name) for name in QUALITY},
         "gflops": metrics.get("gflops"),
         "params_total": metrics.get("params_total"),

@@ -17,9 +17,24 @@ from ect.profiling.sampler import CPU_COLUMNS, GPU_COLUMNS
 _TEXT = {"name", "cpu_power_source"}
 
 
-def _read(path: Path, columns: tuple[str, ...]) -> pa.Table:
+def _types(columns: tuple[str, ...]) -> dict[str, pa.DataType]:
     types = {c: pa.string() if c in _TEXT else pa.float64() for c in columns}
     types["timestamp"] = pa.timestamp("ms", tz="UTC")
+    return types
+
+
+# Every run's interim samples have these columns, in this order (null where a sensor was not used), so
+# that the per-run files read as one dataset whatever the first file is.
+SAMPLES_SCHEMA = pa.schema(
+    [(key, pa.string()) for key in ("environment", "architecture", "run_id")]
+    + [("timestamp", pa.timestamp("ms", tz="UTC")), ("time_ms", pa.int64())]
+    + [(c, t) for c, t in _types(GPU_COLUMNS).items() if c != "timestamp"]
+    + [(c, t) for c, t in _types(CPU_COLUMNS).items() if c != "timestamp"]
+)
+
+
+def _read(path: Path, columns: tuple[str, ...]) -> pa.Table:
+    types = _types(columns)
     table = arrow_csv.read_csv(path, read_options=arrow_csv.ReadOptions(use_threads=False),
                                convert_options=arrow_csv.ConvertOptions(
                                    column_types=types, include_columns=list(columns), strings_can_be_null=True))
@@ -56,20 +71,33 @@ def joined_samples(gpu: pa.Table | None, cpu: pa.Table | None, tolerance_ms: int
     if cpu is None or cpu.num_rows == 0:
         return gpu
     gpu_times, cpu_times = values(gpu, "time_ms"), values(cpu, "time_ms")
+    cpu_values = cpu.drop_columns(["timestamp", "time_ms"])
+    if np.array_equal(gpu_times, cpu_times):  # one GPU sampled with the CPU, as ect's sampler does: rows align
+        return pa.Table.from_arrays([*gpu.columns, *cpu_values.columns],
+                                    names=[*gpu.column_names, *cpu_values.column_names])
     index = nearest(cpu_times, gpu_times)
-    too_far = pa.array(np.abs(cpu_times[index] - gpu_times) > tolerance_ms)
-    cpu_part = cpu.drop_columns(["timestamp", "time_ms"]).take(pa.array(index))
-    columns = [pc.if_else(too_far, pa.scalar(None, column.type), column) for column in cpu_part.columns]
+    too_far = np.abs(cpu_times[index] - gpu_times) > tolerance_ms
+    cpu_part = cpu_values.take(pa.array(index))
+    columns = cpu_part.columns
+    if too_far.any():
+        columns = [pc.if_else(pa.array(too_far), pa.scalar(None, column.type), column) for column in columns]
     return pa.Table.from_arrays([*gpu.columns, *columns], names=[*gpu.column_names, *cpu_part.column_names])
 
 
 def with_run_key(table: pa.Table, environment: str, architecture: str, run_id: str) -> pa.Table:
-    """The samples with the run's key in front (repeated with Arrow's take, not Python lists)."""
-    zeros = pa.array(np.zeros(table.num_rows, dtype=np.int64))
+    """The samples with the run's key in front (repeated by Arrow, not Python lists)."""
     for position, (name, value) in enumerate((("environment", environment), ("architecture", architecture),
                                               ("run_id", run_id))):
-        table = table.add_column(position, name, pa.array([value], pa.string()).take(zeros))
+        table = table.add_column(position, name, pa.repeat(pa.scalar(value, pa.string()), table.num_rows))
     return table
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """The samples with exactly SAMPLES_SCHEMA's columns: missing ones all null."""
+    names = set(table.column_names)
+    return pa.Table.from_arrays(
+        [table.column(f.name) if f.name in names else pa.nulls(table.num_rows, f.type) for f in SAMPLES_SCHEMA],
+        schema=SAMPLES_SCHEMA)
 
 
 def window_seconds(times_ms: np.ndarray, start_ms: int) -> np.ndarray:
