@@ -238,6 +238,25 @@ def memory_limit(args) -> dict:
             "limit_MB": args.memory_limit_mb, "tensor_device": x.device}
 
 
+def sample_cost(choice, count: int = 1000) -> dict:
+    """Wall and CPU time of one sample of every sensor (what the sampler thread spends each interval)."""
+    from ect.profiling.sampler import Sampler
+
+    sampler = Sampler(choice, None, interval_s=3600)  # no thread ticks during the timing: only sample_now()
+    for sensor in (*choice.gpu, *choice.cpu):
+        sensor.start()
+    try:
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(count):
+            sampler.sample_now()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        for sensor in (*choice.gpu, *choice.cpu):
+            sensor.stop()
+    return {"samples": count, "wall_ms_per_sample": 1000 * wall / count, "cpu_ms_per_sample": 1000 * cpu / count,
+            "sensors": [s.name for s in (*choice.gpu, *choice.cpu)]}
+
+
 def main() -> int:
     args = parse_args()
     from ect.config import load_config
@@ -255,6 +274,9 @@ def main() -> int:
     summary: dict = {"sensors": choice.report, "gpu_energy_source": choice.gpu_energy_source}
     summary["memory_limit"] = memory_limit(args)  # before anything touches the GPU (TensorFlow requires it)
     print(f"memory limit: {summary['memory_limit']}")
+    summary["sample_cost"] = sample_cost(choice)
+    print(f"one sample of {', '.join(summary['sample_cost']['sensors'])}: "
+          f"{summary['sample_cost']['wall_ms_per_sample']:.3f} ms wall, {summary['sample_cost']['cpu_ms_per_sample']:.3f} ms CPU")
 
     overrides = {"INITIAL_EPOCHS": args.epochs, "FT_EPOCHS": args.epochs, "IMAGE_SIZE": args.image_size,
                  "SAMPLING_INTERVAL_MS": args.interval_ms}
@@ -269,6 +291,8 @@ def main() -> int:
         for architecture in args.architectures.split(","):
             print(f"\ntraining {architecture}:", flush=True)
             summary["training"].append(training(args, cfg, architecture, out / architecture, probe))
+            print_table(f"{architecture}: GPU energy (J)", summary["training"][-1:])
+            (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))  # kept if a later part fails
         probe.write(out / "probe.csv")
     print_table("load pattern: GPU energy per window (J); ect reports counter_J", summary["load_pattern"])
     print_table("training: GPU energy (J)", summary["training"])
