@@ -118,7 +118,8 @@ def environment_dag(env) -> DAG:
             def train(run: dict, plan: dict) -> str:
                 from ect.runners.credentials import mlflow_environment
 
-                process_runner.run_ect(pipeline.profile_run_args(env.name, run, plan["config_args"], plan["experiment_name"]),
+                process_runner.run_ect(pipeline.profile_run_args(env.name, run, plan["config_args"], plan["experiment_name"],
+                                                           plan.get("dag_run_id")),
                                        env=mlflow_environment(CONFIG))
                 return run["run_id"]
 

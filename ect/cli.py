@@ -105,7 +105,7 @@ def cmd_profile_run(args) -> int:
     _raise_on_sigterm()
     try:
         outcome = profile_run(cfg, args.environment, args.architecture, args.repetition, args.run_id,
-                              experiment_name=args.experiment_name)
+                              experiment_name=args.experiment_name, dag_run_id=args.dag_run_id)
     except Terminated as error:
         print(f"ect profile-run: {error}; the run is recorded as failed", file=sys.stderr)
         return 143
@@ -335,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help=f"architecture: {', '.join(ARCHITECTURES)}")
     profile_run.add_argument("--repetition", type=int, required=True, metavar="K", help="repetition number (0-based)")
     profile_run.add_argument("--run-id", required=True, metavar="ID", help="run id: the folder name of the run")
+    profile_run.add_argument("--dag-run-id", metavar="ID", help="the Airflow DAG run this run belongs to (the DAGs "
+                             "pass it): recorded in the manifest and as the MLflow tag dag_run_id")
     profile_run.add_argument("--experiment-name", "--experiment_name", dest="experiment_name",
                              help="name of the MLflow experiment (recorded in the manifest)")
     profile_run.add_argument("--cool-down", action="store_true",

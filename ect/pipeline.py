@@ -97,18 +97,21 @@ def preflight(environment: str, params: dict, dag_run_id: str, runner_check: Cal
     if cfg.experiment.mlflow_enabled and not params.get("experiment_name"):
         raise ConfigError("MLFLOW_ENABLED is true: give the MLflow experiment in the experiment_name parameter")
     return {"environment": environment, "runner": env.runner, "config_args": config_args(params),
-            "experiment_name": params.get("experiment_name"),
+            "experiment_name": params.get("experiment_name"), "dag_run_id": dag_run_id,
             "dataset_dir": str(cfg.dataset_dir()),
             "warmup_minutes": cfg.experiment.warmup_time, "cooldown_minutes": cfg.experiment.cooldown,
             "runs": [asdict(r) for r in runs]}
 
 
-def profile_run_args(environment: str, run: dict, args: list[str], experiment_name: str | None = None) -> list[str]:
+def profile_run_args(environment: str, run: dict, args: list[str], experiment_name: str | None = None,
+                     dag_run_id: str | None = None) -> list[str]:
     """The arguments of `python -m ect` for one planned run."""
     command = ["profile-run", environment, run["architecture"], "--repetition", str(run["repetition"]),
                "--run-id", run["run_id"], *args]
     if experiment_name:
         command += ["--experiment-name", experiment_name]
+    if dag_run_id:
+        command += ["--dag-run-id", dag_run_id]
     return command + (["--cool-down"] if run["cool_down_after"] else [])
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_ect
+from conftest import REPO, run_ect
+from ect.config import load_config
 
 SECRET = "s3cr3t-Pa55w0rd-never-shown"
 RUN = ("profile-run", "local", "tiny_cnn", "--repetition", "0", "--profile", "demo")
@@ -131,6 +132,8 @@ def test_a_completed_profiled_run_is_an_mlflow_run(mlflow_url, synthetic_dataset
     assert len(client.get_metric_history(run.info.run_id, "val_f1")) == 2
     assert values["total_energy_J"] > 0 and values["cpu_energy_J"] > 0 and values["duration_s"] > 0
     assert values["energy_kWh"] == pytest.approx(values["total_energy_J"] / 3.6e6)
+    local = load_config(REPO, env={}).environment("local")
+    assert values["emissions_gCO2e"] == pytest.approx(values["energy_kWh"] * local.pue * local.carbon_intensity_gco2e_per_kwh)
     assert "final_val_f1" in values and values["gflops"] > 0 and values["trained_epochs"] == 2
     assert tags["ect_run_key"] == "local/tiny_cnn/t1" and tags["environment"] == "local"
     assert tags["architecture"] == "tiny_cnn" and tags["host"] == socket.gethostname()
@@ -283,6 +286,12 @@ def test_a_tracked_dag_run_keeps_the_password_out_of_logs_xcom_and_rendered_fiel
     experiment = MlflowClient(mlflow_url).get_experiment_by_name("dag-tracked")
     (run,) = MlflowClient(mlflow_url).search_runs([experiment.experiment_id])
     assert run.data.tags["architecture"] == "tiny_cnn"
+    (manifest_path,) = (metrics / "raw" / "local" / "tiny_cnn").glob("*/manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    from ect.pipeline import run_id_for
+
+    assert manifest["dag_run_id"] and run.data.tags["dag_run_id"] == manifest["dag_run_id"]
+    assert manifest["run_id"] == run_id_for(manifest["dag_run_id"], 0)
 
     assert SECRET not in result.stdout + result.stderr
     for path in [*Path(env["AIRFLOW_HOME"]).rglob("*"), *metrics.rglob("*")]:

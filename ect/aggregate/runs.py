@@ -18,6 +18,13 @@ DEFAULT_CARBON_INTENSITY = 232.0  # gCO2e/kWh, the original's (Spain)
 QUALITY = ("val_loss", "val_accuracy", "val_precision", "val_recall", "val_auc", "val_f1")
 
 
+def emissions_gCO2e(energy_kWh: float, environment) -> float:
+    """energy x PUE x carbon intensity of the environment (config/environments.yaml), else the original's."""
+    if environment is None:
+        return energy_kWh * DEFAULT_CARBON_INTENSITY
+    return energy_kWh * environment.pue * environment.carbon_intensity_gco2e_per_kwh
+
+
 def campaign_of(run_id: str) -> str:
     """The DAG run or `ect profile` campaign a run belongs to: its id without the -rep<KK> suffix."""
     return re.sub(r"-rep\d+$", "", run_id)
@@ -120,7 +127,7 @@ def run_row(folder: Path, manifest: dict, gpu, cpu, environments: dict) -> dict:
         "dram_energy_J": dram_J,
         "total_energy_J": total_J,
         "energy_kWh": energy_kWh,
-        "emissions_gCO2e": energy_kWh * pue * intensity,
+        "emissions_gCO2e": emissions_gCO2e(energy_kWh, env),
         "gpu_energy_source": gpu_source,
         "cpu_energy_source": cpu_source,
         "dram_energy_source": dram_source,

@@ -137,7 +137,8 @@ def require_tracking_settings(cfg: Config, experiment_name: str | None) -> None:
 
 
 def profile_run(cfg: Config, environment: str, architecture: str, repetition: int, run_id: str,
-                experiment_name: str | None = None, print_line: Callable[[str], None] = print) -> RunOutcome:
+                experiment_name: str | None = None, print_line: Callable[[str], None] = print,
+                dag_run_id: str | None = None) -> RunOutcome:
     require_tracking_settings(cfg, experiment_name)
     folder = run_folder(cfg, environment, architecture, run_id)
     existing = read_manifest(folder)
@@ -148,7 +149,7 @@ def profile_run(cfg: Config, environment: str, architecture: str, repetition: in
     attempt = _set_aside_previous_attempt(folder, existing)
 
     manifest = new_manifest(cfg, "profiled", environment, architecture, run_id, experiment_name,
-                            repetition=repetition, attempt=attempt)
+                            repetition=repetition, attempt=attempt, dag_run_id=dag_run_id)
     recorded_run(folder, manifest, lambda: _measure(cfg, environment, architecture, folder, manifest, print_line))
     track_if_enabled(cfg, folder, experiment_name, print_line)
     return RunOutcome(folder, "completed", False, manifest)

@@ -106,7 +106,8 @@ def operators(env, cfg, plan):
     @task
     def run_commands(plan: dict) -> list[list[str]]:
         args = container_args(cfg, plan)
-        return [["python", "-m", "ect", *pipeline.profile_run_args(env.name, run, args, plan.get("experiment_name"))]
+        return [["python", "-m", "ect", *pipeline.profile_run_args(env.name, run, args, plan.get("experiment_name"),
+                                                                     plan.get("dag_run_id"))]
                 for run in plan["runs"]]
 
     common = dict(

@@ -121,7 +121,7 @@ def _params(manifest: dict) -> dict[str, str]:
     return {key: str(value)[:6000] for key, value in params.items() if value is not None}
 
 
-def _energy(manifest: dict) -> tuple[dict[str, float], dict[str, str]]:
+def _energy(manifest: dict, environments: dict) -> tuple[dict[str, float], dict[str, str]]:
     training = (manifest.get("energy") or {}).get("training") or {}
     metrics: dict[str, float] = {}
     gpu = training.get("gpu_energy_J")
@@ -131,7 +131,10 @@ def _energy(manifest: dict) -> tuple[dict[str, float], dict[str, str]]:
         if _number(training.get(key)) is not None:
             metrics[key] = float(training[key])
     if "total_energy_J" in metrics:
+        from ect.aggregate.runs import emissions_gCO2e
+
         metrics["energy_kWh"] = metrics["total_energy_J"] / 3.6e6
+        metrics["emissions_gCO2e"] = emissions_gCO2e(metrics["energy_kWh"], environments.get(manifest["environment"]))
     gpu_source = training.get("gpu_energy_source")
     if isinstance(gpu_source, dict):
         gpu_source = "+".join(sorted(set(map(str, gpu_source.values())))) or "unavailable"
@@ -174,6 +177,7 @@ def _tags(manifest: dict, energy_tags: dict[str, str], experiment_name: str) -> 
         "host": str(host.get("hostname") or "unknown"),
         "gpus": ", ".join(map(str, host.get("gpus") or [])) or "none",
         "ect_version": (manifest.get("software") or {}).get("ect") or __version__,
+        **({"dag_run_id": manifest["dag_run_id"]} if manifest.get("dag_run_id") else {}),
         **energy_tags,
     }
 
@@ -269,12 +273,12 @@ def _log_plots(client, run_id: str, manifest: dict, folder: Path) -> None:
 
 
 def _upload(client, experiment_id: str, manifest: dict, folder: Path, experiment_name: str,
-            models_dir: Path) -> tuple[str, str]:
+            models_dir: Path, environments: dict) -> tuple[str, str]:
     """One complete upload; returns (MLflow run id, what happened to the model)."""
     from mlflow.entities import Metric, Param, RunTag
 
     now_ms = int(time.time() * 1000)
-    energy, energy_tags = _energy(manifest)
+    energy, energy_tags = _energy(manifest, environments)
     finals = _final_metrics(folder)
     mlflow_run = client.create_run(experiment_id, run_name=f"{manifest['architecture']}-{manifest['run_id']}",
                                    tags=_tags(manifest, energy_tags, experiment_name))
@@ -337,7 +341,7 @@ def track_completed_run(cfg: Config, folder: Path, experiment_name: str | None =
                 mlflow_run_id, model, note = existing.info.run_id, "unchanged (already uploaded)", "already in MLflow"
             else:
                 mlflow_run_id, model = _upload(client, experiment_id, manifest, folder, experiment_name,
-                                               cfg.path("MODELS_DIR"))
+                                               cfg.path("MODELS_DIR"), cfg.environments)
                 note = "uploaded"
         record = {"synced": True, "experiment_name": experiment_name, "experiment_id": experiment_id,
                   "mlflow_run_id": mlflow_run_id, "run_key": key, "synced_at": iso_utc(time.time()), "model": model}
