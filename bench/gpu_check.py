@@ -238,23 +238,32 @@ def memory_limit(args) -> dict:
             "limit_MB": args.memory_limit_mb, "tensor_device": x.device}
 
 
-def sample_cost(choice, count: int = 1000) -> dict:
-    """Wall and CPU time of one sample of every sensor (what the sampler thread spends each interval)."""
+def sample_cost(choice, interval_s: float, count: int = 1000) -> dict:
+    """CPU time of one sample of every sensor: at a window edge (everything read, the NVML energy counter too)
+    and between edges (the counter at most once a second), and what that costs at the sampling interval."""
     from ect.profiling.sampler import Sampler
+    from ect.sensors.nvml import COUNTER_EVERY_S
 
     sampler = Sampler(choice, None, interval_s=3600)  # no thread ticks during the timing: only sample_now()
     for sensor in (*choice.gpu, *choice.cpu):
         sensor.start()
+    costs = {}
     try:
-        wall, cpu = time.perf_counter(), time.process_time()
-        for _ in range(count):
-            sampler.sample_now()
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        for boundary in (True, False):
+            cpu = time.process_time()
+            for _ in range(count):
+                sampler.sample_now(boundary=boundary)
+            costs[boundary] = 1000 * (time.process_time() - cpu) / count
     finally:
         for sensor in (*choice.gpu, *choice.cpu):
             sensor.stop()
-    return {"samples": count, "wall_ms_per_sample": 1000 * wall / count, "cpu_ms_per_sample": 1000 * cpu / count,
-            "sensors": [s.name for s in (*choice.gpu, *choice.cpu)]}
+    # Between edges the counter is read once per COUNTER_EVERY_S: a share interval_s / COUNTER_EVERY_S of samples.
+    share = min(1.0, interval_s / COUNTER_EVERY_S)
+    per_sample_ms = costs[False] + share * (costs[True] - costs[False])
+    return {"sensors": [s.name for s in (*choice.gpu, *choice.cpu)], "samples": count,
+            "edge_sample_cpu_ms": costs[True], "between_sample_cpu_ms": costs[False],
+            "interval_s": interval_s, "cpu_ms_per_sample_at_interval": per_sample_ms,
+            "share_of_one_core_pct": 100 * per_sample_ms / 1000 / interval_s}
 
 
 def main() -> int:
@@ -274,9 +283,10 @@ def main() -> int:
     summary: dict = {"sensors": choice.report, "gpu_energy_source": choice.gpu_energy_source}
     summary["memory_limit"] = memory_limit(args)  # before anything touches the GPU (TensorFlow requires it)
     print(f"memory limit: {summary['memory_limit']}")
-    summary["sample_cost"] = sample_cost(choice)
-    print(f"one sample of {', '.join(summary['sample_cost']['sensors'])}: "
-          f"{summary['sample_cost']['wall_ms_per_sample']:.3f} ms wall, {summary['sample_cost']['cpu_ms_per_sample']:.3f} ms CPU")
+    cost = summary["sample_cost"] = sample_cost(choice, args.interval_ms / 1000)
+    print(f"one sample of {', '.join(cost['sensors'])}: {cost['edge_sample_cpu_ms']:.3f} ms CPU at a window edge, "
+          f"{cost['between_sample_cpu_ms']:.3f} ms between; at {args.interval_ms} ms sampling "
+          f"{cost['cpu_ms_per_sample_at_interval']:.3f} ms a sample, {cost['share_of_one_core_pct']:.2f} % of one core")
 
     overrides = {"INITIAL_EPOCHS": args.epochs, "FT_EPOCHS": args.epochs, "IMAGE_SIZE": args.image_size,
                  "SAMPLING_INTERVAL_MS": args.interval_ms}

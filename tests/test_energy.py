@@ -72,7 +72,8 @@ class FakeClock:
 
 
 class FakeGpu:
-    """Linear power in the fake clock's time; optionally an exact energy counter (mJ)."""
+    """Linear power in the fake clock's time; optionally an exact energy counter (mJ): counter=True on every
+    read, "boundaries" only on boundary reads (as the NVML sensor between its once-a-second reads)."""
 
     name, kind = "nvml", "gpu"
 
@@ -84,10 +85,11 @@ class FakeGpu:
     def stop(self): pass
     def info(self): return {"devices": [{"index": self.index, "name": "Fake GPU"}]}
 
-    def read(self):
+    def read(self, boundary=True):
         t = (self.clock.t_ms - self.t0_ms) / 1000
+        counted = self.counter is True or (self.counter == "boundaries" and boundary)
         return [{"gpu_index": self.index, "name": "Fake GPU", "power_W": linear_power(t),
-                 "energy_counter_mJ": linear_energy(0, t) * 1e3 if self.counter else None,
+                 "energy_counter_mJ": linear_energy(0, t) * 1e3 if counted else None,
                  "utilization_gpu_pct": 50, "power_limit_W": 700.0}]
 
 
@@ -101,7 +103,7 @@ class FakeCpu:
     def stop(self): pass
     def info(self): return {}
 
-    def read(self):
+    def read(self, boundary=True):
         return [{"process_cpu_pct": 50.0, "cpu_power_estimated_W": 2 * linear_power((self.clock.t_ms - self.t0_ms) / 1000)}]
 
 
@@ -146,6 +148,27 @@ def test_monitor_windows_use_the_counter_where_present_and_integrate_otherwise(t
     assert cpu_rows[0]["timestamp"].endswith("Z") and len(cpu_rows[0]["timestamp"]) == len("2026-11-28T15:00:00.000Z")
 
 
+def test_a_counter_read_only_at_the_window_edges_still_gives_the_exact_counter_energy(tmp_path):
+    clock = FakeClock()
+    choice = SimpleNamespace(gpu=[FakeGpu(clock, 0, "boundaries")], cpu=[FakeCpu(clock)],
+                             cpu_energy_source="estimated", report={})
+    monitor = EnergyMonitor(tmp_path, interval_s=0.1, choice=choice)
+    monitor.sampler.clock = clock
+    clock.advance(0.5)
+    monitor.begin_window("epoch")  # at t = 0.5
+    for _ in range(20):
+        clock.advance(0.1)
+        monitor.sampler.sample_now(boundary=False)  # the sampler thread's ticks
+    clock.advance(0.03)
+    m = monitor.end_window("epoch")  # at t = 2.53
+    monitor.sampler.stop()
+    assert m.gpu_energy_source == {0: "counter"}
+    assert m.gpu_energy_J[0] == pytest.approx(linear_energy(0.5, 2.53), rel=REL)
+    with open(tmp_path / "gpu.csv") as handle:
+        counters = [row["energy_counter_mJ"] for row in csv.DictReader(handle)]
+    assert counters[0] != "" and counters[1:21] == [""] * 20 and counters[21] != "" and counters[22] != ""
+
+
 def test_no_gpu_means_no_gpu_file_and_no_gpu_energy(tmp_path):
     clock = FakeClock()
     choice = SimpleNamespace(gpu=[], cpu=[FakeCpu(clock)], cpu_energy_source="estimated", report={})
@@ -183,7 +206,7 @@ def test_ticks_are_drift_free_and_late_ticks_are_skipped():
     schedule = Schedule([0.003] * 5 + [0.25] + [0.003] * 5)
 
     class SlowCpu(FakeCpu):
-        def read(self):
+        def read(self, boundary=True):
             schedule.sample_times.append(schedule.now)
             schedule.now += schedule.read_durations.pop(0) if schedule.read_durations else 0.0
             return []

@@ -124,6 +124,22 @@ def test_nvml_reads_every_column_with_the_energy_counter():
     assert fake.initialised == 0
 
 
+def test_nvml_reads_the_costly_counter_at_boundaries_and_once_a_second_between(monkeypatch):
+    import ect.sensors.nvml as nvml_module
+
+    now = [100.0]
+    monkeypatch.setattr(nvml_module.time, "monotonic", lambda: now[0])
+    sensor = started(NvmlSensor(env={}, nvml=FakeNvml([gpu(0, energy_mJ=5_000_000)])))
+    counters = []
+    for step in range(12):  # ticks every 0.125 s (exact in binary), no boundary
+        counters.append(sensor.read(boundary=False)[0]["energy_counter_mJ"])
+        now[0] += 0.125
+    assert [c is not None for c in counters] == [True] + [False] * 7 + [True] + [False] * 3
+    assert sensor.read(boundary=True)[0]["energy_counter_mJ"] == 5_000_000  # a window edge: always read
+    assert sensor.read(boundary=False)[0]["energy_counter_mJ"] is None
+    assert sensor.read(boundary=False)[0]["power_W"] == 119.17  # everything else on every sample
+
+
 def test_nvml_without_energy_counter_reports_none():
     sensor = started(NvmlSensor(env={}, nvml=FakeNvml([gpu(0, energy_mJ=None)])))
     assert sensor.read()[0]["energy_counter_mJ"] is None

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ect.aggregate.samples import values, window_seconds
-from ect.profiling.energy import counter_delta, integrate_power_J
+from ect.profiling.energy import counter_delta, covers, integrate_power_J
 from ect.raw import read_json
 
 JOULES_PER_KWH = 3.6e6
@@ -44,7 +44,7 @@ def _gpu_energy(gpu, start_ms: int, end_ms: int) -> tuple[float | None, str]:
     for index in np.unique(indices):
         mine = indices == index
         t = window_seconds(times[mine], start_ms)
-        if not np.isnan(counter[mine]).any():
+        if covers(t, counter[mine], 0.0, end_s):
             joules.append(counter_delta(t, counter[mine], 0.0, end_s) / 1e3)
             sources.add("counter")
         else:

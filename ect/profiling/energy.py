@@ -31,6 +31,14 @@ def integrate_power_J(times_s: Sequence[float], power_W: Sequence[float], start:
     return float(np.trapezoid(p, t)) if len(t) else float("nan")
 
 
+def covers(times_s: Sequence[float], values: Sequence[float], start: float, end: float) -> bool:
+    """Whether readings (not NaN/None) exist at or before `start` and at or after `end`: a counter read
+    only now and then still measures the window exactly when it was read at the window's edges."""
+    t = np.asarray(times_s, dtype=float)
+    read = t[~np.isnan(np.asarray(values, dtype=float))]
+    return bool(len(read)) and read[0] <= start and read[-1] >= end
+
+
 def counter_delta(times_s: Sequence[float], counter: Sequence[float], start: float, end: float) -> float:
     """Increase of a cumulative (already unwrapped) counter over [start, end], in the counter's unit."""
     t, c = _window_points(times_s, counter, start, end)

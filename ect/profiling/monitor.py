@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ect.profiling.energy import counter_delta, integrate_power_J
+from ect.profiling.energy import counter_delta, covers, integrate_power_J
 from ect.profiling.sampler import Sampler
 
 
@@ -97,7 +97,7 @@ class EnergyMonitor:
             series = [(t, row) for t, rows in zip(times, gpu_rows) for row in rows if row["gpu_index"] == index]
             t = [x for x, _ in series]
             counters = [row.get("energy_counter_mJ") for _, row in series]
-            if counters and all(c is not None for c in counters):
+            if covers(t, counters, start, end):
                 gpu_J[index], gpu_source[index] = counter_delta(t, counters, start, end) / 1e3, "counter"
             else:
                 gpu_J[index] = integrate_power_J(t, [row["power_W"] for _, row in series], start, end)

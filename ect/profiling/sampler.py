@@ -93,23 +93,25 @@ class Sampler:
             delay = origin + tick * self.interval_s - self.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 break
-            self.sample_now()
+            self.sample_now(boundary=False)
             behind = math.floor((self.monotonic() - origin) / self.interval_s)
             if behind > tick:
                 self.missed_ticks += behind - tick
                 tick = behind
             tick += 1
 
-    def sample_now(self) -> int:
-        """Reads every sensor once (also from other threads, e.g. at window boundaries); returns its time in ms."""
+    def sample_now(self, boundary: bool = True) -> int:
+        """Reads every sensor once (also from other threads, e.g. at window boundaries); returns its time in ms.
+
+        The periodic ticks pass boundary=False: sensors may then skip costly values (the NVML energy counter)."""
         with self._lock:
             t_ms = round(self.clock() * 1000)
             if self.times_ms and t_ms <= self.times_ms[-1]:
                 t_ms = self.times_ms[-1] + 1  # timestamps stay strictly increasing
-            gpu = [row for sensor in self.choice.gpu for row in sensor.read()]
+            gpu = [row for sensor in self.choice.gpu for row in sensor.read(boundary)]
             cpu: dict = {"cpu_power_source": self.cpu_power_source}
             for sensor in self.choice.cpu:  # the estimate reads the process sensor's value: order matters
-                for row in sensor.read():
+                for row in sensor.read(boundary):
                     cpu.update(row)
             self.times_ms.append(t_ms)
             self.gpu_rows.append(gpu)

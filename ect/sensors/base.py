@@ -31,8 +31,11 @@ class Sensor(ABC):
         """Opens handles and takes reference readings."""
 
     @abstractmethod
-    def read(self) -> list[dict]:
-        """One sample: one dict per GPU for GPU sensors, one dict for CPU sensors; [] after an error."""
+    def read(self, boundary: bool = True) -> list[dict]:
+        """One sample: one dict per GPU for GPU sensors, one dict for CPU sensors; [] after an error.
+
+        boundary: the sample opens or closes a measurement window, so every value must be read; between
+        boundaries a sensor may leave a costly value out (None) on some samples."""
 
     def stop(self) -> None:
         """Releases handles; safe to call twice and after a failure."""

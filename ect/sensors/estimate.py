@@ -29,7 +29,7 @@ class CpuPowerEstimate(Sensor):
     def probe(self) -> Availability:
         return Availability(True, f"estimate: TDP x process CPU utilisation, TDP {self.tdp_W} W ({self.tdp_source})")
 
-    def read(self) -> list[dict]:
+    def read(self, boundary: bool = True) -> list[dict]:
         if self.process.error is not None:
             self.error = f"no CPU utilisation to estimate from: {self.process.error}"
         if self.error is not None or self.process.last_process_cpu_pct is None:

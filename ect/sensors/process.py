@@ -74,7 +74,7 @@ class ProcessSensor(Sensor):
                 pass  # exited since it was listed; its CPU time since the previous read is lost
         return cpu_pct, rss_bytes
 
-    def read(self) -> list[dict]:
+    def read(self, boundary: bool = True) -> list[dict]:
         if self.error is not None or self._process is None:
             return []
         try:

@@ -95,7 +95,7 @@ class RaplSensor(Sensor):
         except (OSError, ValueError) as error:
             self.error = f"RAPL failed at start: {error}"
 
-    def read(self) -> list[dict]:
+    def read(self, boundary: bool = True) -> list[dict]:
         if self.error is not None:
             return []
         try:

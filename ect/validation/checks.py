@@ -63,8 +63,10 @@ def read_text_csv(folder: Path, name: str) -> tuple[pd.DataFrame | None, list[Fa
 
 
 def _steps(frame: pd.DataFrame, column: str, by: str | None = None) -> pd.Series:
-    values = pd.to_numeric(frame[column], errors="coerce")
-    return values.groupby(frame[by]).diff() if by else values.diff()
+    """Each value minus the previous one that is present (a counter need not be read on every row)."""
+    values = pd.to_numeric(frame[column], errors="coerce").dropna()
+    steps = values.groupby(frame[by][values.index]).diff() if by else values.diff()
+    return steps.reindex(frame.index)
 
 
 def gpu_frame(raw: pd.DataFrame, limits: Limits) -> pd.DataFrame:
