@@ -46,5 +46,6 @@ def run_ect(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600):
     import subprocess
 
     full_env = {**os.environ, **(env or {})}
+    full_env.setdefault("ECT_MODELS_DIR", str(Path(cwd) / "models"))  # trained models stay out of the repository
     return subprocess.run([sys.executable, "-m", "ect", *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)

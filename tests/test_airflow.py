@@ -24,7 +24,7 @@ def airflow_env(home: Path, metrics: Path, dataset: Path, ect_home: Path = REPO)
         "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "ECT_HOME": str(ect_home), "ECT_METRICS_DIR": str(metrics), "ECT_OUTPUT_DIR": str(metrics.parent / "out"),
-        "ECT_DATASET_DIR": str(dataset),
+        "ECT_DATASET_DIR": str(dataset), "ECT_MODELS_DIR": str(metrics.parent / "models"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone runs `airflow`
     }
 
