@@ -139,7 +139,8 @@ def test_sigkill_mid_run_keeps_the_samples_and_the_next_run_goes_on(synthetic_da
     metrics = tmp_path / "metrics"
     command = [sys.executable, "-m", "ect", "profile", "local", "--profile", "demo", "-d", str(synthetic_dataset),
                "--architectures", "tiny_cnn", "--repetitions", "2", "--set", f"METRICS_DIR={metrics}",
-               "--set", "INITIAL_EPOCHS=40", "--set", "EARLY_STOPPING_PATIENCE=100"]
+               "--set", f"MODELS_DIR={tmp_path / 'models'}", "--set", "INITIAL_EPOCHS=40",
+               "--set", "EARLY_STOPPING_PATIENCE=100"]
     campaign = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         folder, manifest, rows_seen = wait_for(lambda: running_run(metrics, min_samples=20), what="a run with samples")
@@ -157,13 +158,17 @@ def test_sigkill_mid_run_keeps_the_samples_and_the_next_run_goes_on(synthetic_da
 
     (other,) = [f for f in run_dirs(metrics, "tiny_cnn") if f != folder]
     assert read_json(other / "manifest.json")["status"] == "completed"
+    assert read_json(other / "manifest.json")["model"]["file"] == f"local/tiny_cnn/{other.name}/model.keras"
+    assert (tmp_path / "models" / "local" / "tiny_cnn" / other.name / "model.keras").is_file()
+    assert not (tmp_path / "models" / "local" / "tiny_cnn" / folder.name).exists()  # killed before saving
 
 
 def test_sigterm_records_the_run_as_failed(synthetic_dataset, tmp_path):
     metrics = tmp_path / "metrics"
     command = [sys.executable, "-m", "ect", "profile-run", "local", "tiny_cnn", "--repetition", "0", "--run-id", "t",
                "--profile", "demo", "-d", str(synthetic_dataset), "--set", f"METRICS_DIR={metrics}",
-               "--set", "INITIAL_EPOCHS=40", "--set", "EARLY_STOPPING_PATIENCE=100"]
+               "--set", f"MODELS_DIR={tmp_path / 'models'}", "--set", "INITIAL_EPOCHS=40",
+               "--set", "EARLY_STOPPING_PATIENCE=100"]
     run = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: running_run(metrics, min_samples=10), what="a run with samples")
