@@ -152,14 +152,19 @@ def aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits,
     return AggregateResult(runs_path, len(runs), len(todo), skipped, changed=True)
 
 
+def _run_names(frame: pd.DataFrame) -> pd.Series:
+    return frame["environment"] + "/" + frame["architecture"] + "/" + frame["run_id"]
+
+
 def _runs_in_run_order(old_path: Path | None, keep: list[str], new: pd.DataFrame, rank_of: dict[str, int]) -> pd.DataFrame:
+    """The kept runs' rows of the old runs.parquet and the new rows, ordered by run name."""
     parts = [new]
     if old_path is not None:
         old = pd.read_parquet(old_path)
-        parts.insert(0, old[(old["environment"] + "/" + old["architecture"] + "/" + old["run_id"]).isin(set(keep))])
+        parts.insert(0, old[_run_names(old).isin(set(keep))])
     parts = [p for p in parts if len(p)]
     if not parts:
         return pd.DataFrame(columns=KEY)
     frame = pd.concat(parts, ignore_index=True)
-    ranks = (frame["environment"] + "/" + frame["architecture"] + "/" + frame["run_id"]).map(rank_of)
+    ranks = _run_names(frame).map(rank_of)
     return frame.iloc[np.argsort(ranks.to_numpy(), kind="stable")].reset_index(drop=True)

@@ -18,11 +18,17 @@ DEFAULT_CARBON_INTENSITY = 232.0  # gCO2e/kWh, the original's (Spain)
 QUALITY = ("val_loss", "val_accuracy", "val_precision", "val_recall", "val_auc", "val_f1")
 
 
-def emissions_gCO2e(energy_kWh: float, environment) -> float:
-    """energy x PUE x carbon intensity of the environment (config/environments.yaml), else the original's."""
+def carbon_factors(environment) -> tuple[float, float]:
+    """(carbon intensity in gCO2e/kWh, PUE) of the environment (config/environments.yaml), else the original's."""
     if environment is None:
-        return energy_kWh * DEFAULT_CARBON_INTENSITY
-    return energy_kWh * environment.pue * environment.carbon_intensity_gco2e_per_kwh
+        return DEFAULT_CARBON_INTENSITY, 1.0
+    return environment.carbon_intensity_gco2e_per_kwh, environment.pue
+
+
+def emissions_gCO2e(energy_kWh: float, environment) -> float:
+    """energy x PUE x carbon intensity of the environment."""
+    intensity, pue = carbon_factors(environment)
+    return energy_kWh * pue * intensity
 
 
 def campaign_of(run_id: str) -> str:
@@ -99,8 +105,7 @@ def run_row(folder: Path, manifest: dict, gpu, cpu, environments: dict) -> dict:
     total_J = math.fsum(x for x in (gpu_J, cpu_J, dram_J) if x is not None)
     environment = manifest["environment"]
     env = environments.get(environment)
-    intensity = env.carbon_intensity_gco2e_per_kwh if env else DEFAULT_CARBON_INTENSITY
-    pue = env.pue if env else 1.0
+    intensity, pue = carbon_factors(env)
     energy_kWh = total_J / JOULES_PER_KWH
 
     gpu_inside, cpu_inside = _inside(gpu, start_ms, end_ms), _inside(cpu, start_ms, end_ms)
@@ -127,7 +132,7 @@ def run_row(folder: Path, manifest: dict, gpu, cpu, environments: dict) -> dict:
         "dram_energy_J": dram_J,
         "total_energy_J": total_J,
         "energy_kWh": energy_kWh,
-        "emissions_gCO2e": emissions_gCO2e(energy_kWh, env),
+        "emissions_gCO2e": energy_kWh * pue * intensity,
         "gpu_energy_source": gpu_source,
         "cpu_energy_source": cpu_source,
         "dram_energy_source": dram_source,
