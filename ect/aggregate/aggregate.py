@@ -27,8 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ect.aggregate.runs import run_row
-from ect.aggregate.samples import SAMPLES_SCHEMA, conform, joined_samples, read_cpu, read_gpu, with_run_key
-from ect.raw import find_runs, read_json, run_key, signature
+from ect.aggregate.samples import SAMPLES_SCHEMA, joined_samples, read_cpu, read_gpu, run_samples
+from ect.raw import find_runs, read_json, run_key
 
 KEY = ["environment", "architecture", "run_id"]
 # Bump when the columns or the arithmetic of the outputs change: every run is then aggregated again.
@@ -52,22 +52,27 @@ def _write_atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def _eligible(folders: list[Path], limits, print_line) -> tuple[list[Path], list[str]]:
-    """The runs that completed and passed validation (validating those without a current record)."""
+def _eligible(folders: list[Path], limits) -> tuple[dict[str, tuple[Path, dict]], list[str]]:
+    """{run name: (folder, signature)} of the runs that completed and passed validation (validating those
+    without a current record; a run whose manifest is not completed is skipped without validating it)."""
     from ect.validation import PASSED, validate_run
+    from ect.validation.validate import current_validation
 
-    eligible, skipped = [], []
+    eligible, skipped = {}, []
     for folder in folders:
         name = "/".join(run_key(folder))
-        manifest = read_json(folder / "manifest.json") or {}
-        if manifest.get("status") != "completed":
-            skipped.append(f"{name}: status {manifest.get('status', 'unknown')}")
-            continue
-        result = validate_run(folder, limits)
-        if result.status != PASSED:
-            skipped.append(f"{name}: quarantined ({'; '.join(f'{f.file} {f.check}' for f in result.failures[:3])})")
-            continue
-        eligible.append(folder)
+        record = current_validation(folder)  # a current pass implies a completed manifest: no need to read it
+        if record is None or record["status"] != PASSED:
+            manifest = read_json(folder / "manifest.json") or {}
+            if manifest.get("status") != "completed":
+                skipped.append(f"{name}: status {manifest.get('status', 'unknown')}")
+                continue
+            result = validate_run(folder, limits)
+            if result.status != PASSED:
+                skipped.append(f"{name}: quarantined ({'; '.join(f'{f.file} {f.check}' for f in result.failures[:3])})")
+                continue
+            record = {"signature": result.signature}
+        eligible[name] = (folder, record["signature"])
     return eligible, skipped
 
 
@@ -83,7 +88,7 @@ def _read_run(folder: Path, environments: dict, samples_dir: Path) -> dict:
     gpu, cpu = read_gpu(folder), read_cpu(folder)
     interval_ms = round(1000 * (manifest.get("sensors") or {}).get("sampling_interval_s", 1.0))
     samples = joined_samples(gpu, cpu, tolerance_ms=max(interval_ms, 1))
-    samples = conform(with_run_key(samples, manifest["environment"], manifest["architecture"], manifest["run_id"]))
+    samples = run_samples(samples, manifest["environment"], manifest["architecture"], manifest["run_id"])
     path = samples_file(samples_dir, "/".join(run_key(folder)))
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(path, lambda p: _write_samples(samples, p))
@@ -117,8 +122,7 @@ def aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits,
     index_path, samples_dir = interim / "index.json", interim / "samples.parquet"
     runs_path, csv_path = processed / "runs.parquet", processed / "runs.csv"
 
-    eligible, skipped = _eligible(find_runs(raw_dir), limits, print_line)
-    wanted = {"/".join(run_key(f)): (f, signature(f)) for f in eligible}
+    wanted, skipped = _eligible(find_runs(raw_dir), limits)
     outputs_exist = samples_dir.is_dir() and runs_path.exists()
     index = _read_index(index_path) if outputs_exist else {}
     unchanged = sorted(name for name, (_, sig) in wanted.items() if index.get(name) == sig)
@@ -157,7 +161,9 @@ def _run_names(frame: pd.DataFrame) -> pd.Series:
 
 
 def _runs_in_run_order(old_path: Path | None, keep: list[str], new: pd.DataFrame, rank_of: dict[str, int]) -> pd.DataFrame:
-    """The kept runs' rows of the old runs.parquet and the new rows, ordered by run name."""
+    """The kept runs' rows of the old runs.parquet and the new rows (already in run-name order), ordered by run name."""
+    if old_path is None and len(new):
+        return new
     parts = [new]
     if old_path is not None:
         old = pd.read_parquet(old_path)

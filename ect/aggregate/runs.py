@@ -40,15 +40,14 @@ def _empty(table) -> bool:
     return table is None or table.num_rows == 0
 
 
-def _gpu_energy(gpu, start_ms: int, end_ms: int) -> tuple[float | None, str]:
+def _gpu_energy(gpu, indices: np.ndarray, gpus: np.ndarray, start_ms: int, end_ms: int) -> tuple[float | None, str]:
     if _empty(gpu):
         return None, "unavailable"
     end_s = (end_ms - start_ms) / 1000
-    indices, times = values(gpu, "gpu_index"), values(gpu, "time_ms")
-    power, counter = values(gpu, "power_W"), values(gpu, "energy_counter_mJ")
+    times, power, counter = (values(gpu, c) for c in ("time_ms", "power_W", "energy_counter_mJ"))
     joules, sources = [], set()
-    for index in np.unique(indices):
-        mine = indices == index
+    for index in gpus:
+        mine = slice(None) if len(gpus) == 1 else indices == index
         t = window_seconds(times[mine], start_ms)
         if covers(t, counter[mine], 0.0, end_s):
             joules.append(counter_delta(t, counter[mine], 0.0, end_s) / 1e3)
@@ -59,33 +58,40 @@ def _gpu_energy(gpu, start_ms: int, end_ms: int) -> tuple[float | None, str]:
     return math.fsum(joules), "+".join(sorted(sources))
 
 
+def _read_in(table, column: str) -> bool:
+    """Whether the column has any reading (Arrow knows its null count without looking at the values)."""
+    return table.column(column).null_count < table.num_rows
+
+
 def _cpu_energy(cpu, start_ms: int, end_ms: int) -> tuple[float | None, str, float | None, str]:
     if _empty(cpu):
         return None, "unavailable", None, "unavailable"
     t = window_seconds(values(cpu, "time_ms"), start_ms)
     end_s = (end_ms - start_ms) / 1000
-    package, dram, estimate = (values(cpu, c) for c in
-                               ("rapl_package_energy_uJ", "rapl_dram_energy_uJ", "cpu_power_estimated_W"))
-    if not np.isnan(package).all():
-        cpu_J, cpu_source = counter_delta(t, package, 0.0, end_s) / 1e6, "counter"
-    elif not np.isnan(estimate).all():
-        cpu_J, cpu_source = integrate_power_J(t, estimate, 0.0, end_s), "estimated"
+    if _read_in(cpu, "rapl_package_energy_uJ"):
+        cpu_J, cpu_source = counter_delta(t, values(cpu, "rapl_package_energy_uJ"), 0.0, end_s) / 1e6, "counter"
+    elif _read_in(cpu, "cpu_power_estimated_W"):
+        cpu_J, cpu_source = integrate_power_J(t, values(cpu, "cpu_power_estimated_W"), 0.0, end_s), "estimated"
     else:
         cpu_J, cpu_source = None, "unavailable"
-    if not np.isnan(dram).all():
-        return cpu_J, cpu_source, counter_delta(t, dram, 0.0, end_s) / 1e6, "counter"
+    if _read_in(cpu, "rapl_dram_energy_uJ"):
+        return cpu_J, cpu_source, counter_delta(t, values(cpu, "rapl_dram_energy_uJ"), 0.0, end_s) / 1e6, "counter"
     return cpu_J, cpu_source, None, "unavailable"
 
 
-def _stats(table, column: str, inside: np.ndarray | None) -> tuple[float, float]:
-    """Mean and (population) standard deviation of a column over the samples inside the window."""
+def _stats(table, columns: tuple[str, ...], inside: np.ndarray | None) -> list[tuple[float, float]]:
+    """Mean and (population) standard deviation of each column over the samples inside the window, NaNs
+    skipped: all columns in one numpy pass, as per-column calls cost more than the arithmetic at these sizes."""
     if inside is None:
-        return math.nan, math.nan
-    numbers = values(table, column)[inside]
-    numbers = numbers[~np.isnan(numbers)]
-    if not len(numbers):
-        return math.nan, math.nan
-    return float(numbers.mean()), float(numbers.std())
+        return [(math.nan, math.nan)] * len(columns)
+    block = np.stack([values(table, c)[inside] for c in columns])
+    valid = ~np.isnan(block)
+    count = valid.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(valid, block, 0.0).sum(axis=1) / count
+        deviation = np.where(valid, block - mean[:, None], 0.0)
+        std = np.sqrt((deviation * deviation).sum(axis=1) / count)
+    return [(float(m), float(d)) for m, d in zip(mean, std)]
 
 
 def _inside(table, start_ms: int, end_ms: int) -> np.ndarray | None:
@@ -100,7 +106,9 @@ def run_row(folder: Path, manifest: dict, gpu, cpu, environments: dict) -> dict:
     """The processed row of one validated run."""
     window = manifest["window"]
     start_ms, end_ms = round(window["start_unix_s"] * 1000), round(window["end_unix_s"] * 1000)
-    gpu_J, gpu_source = _gpu_energy(gpu, start_ms, end_ms)
+    indices = None if _empty(gpu) else values(gpu, "gpu_index")
+    gpus = np.empty(0) if indices is None else indices[:1] if (indices == indices[0]).all() else np.unique(indices)
+    gpu_J, gpu_source = _gpu_energy(gpu, indices, gpus, start_ms, end_ms)
     cpu_J, cpu_source, dram_J, dram_source = _cpu_energy(cpu, start_ms, end_ms)
     total_J = math.fsum(x for x in (gpu_J, cpu_J, dram_J) if x is not None)
     environment = manifest["environment"]
@@ -109,12 +117,10 @@ def run_row(folder: Path, manifest: dict, gpu, cpu, environments: dict) -> dict:
     energy_kWh = total_J / JOULES_PER_KWH
 
     gpu_inside, cpu_inside = _inside(gpu, start_ms, end_ms), _inside(cpu, start_ms, end_ms)
-    power_mean, power_std = _stats(gpu, "power_W", gpu_inside)
-    usage_mean, _ = _stats(gpu, "utilization_gpu_pct", gpu_inside)
-    memory_mean, memory_std = _stats(gpu, "memory_used_MiB", gpu_inside)
-    temperature_mean, temperature_std = _stats(gpu, "temperature_C", gpu_inside)
-    cpu_power_mean, cpu_power_std = _stats(cpu, "cpu_power_estimated_W", cpu_inside)
-    cpu_usage_mean, _ = _stats(cpu, "process_cpu_pct", cpu_inside)
+    (power_mean, power_std), (usage_mean, _), (memory_mean, memory_std), (temperature_mean, temperature_std) = _stats(
+        gpu, ("power_W", "utilization_gpu_pct", "memory_used_MiB", "temperature_C"), gpu_inside)
+    (cpu_power_mean, cpu_power_std), (cpu_usage_mean, _) = _stats(
+        cpu, ("cpu_power_estimated_W", "process_cpu_pct"), cpu_inside)
     metrics = read_json(folder / "metrics.json") or {}
     images_seen = metrics.get("images_seen")
     return {
@@ -145,7 +151,7 @@ def run_row(folder: Path, manifest: dict, gpu, cpu, environments: dict) -> dict:
         "cpu_count": (manifest.get("host") or {}).get("cpu_count"),
         "python_version": (manifest.get("software") or {}).get("python"),
         "gpu_name": None if _empty(gpu) else gpu.column("name")[0].as_py(),
-        "gpu_count": 0 if _empty(gpu) else len(np.unique(values(gpu, "gpu_index"))),
+        "gpu_count": len(gpus),
         "gpu_power_mean_W": power_mean,
         "gpu_power_std_W": power_std,
         "gpu_utilization_mean_pct": usage_mean,

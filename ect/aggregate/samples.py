@@ -84,19 +84,14 @@ def joined_samples(gpu: pa.Table | None, cpu: pa.Table | None, tolerance_ms: int
     return pa.Table.from_arrays([*gpu.columns, *columns], names=[*gpu.column_names, *cpu_part.column_names])
 
 
-def with_run_key(table: pa.Table, environment: str, architecture: str, run_id: str) -> pa.Table:
-    """The samples with the run's key in front (repeated by Arrow, not Python lists)."""
-    for position, (name, value) in enumerate((("environment", environment), ("architecture", architecture),
-                                              ("run_id", run_id))):
-        table = table.add_column(position, name, pa.repeat(pa.scalar(value, pa.string()), table.num_rows))
-    return table
-
-
-def conform(table: pa.Table) -> pa.Table:
-    """The samples with exactly SAMPLES_SCHEMA's columns: missing ones all null."""
-    names = set(table.column_names)
+def run_samples(table: pa.Table, environment: str, architecture: str, run_id: str) -> pa.Table:
+    """The joined samples as a SAMPLES_SCHEMA table: the run's key in front (repeated by Arrow, not Python
+    lists), then every sample column (all null where the run has none)."""
+    key = {"environment": environment, "architecture": architecture, "run_id": run_id}
+    names, rows = set(table.column_names), table.num_rows
     return pa.Table.from_arrays(
-        [table.column(f.name) if f.name in names else pa.nulls(table.num_rows, f.type) for f in SAMPLES_SCHEMA],
+        [pa.repeat(pa.scalar(key[f.name], f.type), rows) if f.name in key
+         else table.column(f.name) if f.name in names else pa.nulls(rows, f.type) for f in SAMPLES_SCHEMA],
         schema=SAMPLES_SCHEMA)
 
 

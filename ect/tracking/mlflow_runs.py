@@ -261,10 +261,10 @@ def _log_plots(client, run_id: str, manifest: dict, folder: Path) -> None:
             plots.training_curves(pd.read_csv(folder / "history.csv"), manifest, Path(tmp) / "training_curves.png")
         window = manifest.get("window") or {}
         if window.get("start_unix_s") is not None:
-            from ect.aggregate.samples import joined_samples, read_cpu, read_gpu, with_run_key
+            from ect.aggregate.samples import joined_samples, read_cpu, read_gpu, run_samples
 
-            samples = with_run_key(joined_samples(read_gpu(folder), read_cpu(folder), tolerance_ms=1000),
-                                   manifest["environment"], manifest["architecture"], manifest["run_id"]).to_pandas()
+            samples = run_samples(joined_samples(read_gpu(folder), read_cpu(folder), tolerance_ms=1000),
+                                  manifest["environment"], manifest["architecture"], manifest["run_id"]).to_pandas()
             run = pd.Series({"environment": manifest["environment"], "architecture": manifest["architecture"],
                              "run_id": manifest["run_id"], "start": round(window["start_unix_s"] * 1000),
                              "duration_s": window["end_unix_s"] - window["start_unix_s"]})

@@ -25,6 +25,7 @@ class RunValidation:
     status: str  # passed | quarantined
     failures: list[Failure] = field(default_factory=list)
     reused: bool = False  # True when an earlier validation of the same files was current
+    signature: dict = field(default_factory=dict)  # the files (raw.signature) this status is about
 
     @property
     def run(self) -> str:
@@ -46,7 +47,7 @@ def validate_run(folder: Path, limits: Limits, force: bool = False, docs: DataDo
     record = None if force or docs is not None else current_validation(folder)
     if record is not None:
         failures = [Failure(**f) for f in record["failures"]]
-        return RunValidation(folder, record["status"], failures, reused=True)
+        return RunValidation(folder, record["status"], failures, reused=True, signature=record["signature"])
     before = signature(folder)
     failures = check_run(folder, limits, docs)
     status = QUARANTINED if failures else PASSED
@@ -54,7 +55,7 @@ def validate_run(folder: Path, limits: Limits, force: bool = False, docs: DataDo
         "status": status, "validated_at": iso_utc(time.time()), "signature": before,
         "limits": limits.__dict__, "failures": [f.to_dict() for f in failures],
     })
-    return RunValidation(folder, status, failures)
+    return RunValidation(folder, status, failures, signature=before)
 
 
 def validate_raw(raw_dir: Path, limits: Limits, summary_dir: Path, force: bool = False,
