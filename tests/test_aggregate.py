@@ -74,8 +74,12 @@ def test_aggregation_is_incremental_and_idempotent(tmp_path):
                  *sorted((out / "interim" / "samples.parquet").rglob("*"))]
         return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in paths if p.is_file()}
 
+    def part_of(run):
+        index = json.loads((out / "interim" / "index.json").read_text())
+        return out / "interim" / "samples.parquet" / index["runs"][f"cloud/mobilenet_v2/{run}"]["part"]
+
     before = files()
-    assert len(before) == 3  # runs.parquet, runs.csv and the run's samples file
+    assert len(before) == 3  # runs.parquet, runs.csv and the part holding the run's samples
     again, lines = quiet_aggregate(raw, out)
     assert (first.updated, again.updated, again.changed) == (1, 0, False)
     assert "0 new or changed run(s); 1 unchanged" in lines[0]
@@ -87,10 +91,11 @@ def test_aggregation_is_incremental_and_idempotent(tmp_path):
     from ect.aggregate.legacy import import_legacy
 
     import_legacy(src, raw, print_line=lambda line: None)
-    samples_a = out / "interim" / "samples.parquet" / "cloud" / "mobilenet_v2" / f"legacy-{STAMP_A}.parquet"
+    part_a = part_of(f"legacy-{STAMP_A}")
     third, _ = quiet_aggregate(raw, out)
     assert (third.updated, third.runs) == (1, 2)
-    assert files()[samples_a] == before[samples_a]  # the unchanged run's samples are not rewritten
+    assert files()[part_a] == before[part_a]  # the unchanged run's samples are not rewritten
+    assert part_of(f"legacy-{STAMP_B}") != part_a  # the new run's samples go to a new part
     samples = pd.read_parquet(out / "interim" / "samples.parquet")
     assert list(samples["run_id"].unique()) == [f"legacy-{STAMP_A}", f"legacy-{STAMP_B}"]
 
@@ -102,14 +107,69 @@ def test_aggregation_is_incremental_and_idempotent(tmp_path):
     fourth, _ = quiet_aggregate(raw, out)
     runs = pd.read_parquet(fourth.processed)
     assert fourth.updated == 1 and len(runs) == 2 and runs["run_id"].is_unique
+    assert not part_a.exists()  # it held the run's old samples
+    part_a = part_of(f"legacy-{STAMP_A}")
     samples = pd.read_parquet(out / "interim" / "samples.parquet")
     assert samples.groupby("run_id").size().to_dict() == {run: 4 for run in runs["run_id"]}
 
     # A run that is quarantined later leaves the processed and interim datasets.
     (manifest_path.parent / "gpu.csv").write_text((manifest_path.parent / "gpu.csv").read_text().replace("110.0", "-110.0"))
     fifth, _ = quiet_aggregate(raw, out)
-    assert fifth.runs == 1 and not samples_a.exists()
+    assert fifth.runs == 1 and not part_a.exists()
     assert set(pd.read_parquet(out / "interim" / "samples.parquet")["run_id"]) == {f"legacy-{STAMP_B}"}
+
+
+def test_a_run_leaving_a_shared_part_has_the_others_read_again_into_a_new_one(tmp_path):
+    raw = imported_raw(tmp_path)
+    out = tmp_path / "metrics"
+    quiet_aggregate(raw, out)
+    samples_dir = out / "interim" / "samples.parquet"
+    (shared,) = samples_dir.iterdir()  # one aggregation, one part
+    folder_b = raw / "cloud" / "mobilenet_v2" / f"legacy-{STAMP_B}"
+    (folder_b / "gpu.csv").write_text((folder_b / "gpu.csv").read_text().replace("110.0", "-110.0"))
+
+    result, lines = quiet_aggregate(raw, out)
+    assert "aggregating 0 new or changed run(s), 1 read again (its part held a changed or departed run)" in lines[0]
+    assert result.updated == 1 and result.runs == 1 and not shared.exists()
+    samples = pd.read_parquet(samples_dir)
+    assert samples.groupby("run_id").size().to_dict() == {f"legacy-{STAMP_A}": 4}
+    assert list(pd.read_parquet(result.processed)["run_id"]) == [f"legacy-{STAMP_A}"]
+
+
+def test_a_failure_while_reading_leaves_no_part_and_the_next_aggregation_completes(tmp_path, monkeypatch):
+    import ect.aggregate.aggregate as aggregation
+
+    raw = imported_raw(tmp_path)
+    out = tmp_path / "metrics"
+    real_run_row = aggregation.run_row
+
+    def failing_run_row(folder, *args):
+        if folder.name == f"legacy-{STAMP_B}":
+            raise OSError("disk gone")
+        return real_run_row(folder, *args)
+
+    monkeypatch.setattr(aggregation, "run_row", failing_run_row)
+    with pytest.raises(OSError, match="disk gone"):
+        quiet_aggregate(raw, out)
+    samples_dir = out / "interim" / "samples.parquet"
+    assert not samples_dir.exists() or not any(samples_dir.iterdir())  # no part, no temporary file
+    assert not (out / "interim" / "index.json").exists() and not (out / "processed" / "runs.parquet").exists()
+
+    monkeypatch.setattr(aggregation, "run_row", real_run_row)
+    result, _ = quiet_aggregate(raw, out)
+    assert result.updated == 2 and pd.read_parquet(samples_dir).groupby("run_id").size().to_dict() == {
+        f"legacy-{STAMP_A}": 4, f"legacy-{STAMP_B}": 4}
+
+
+def test_samples_of_an_earlier_layout_are_replaced(tmp_path):
+    raw = imported_raw(tmp_path)
+    out = tmp_path / "metrics"
+    old_file = out / "interim" / "samples.parquet" / "cloud" / "mobilenet_v2" / f"legacy-{STAMP_A}.parquet"
+    old_file.parent.mkdir(parents=True)
+    old_file.write_bytes(b"format 4: one file per run")
+    result, _ = quiet_aggregate(raw, out)
+    assert result.updated == 2 and not (out / "interim" / "samples.parquet" / "cloud").exists()
+    assert len(pd.read_parquet(out / "interim" / "samples.parquet")) == 8
 
 
 def test_only_completed_and_valid_runs_are_aggregated(tmp_path):

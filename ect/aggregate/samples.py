@@ -17,8 +17,11 @@ from ect.profiling.sampler import CPU_COLUMNS, GPU_COLUMNS
 _TEXT = {"name", "cpu_power_source"}
 
 
-def _types(columns: tuple[str, ...]) -> dict[str, pa.DataType]:
-    types = {c: pa.string() if c in _TEXT else pa.float64() for c in columns}
+_TEXT_IN_MEMORY = pa.dictionary(pa.int32(), pa.string())
+
+
+def _types(columns: tuple[str, ...], text: pa.DataType = pa.string()) -> dict[str, pa.DataType]:
+    types = {c: text if c in _TEXT else pa.float64() for c in columns}
     types["timestamp"] = pa.timestamp("ms", tz="UTC")
     return types
 
@@ -31,10 +34,14 @@ SAMPLES_SCHEMA = pa.schema(
     + [(c, t) for c, t in _types(GPU_COLUMNS).items() if c != "timestamp"]
     + [(c, t) for c, t in _types(CPU_COLUMNS).items() if c != "timestamp"]
 )
+# The same in memory and in the files: text as dictionaries (one value repeated costs no hashing when
+# written); the files keep no Arrow schema, so that they read back as SAMPLES_SCHEMA's plain strings.
+FILE_SCHEMA = pa.schema([pa.field(f.name, _TEXT_IN_MEMORY if pa.types.is_string(f.type) else f.type)
+                         for f in SAMPLES_SCHEMA])
 
 
 def _read(path: Path, columns: tuple[str, ...]) -> pa.Table:
-    types = _types(columns)
+    types = _types(columns, _TEXT_IN_MEMORY)
     table = arrow_csv.read_csv(path, read_options=arrow_csv.ReadOptions(use_threads=False),
                                convert_options=arrow_csv.ConvertOptions(
                                    column_types=types, include_columns=list(columns), strings_can_be_null=True))
@@ -89,10 +96,11 @@ def run_samples(table: pa.Table, environment: str, architecture: str, run_id: st
     lists), then every sample column (all null where the run has none)."""
     key = {"environment": environment, "architecture": architecture, "run_id": run_id}
     names, rows = set(table.column_names), table.num_rows
+    zeros = pa.array(np.zeros(rows, dtype=np.int32))
     return pa.Table.from_arrays(
-        [pa.repeat(pa.scalar(key[f.name], f.type), rows) if f.name in key
-         else table.column(f.name) if f.name in names else pa.nulls(rows, f.type) for f in SAMPLES_SCHEMA],
-        schema=SAMPLES_SCHEMA)
+        [pa.DictionaryArray.from_arrays(zeros, pa.array([key[f.name]])) if f.name in key
+         else table.column(f.name) if f.name in names else pa.nulls(rows, f.type) for f in FILE_SCHEMA],
+        schema=FILE_SCHEMA)
 
 
 def window_seconds(times_ms: np.ndarray, start_ms: int) -> np.ndarray:
