@@ -161,6 +161,52 @@ def test_a_failure_while_reading_leaves_no_part_and_the_next_aggregation_complet
         f"legacy-{STAMP_A}": 4, f"legacy-{STAMP_B}": 4}
 
 
+def test_large_aggregations_are_split_into_parts_and_a_part_left_alone_is_kept(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    import ect.aggregate.parts as parts
+    from ect.aggregate.samples import SAMPLES_SCHEMA
+
+    monkeypatch.setattr(parts, "ROW_GROUP_ROWS", 3)
+    monkeypatch.setattr(parts, "PART_ROWS", 4)  # each imported run has 4 samples: one part per run
+    raw = imported_raw(tmp_path)
+    out = tmp_path / "metrics"
+    quiet_aggregate(raw, out)
+    samples_dir = out / "interim" / "samples.parquet"
+    index = json.loads((out / "interim" / "index.json").read_text())["runs"]
+    part_a, part_b = (samples_dir / index[f"cloud/mobilenet_v2/legacy-{stamp}"]["part"] for stamp in (STAMP_A, STAMP_B))
+    assert part_a != part_b and sorted(samples_dir.iterdir()) == sorted([part_a, part_b])
+    assert pq.read_table(samples_dir).schema == SAMPLES_SCHEMA  # text written as dictionaries reads back as strings
+    assert set(pq.read_table(part_a).column("run_id").to_pylist()) == {f"legacy-{STAMP_A}"}
+
+    before = (part_a.read_bytes(), part_a.stat().st_mtime_ns)
+    folder_b = raw / "cloud" / "mobilenet_v2" / f"legacy-{STAMP_B}"
+    (folder_b / "gpu.csv").write_text((folder_b / "gpu.csv").read_text().replace("110.0", "-110.0"))
+    result, lines = quiet_aggregate(raw, out)
+    assert (result.updated, result.runs, result.changed) == (0, 1, True) and "0 new or changed run(s); 1 unchanged" in lines[0]
+    assert list(samples_dir.iterdir()) == [part_a] and (part_a.read_bytes(), part_a.stat().st_mtime_ns) == before
+    assert list(pd.read_parquet(result.processed)["run_id"]) == [f"legacy-{STAMP_A}"]
+
+
+def test_runs_are_read_in_order_with_a_bounded_number_waiting():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ect.aggregate.aggregate import _in_order
+
+    submitted, taken, most_waiting = [], [], 0
+
+    class CountingPool(ThreadPoolExecutor):
+        def submit(self, function, *args):
+            submitted.append(args)
+            return super().submit(function, *args)
+
+    with CountingPool(max_workers=3) as pool:
+        for value in _in_order(pool, lambda x: x * x, list(range(50)), ahead=4):
+            taken.append(value)
+            most_waiting = max(most_waiting, len(submitted) - len(taken))
+    assert taken == [x * x for x in range(50)] and most_waiting <= 4
+
+
 def test_samples_of_an_earlier_layout_are_replaced(tmp_path):
     raw = imported_raw(tmp_path)
     out = tmp_path / "metrics"
