@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 RUN_FILES = ("manifest.json", "gpu.csv", "cpu.csv", "history.csv", "metrics.json")
@@ -27,10 +28,11 @@ def signature(folder: Path) -> dict:
     """Size and modification time of each run file: changes when a run is re-measured or edited."""
     result = {}
     for name in RUN_FILES:
-        path = folder / name
-        if path.exists():
-            stat = path.stat()
-            result[name] = [stat.st_size, stat.st_mtime_ns]
+        try:
+            stat = os.stat(folder / name)
+        except FileNotFoundError:
+            continue
+        result[name] = [stat.st_size, stat.st_mtime_ns]
     return result
 
 

@@ -40,22 +40,28 @@ FILE_SCHEMA = pa.schema([pa.field(f.name, _TEXT_IN_MEMORY if pa.types.is_string(
                          for f in SAMPLES_SCHEMA])
 
 
-def _read(path: Path, columns: tuple[str, ...]) -> pa.Table:
-    types = _types(columns, _TEXT_IN_MEMORY)
-    table = arrow_csv.read_csv(path, read_options=arrow_csv.ReadOptions(use_threads=False),
-                               convert_options=arrow_csv.ConvertOptions(
-                                   column_types=types, include_columns=list(columns), strings_can_be_null=True))
+def _convert_options(columns: tuple[str, ...]) -> arrow_csv.ConvertOptions:
+    return arrow_csv.ConvertOptions(column_types=_types(columns, _TEXT_IN_MEMORY), include_columns=list(columns),
+                                    strings_can_be_null=True)
+
+
+_SERIAL = arrow_csv.ReadOptions(use_threads=False)  # runs are read in parallel, one thread each
+_GPU_OPTIONS, _CPU_OPTIONS = _convert_options(GPU_COLUMNS), _convert_options(CPU_COLUMNS)
+
+
+def _read(path: Path, options: arrow_csv.ConvertOptions) -> pa.Table | None:
+    if not path.exists():
+        return None
+    table = arrow_csv.read_csv(path, read_options=_SERIAL, convert_options=options)
     return table.add_column(1, "time_ms", table["timestamp"].cast(pa.int64()))
 
 
 def read_gpu(folder: Path) -> pa.Table | None:
-    path = folder / "gpu.csv"
-    return _read(path, GPU_COLUMNS) if path.exists() else None
+    return _read(folder / "gpu.csv", _GPU_OPTIONS)
 
 
 def read_cpu(folder: Path) -> pa.Table | None:
-    path = folder / "cpu.csv"
-    return _read(path, CPU_COLUMNS) if path.exists() else None
+    return _read(folder / "cpu.csv", _CPU_OPTIONS)
 
 
 def values(table: pa.Table, name: str) -> np.ndarray:
