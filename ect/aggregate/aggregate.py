@@ -79,7 +79,7 @@ def _read_index(index_path: Path) -> dict:
 
 
 def _read_run(folder: Path, environments: dict) -> tuple[pa.Table, dict]:
-    """One run folder's interim samples (SAMPLES_SCHEMA) and processed row."""
+    """One run folder's interim samples (samples.FILE_SCHEMA) and processed row."""
     manifest = read_json(folder / "manifest.json")
     gpu, cpu = read_gpu(folder), read_cpu(folder)
     interval_ms = round(1000 * (manifest.get("sensors") or {}).get("sampling_interval_s", 1.0))
@@ -114,9 +114,11 @@ def aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits,
     keep = kept_parts(index, wanted, present)
     unchanged = sorted(name for name, entry in index.items() if entry["part"] in keep)
     todo = sorted(set(wanted) - set(unchanged))
-    changed = [name for name in todo if index.get(name, {}).get("signature") != wanted[name][1]]
-    again = f", {len(todo) - len(changed)} read again (its part held a changed or departed run)" if len(changed) < len(todo) else ""
-    print_line(f"aggregating {len(changed)} new or changed run(s){again}; {len(unchanged)} unchanged; {len(skipped)} skipped")
+    new_or_changed = [name for name in todo if index.get(name, {}).get("signature") != wanted[name][1]]
+    again = len(todo) - len(new_or_changed)
+    again = f", {again} read again (its part held a changed or departed run)" if again else ""
+    print_line(f"aggregating {len(new_or_changed)} new or changed run(s){again}; {len(unchanged)} unchanged; "
+               f"{len(skipped)} skipped")
     for line in skipped:
         print_line(f"  skipped {line}")
     if not todo and len(unchanged) == len(index) and present == keep and outputs_exist:

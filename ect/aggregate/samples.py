@@ -27,7 +27,7 @@ def _types(columns: tuple[str, ...], text: pa.DataType = pa.string()) -> dict[st
 
 
 # Every run's interim samples have these columns, in this order (null where a sensor was not used), so
-# that the per-run files read as one dataset whatever the first file is.
+# that the part files read as one dataset whatever the first file is.
 SAMPLES_SCHEMA = pa.schema(
     [(key, pa.string()) for key in ("environment", "architecture", "run_id")]
     + [("timestamp", pa.timestamp("ms", tz="UTC")), ("time_ms", pa.int64())]
@@ -98,8 +98,8 @@ def joined_samples(gpu: pa.Table | None, cpu: pa.Table | None, tolerance_ms: int
 
 
 def run_samples(table: pa.Table, environment: str, architecture: str, run_id: str) -> pa.Table:
-    """The joined samples as a SAMPLES_SCHEMA table: the run's key in front (repeated by Arrow, not Python
-    lists), then every sample column (all null where the run has none)."""
+    """The joined samples with FILE_SCHEMA's columns: the run's key in front (one dictionary value, not a
+    repeated string), then every sample column (all null where the run has none)."""
     key = {"environment": environment, "architecture": architecture, "run_id": run_id}
     names, rows = set(table.column_names), table.num_rows
     zeros = pa.array(np.zeros(rows, dtype=np.int32))
