@@ -97,7 +97,7 @@ def test_aggregation_is_incremental_and_idempotent(tmp_path):
     assert files()[part_a] == before[part_a]  # the unchanged run's samples are not rewritten
     assert part_of(f"legacy-{STAMP_B}") != part_a  # the new run's samples go to a new part
     samples = pd.read_parquet(out / "interim" / "samples.parquet")
-    assert list(samples["run_id"].unique()) == [f"legacy-{STAMP_A}", f"legacy-{STAMP_B}"]
+    assert sorted(samples["run_id"].unique()) == [f"legacy-{STAMP_A}", f"legacy-{STAMP_B}"]  # parts: any order
 
     # A run measured again (a retry rewrites its files) replaces its row: never twice.
     manifest_path = raw / "cloud" / "mobilenet_v2" / f"legacy-{STAMP_A}" / "manifest.json"
@@ -205,6 +205,26 @@ def test_runs_are_read_in_order_with_a_bounded_number_waiting():
             taken.append(value)
             most_waiting = max(most_waiting, len(submitted) - len(taken))
     assert taken == [x * x for x in range(50)] and most_waiting <= 4
+
+
+def test_a_second_aggregation_into_the_same_folder_waits_for_the_first(tmp_path):
+    import fcntl
+    import threading
+
+    raw = imported_raw(tmp_path)
+    out = tmp_path / "metrics"
+    lock_path = out / "interim" / ".aggregate.lock"
+    lock_path.parent.mkdir(parents=True)
+    outcome = {}
+    with open(lock_path, "a") as held:  # another aggregation (another DAG) is running
+        fcntl.flock(held, fcntl.LOCK_EX)
+        second = threading.Thread(target=lambda: outcome.update(zip(("result", "lines"), quiet_aggregate(raw, out))))
+        second.start()
+        second.join(timeout=3)
+        assert second.is_alive() and not (out / "processed" / "runs.parquet").exists()
+    second.join(timeout=60)
+    assert outcome["lines"][0] == f"waiting for another aggregation into {out} to finish"
+    assert outcome["result"].runs == 2 and (out / "processed" / "runs.parquet").exists()
 
 
 def test_samples_of_an_earlier_layout_are_replaced(tmp_path):

@@ -10,10 +10,12 @@ never appears twice.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -100,9 +102,29 @@ def _in_order(pool: ThreadPoolExecutor, function, items: list, ahead: int):
         yield pending.popleft().result()
 
 
+@contextmanager
+def _only_one_at_a_time(lock_path: Path, print_line: Callable[[str], None]):
+    """Holds an exclusive lock on lock_path: the DAGs of two environments aggregate into the same folder,
+    and one aggregation must not delete the part another is writing."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print_line(f"waiting for another aggregation into {lock_path.parent.parent} to finish")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # the lock goes with the file's closing, also when the process dies
+
+
 def aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits,
               print_line: Callable[[str], None] = print) -> AggregateResult:
-    """Aggregates raw_dir into out_dir/interim and out_dir/processed."""
+    """Aggregates raw_dir into out_dir/interim and out_dir/processed (one aggregation at a time per out_dir)."""
+    with _only_one_at_a_time(out_dir / "interim" / ".aggregate.lock", print_line):
+        return _aggregate(raw_dir, out_dir, environments, limits, print_line)
+
+
+def _aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits,
+               print_line: Callable[[str], None]) -> AggregateResult:
     interim, processed = out_dir / "interim", out_dir / "processed"
     index_path, samples_dir = interim / "index.json", interim / "samples.parquet"
     runs_path, csv_path = processed / "runs.parquet", processed / "runs.csv"
