@@ -7,18 +7,24 @@ from typing import Sequence
 import numpy as np
 
 
-def _window_points(times_s: Sequence[float], values: Sequence[float], start: float, end: float):
-    """The samples inside [start, end] plus values linearly interpolated at start and end (NaNs dropped)."""
+def _readings(times_s: Sequence[float], values: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Times and values of the samples that have a reading (NaN values dropped)."""
     t = np.asarray(times_s, dtype=float)
     v = np.asarray(values, dtype=float)
-    keep = ~np.isnan(v)
-    t, v = t[keep], v[keep]
+    missing = np.isnan(v)
+    return (t[~missing], v[~missing]) if missing.any() else (t, v)
+
+
+def _window_points(times_s: Sequence[float], values: Sequence[float], start: float, end: float):
+    """The samples inside [start, end] plus values linearly interpolated at start and end (NaNs dropped).
+    Times increase, as np.interp needs them to."""
+    t, v = _readings(times_s, values)
     if len(t) < 2 or end <= start:
         return np.empty(0), np.empty(0)
     start, end = max(start, t[0]), min(end, t[-1])  # no extrapolation beyond the samples
-    inside = (t > start) & (t < end)
-    points_t = np.concatenate(([start], t[inside], [end]))
-    points_v = np.concatenate(([np.interp(start, t, v)], v[inside], [np.interp(end, t, v)]))
+    first, stop = np.searchsorted(t, start, side="right"), np.searchsorted(t, end, side="left")  # start < t < end
+    points_t = np.concatenate(([start], t[first:stop], [end]))
+    points_v = np.concatenate(([np.interp(start, t, v)], v[first:stop], [np.interp(end, t, v)]))
     return points_t, points_v
 
 
@@ -34,12 +40,14 @@ def integrate_power_J(times_s: Sequence[float], power_W: Sequence[float], start:
 def covers(times_s: Sequence[float], values: Sequence[float], start: float, end: float) -> bool:
     """Whether readings (not NaN/None) exist at or before `start` and at or after `end`: a counter read
     only now and then still measures the window exactly when it was read at the window's edges."""
-    t = np.asarray(times_s, dtype=float)
-    read = t[~np.isnan(np.asarray(values, dtype=float))]
+    read, _ = _readings(times_s, values)
     return bool(len(read)) and read[0] <= start and read[-1] >= end
 
 
 def counter_delta(times_s: Sequence[float], counter: Sequence[float], start: float, end: float) -> float:
     """Increase of a cumulative (already unwrapped) counter over [start, end], in the counter's unit."""
-    t, c = _window_points(times_s, counter, start, end)
-    return float(c[-1] - c[0]) if len(t) else float("nan")
+    t, c = _readings(times_s, counter)
+    if len(t) < 2 or end <= start:
+        return float("nan")
+    start, end = max(start, t[0]), min(end, t[-1])  # as _window_points: its first and last values
+    return float(np.interp(end, t, c) - np.interp(start, t, c))
