@@ -65,7 +65,7 @@ def _eligible(folders: list[Path], limits) -> tuple[dict[str, tuple[Path, dict]]
             if manifest.get("status") != "completed":
                 skipped.append(f"{name}: status {manifest.get('status', 'unknown')}")
                 continue
-            result = validate_run(folder, limits)
+            result = validate_run(folder, limits, force=record is None)  # no current record: not looked up again
             if result.status != PASSED:
                 skipped.append(f"{name}: quarantined ({'; '.join(f'{f.file} {f.check}' for f in result.failures[:3])})")
                 continue
@@ -137,8 +137,8 @@ def _aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits,
     unchanged = sorted(name for name, entry in index.items() if entry["part"] in keep)
     todo = sorted(set(wanted) - set(unchanged))
     new_or_changed = [name for name in todo if index.get(name, {}).get("signature") != wanted[name][1]]
-    again = len(todo) - len(new_or_changed)
-    again = f", {again} read again (its part held a changed or departed run)" if again else ""
+    reread = len(todo) - len(new_or_changed)
+    again = f", {reread} read again (its part held a changed or departed run)" if reread else ""
     print_line(f"aggregating {len(new_or_changed)} new or changed run(s){again}; {len(unchanged)} unchanged; "
                f"{len(skipped)} skipped")
     for line in skipped:
@@ -188,7 +188,8 @@ def _run_names(frame: pd.DataFrame) -> pd.Series:
 
 
 def _runs_in_run_order(old_path: Path | None, keep: list[str], new: pd.DataFrame, rank_of: dict[str, int]) -> pd.DataFrame:
-    """The kept runs' rows of the old runs.parquet and the new rows (already in run-name order), ordered by run name."""
+    """The kept runs' rows of the old runs.parquet and the new rows (already in run-name order), ordered by
+    run name."""
     if old_path is None and len(new):
         return new
     parts = [new]

@@ -40,14 +40,22 @@ def _empty(table) -> bool:
     return table is None or table.num_rows == 0
 
 
-def _gpu_energy(gpu, indices: np.ndarray, gpus: np.ndarray, start_ms: int, end_ms: int) -> tuple[float | None, str]:
+def _gpu_indices(gpu) -> np.ndarray:
+    """The distinct GPU indices of the samples (for the usual single GPU, one comparison instead of a sort)."""
+    if _empty(gpu):
+        return np.empty(0)
+    indices = values(gpu, "gpu_index")
+    return indices[:1] if (indices == indices[0]).all() else np.unique(indices)
+
+
+def _gpu_energy(gpu, gpus: np.ndarray, start_ms: int, end_ms: int) -> tuple[float | None, str]:
     if _empty(gpu):
         return None, "unavailable"
     end_s = (end_ms - start_ms) / 1000
     times, power, counter = (values(gpu, c) for c in ("time_ms", "power_W", "energy_counter_mJ"))
     joules, sources = [], set()
     for index in gpus:
-        mine = slice(None) if len(gpus) == 1 else indices == index
+        mine = slice(None) if len(gpus) == 1 else values(gpu, "gpu_index") == index
         t = window_seconds(times[mine], start_ms)
         if covers(t, counter[mine], 0.0, end_s):
             joules.append(counter_delta(t, counter[mine], 0.0, end_s) / 1e3)
@@ -106,9 +114,8 @@ def run_row(folder: Path, manifest: dict, gpu, cpu, environments: dict) -> dict:
     """The processed row of one validated run."""
     window = manifest["window"]
     start_ms, end_ms = round(window["start_unix_s"] * 1000), round(window["end_unix_s"] * 1000)
-    indices = None if _empty(gpu) else values(gpu, "gpu_index")
-    gpus = np.empty(0) if indices is None else indices[:1] if (indices == indices[0]).all() else np.unique(indices)
-    gpu_J, gpu_source = _gpu_energy(gpu, indices, gpus, start_ms, end_ms)
+    gpus = _gpu_indices(gpu)
+    gpu_J, gpu_source = _gpu_energy(gpu, gpus, start_ms, end_ms)
     cpu_J, cpu_source, dram_J, dram_source = _cpu_energy(cpu, start_ms, end_ms)
     total_J = math.fsum(x for x in (gpu_J, cpu_J, dram_J) if x is not None)
     environment = manifest["environment"]

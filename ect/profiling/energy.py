@@ -15,13 +15,21 @@ def _readings(times_s: Sequence[float], values: Sequence[float]) -> tuple[np.nda
     return (t[~missing], v[~missing]) if missing.any() else (t, v)
 
 
+def _window(t: np.ndarray, start: float, end: float) -> tuple[float, float] | None:
+    """The window [start, end] cut to the readings' span (no extrapolation beyond the samples); None when
+    there is nothing to measure."""
+    if len(t) < 2 or end <= start:
+        return None
+    return max(start, t[0]), min(end, t[-1])
+
+
 def _window_points(times_s: Sequence[float], values: Sequence[float], start: float, end: float):
     """The samples inside [start, end] plus values linearly interpolated at start and end (NaNs dropped).
     Times increase, as np.interp needs them to."""
     t, v = _readings(times_s, values)
-    if len(t) < 2 or end <= start:
+    if (window := _window(t, start, end)) is None:
         return np.empty(0), np.empty(0)
-    start, end = max(start, t[0]), min(end, t[-1])  # no extrapolation beyond the samples
+    start, end = window
     first, stop = np.searchsorted(t, start, side="right"), np.searchsorted(t, end, side="left")  # start < t < end
     points_t = np.concatenate(([start], t[first:stop], [end]))
     points_v = np.concatenate(([np.interp(start, t, v)], v[first:stop], [np.interp(end, t, v)]))
@@ -47,7 +55,7 @@ def covers(times_s: Sequence[float], values: Sequence[float], start: float, end:
 def counter_delta(times_s: Sequence[float], counter: Sequence[float], start: float, end: float) -> float:
     """Increase of a cumulative (already unwrapped) counter over [start, end], in the counter's unit."""
     t, c = _readings(times_s, counter)
-    if len(t) < 2 or end <= start:
+    if (window := _window(t, start, end)) is None:
         return float("nan")
-    start, end = max(start, t[0]), min(end, t[-1])  # as _window_points: its first and last values
+    start, end = window  # the counter at the window's edges: _window_points' first and last values
     return float(np.interp(end, t, c) - np.interp(start, t, c))
