@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ect.profiling.sampler import CPU_COLUMNS, GPU_COLUMNS, iso_utc_ms  # noqa: E402
+from ect.raw.columns import CPU_COLUMNS, GPU_COLUMNS, iso_utc_ms  # noqa: E402
 
 ARCHITECTURES = ("vgg16", "resnet50", "xception", "mobilenet_v2", "nasnet_mobile")
 ENVIRONMENT = "local"
@@ -330,12 +330,11 @@ def bench_rate(root: Path, rate_hz: float, args, cfg, limits, rng) -> dict:
           f"{validation_s:.1f} s ({validation_s / len(runs):.2f} s/run)", flush=True)
 
     # ect and the baseline alternate, so that a slow spell of a shared machine hits both alike; best of --repeat.
-    log: list[str] = []
     ect_times, base_times = [], []
     for attempt in range(args.repeat):
         out_dir = root / f"out-ect-{rate_hz:g}Hz-{attempt}"
         started = time.perf_counter()
-        result = aggregate(raw_dir, out_dir, cfg.environments, limits, print_line=log.append)
+        result = aggregate(raw_dir, out_dir, cfg.environments, limits)
         ect_times.append(time.perf_counter() - started)
         if result.updated != len(runs) or result.runs != len(runs) or result.skipped:
             raise SystemExit(f"ect aggregate read {result.updated} of {len(runs)} runs; skipped {result.skipped}")
@@ -345,7 +344,7 @@ def bench_rate(root: Path, rate_hz: float, args, cfg, limits, rng) -> dict:
         base_times.append(time.perf_counter() - started)
     ect_s, base_s = min(ect_times), min(base_times)
     started = time.perf_counter()
-    again = aggregate(raw_dir, out_dir, cfg.environments, limits, print_line=log.append)
+    again = aggregate(raw_dir, out_dir, cfg.environments, limits)
     noop_s = time.perf_counter() - started
     if again.changed or again.updated:
         raise SystemExit(f"the second ect aggregate was not a no-op: {again}")
@@ -382,7 +381,7 @@ def bench_rate(root: Path, rate_hz: float, args, cfg, limits, rng) -> dict:
         for what in ("cold", "no-op"):
             profiler = cProfile.Profile()
             profiler.enable()
-            aggregate(raw_dir, profile_out, cfg.environments, limits, print_line=log.append)
+            aggregate(raw_dir, profile_out, cfg.environments, limits)
             profiler.disable()
             for order in ("tottime", "cumulative"):
                 text = io.StringIO()

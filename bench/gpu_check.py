@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import os
 import sys
 import threading
@@ -96,7 +97,7 @@ class PowerProbe:
 
 def compare(measurement, monitor, probe: PowerProbe | None) -> dict:
     """One window's GPU energy: the counter (ect's value) and the trapezoid over each power series."""
-    from ect.profiling.energy import integrate_power_J
+    from ect.energy import integrate_power_J
 
     start, end = measurement.start, measurement.end
     s = monitor.sampler
@@ -193,10 +194,10 @@ def training(args, cfg, architecture: str, folder: Path, probe) -> dict:
     import keras
 
     from ect.models.build import build_model, make_optimizer
-    from ect.models.registry import get_architecture
+    from ect.architectures import get_architecture
     from ect.models.training import train_two_phase
     from ect.profiling.monitor import EnergyMonitor
-    from ect.profiling.run import steady_state
+    from ect.runs.profiled import steady_state
 
     folder.mkdir(parents=True, exist_ok=True)
     exp = cfg.experiment
@@ -207,8 +208,7 @@ def training(args, cfg, architecture: str, folder: Path, probe) -> dict:
     with EnergyMonitor(folder, interval_s=args.interval_ms / 1000) as monitor:
         monitor.begin_window("training")
         started = time.perf_counter()
-        result = train_two_phase(model, base, train, val, exp, history_csv=folder / "history.csv", monitor=monitor,
-                                 print_line=lambda line: print(line, flush=True))
+        result = train_two_phase(model, base, train, val, exp, history_csv=folder / "history.csv", monitor=monitor)
         measurement = monitor.end_window("training")
         seconds = time.perf_counter() - started
     row = compare(measurement, monitor, probe)
@@ -268,6 +268,7 @@ def sample_cost(choice, interval_s: float, count: int = 1000) -> dict:
 
 def main() -> int:
     args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)  # ect's epoch lines
     from ect.config import load_config
     from ect.profiling.monitor import EnergyMonitor
     from ect.sensors import select_sensors

@@ -55,7 +55,7 @@ def main() -> None:
     import tensorflow as tf
 
     from ect.models.build import build_model, make_optimizer
-    from ect.models.registry import get_architecture
+    from ect.architectures import get_architecture
     from ect.profiling.monitor import EnergyMonitor
     from ect.sensors.process import cpu_model
 

@@ -9,15 +9,14 @@ Every rule lives in the `ect` package; this file only wires tasks.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from airflow.sdk import DAG, Asset, Param, TriggerRule, task
+from airflow.sdk import DAG, Asset, Param, TriggerRule, get_current_context, task
 
 from ect import pipeline
+from ect.architectures import ARCHITECTURES
 from ect.config import available_profiles, load_config
-from ect.models.registry import ARCHITECTURES
-from ect.runners import docker as docker_runner
-from ect.runners import process as process_runner
+from ect.runners import RUNNERS
 
 CONFIG = load_config()  # a broken config/*.yaml fails here, as a DAG import error that names the file and key
 
@@ -55,7 +54,13 @@ def alert_callback(env):
     return getattr(import_module(module), name)
 
 
+def run_config():
+    """The configuration of the running DAG run: the files, the profile and the trigger form's values."""
+    return pipeline.config_for(dict(get_current_context()["params"]))
+
+
 def environment_dag(env) -> DAG:
+    runner = RUNNERS[env.runner]
     with DAG(
         dag_id=f"ect_{env.name}", schedule=env.schedule, start_date=datetime(2026, 1, 1), catchup=False,
         max_active_runs=1, params=params(), tags=["ect", "energy", env.name, env.runner],
@@ -67,33 +72,24 @@ def environment_dag(env) -> DAG:
 
         @task
         def preflight(params=None, dag_run=None) -> dict:
-            check = process_runner.check if env.runner == "process" else docker_runner.check
-            return pipeline.preflight(env.name, dict(params), dag_run.run_id, runner_check=check)
-
-        @task(pool=env.pool_name)
-        def warm_up(plan: dict) -> None:
-            if plan["warmup_minutes"] > 0:
-                process_runner.run_ect(["warmup", env.name, *plan["config_args"]])
-
-        @task
-        def planned_runs(plan: dict) -> list[dict]:
-            return plan["runs"]
+            return pipeline.preflight(env.name, dict(params), dag_run.run_id, runner_check=runner.check)
 
         @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)  # also after failed training runs
         def validate(plan: dict) -> dict:
-            return pipeline.validate_step(env.name, plan_params(), plan["runs"])
+            cfg = run_config()
+            return pipeline.planned_runs_summary(cfg, env.name, plan["runs"], pipeline.validate_step(cfg))
 
         @task(outlets=[PROCESSED])
         def aggregate() -> str:
-            return pipeline.aggregate_step(plan_params())
+            return str(pipeline.aggregate_step(run_config()).processed)
 
         @task
         def regression_check(processed: str) -> dict:
-            return pipeline.regression_step(pipeline.config_for(plan_params()), env.name)
+            return pipeline.regression_step(run_config(), env.name)
 
         @task
         def report(regression: dict) -> str:
-            return pipeline.report_step(pipeline.config_for(plan_params()), env.name, regression)["html"]
+            return pipeline.report_step(run_config(), env.name, regression)["html"]
 
         @task(on_failure_callback=alert_callback(env))
         def no_energy_regression(regression: dict) -> None:
@@ -107,25 +103,8 @@ def environment_dag(env) -> DAG:
             """Fails the DAG run (and alerts) when a planned run failed, was quarantined or was never validated."""
             pipeline.check_all_measured(summary)
 
-        def plan_params() -> dict:
-            from airflow.sdk import get_current_context
-
-            return dict(get_current_context()["params"])
-
         plan = preflight()
-        if env.runner == "process":
-            @task(pool=env.pool_name, retries=env.retries, retry_delay=timedelta(seconds=env.retry_delay_s))
-            def train(run: dict, plan: dict) -> str:
-                from ect.runners.credentials import mlflow_environment
-
-                process_runner.run_ect(pipeline.profile_run_args(env.name, run, plan["config_args"], plan["experiment_name"],
-                                                           plan.get("dag_run_id")),
-                                       env=mlflow_environment(CONFIG))
-                return run["run_id"]
-
-            warm, trained = warm_up(plan), train.partial(plan=plan).expand(run=planned_runs(plan))
-        else:
-            warm, trained = docker_runner.operators(env, CONFIG, plan)
+        warm, trained = runner.tasks(env, CONFIG, plan)
         warm >> trained >> (summary := validate(plan)) >> (processed := aggregate())
         regression = regression_check(processed)
         report(regression) >> [all_runs_measured(summary), no_energy_regression(regression)]

@@ -1,28 +1,29 @@
-"""The steps of an environment's DAG run, as plain functions (no Airflow here: the DAG files only wire them).
+"""The steps of an environment's DAG run, as plain functions (no Airflow here: the DAG files only wire them, and
+the CLI calls the same steps).
 
-preflight -> warm-up -> one profiled run per architecture x repetition -> validation -> aggregation -> report
+preflight -> warm-up -> one profiled run per architecture x repetition -> validation -> aggregation
+-> regression check -> report
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import asdict, dataclass
+import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from ect.config import Config, ConfigError, load_config
+from ect.architectures import get_architecture
+from ect.config import Config, Environment, load_config
+from ect.errors import ConfigError, RunsNotMeasured
+from ect.raw.atomic import read_json, write_json
+from ect.raw.layout import RunKey
+from ect.runs.commands import config_options
+from ect.runs.plan import PlannedRun, plan_of
+
+log = logging.getLogger(__name__)
 
 # Trigger-form parameters -> settings.
 PARAM_SETTINGS = {"architectures": "ARCHITECTURES", "repetitions": "REPETITIONS",
                   "initial_epochs": "INITIAL_EPOCHS", "ft_epochs": "FT_EPOCHS"}
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    architecture: str
-    repetition: int
-    run_id: str
-    cool_down_after: bool  # COOLDOWN_EVERY-th run of the DAG run (and not the last)
 
 
 def overrides_from(params: dict) -> dict:
@@ -38,95 +39,74 @@ def config_for(params: dict, root: Path | None = None) -> Config:
     return load_config(root, profile=params.get("profile") or None, overrides=overrides_from(params))
 
 
-def config_args(params: dict) -> list[str]:
-    """The same configuration as command-line options of `python -m ect ...`."""
-    args = [f"--profile={params['profile']}"] if params.get("profile") else []
-    return args + [f"--set={key}={value}" for key, value in overrides_from(params).items()]
-
-
 def check_dataset_root(cfg: Config, requested: str | None) -> None:
     """A dataset given in the trigger form must lie inside one of DATASET_ROOTS (after resolving links and ..)."""
     if not requested:
         return
     folder = cfg.path("DATASET_DIR").resolve()
-    roots = [(Path(r) if Path(r).is_absolute() else cfg.root / r).resolve() for r in cfg.base.dataset_roots]
+    roots = cfg.dataset_roots()
     if not any(folder == root or root in folder.parents for root in roots):
         raise ConfigError(f"dataset parameter {requested!r} ({folder}) is outside the allowed DATASET_ROOTS: "
                           f"{', '.join(map(str, roots))}")
 
 
-def run_id_for(dag_run_id: str, repetition: int) -> str:
-    """Deterministic per DAG run and repetition, so that a retried task reuses (or resumes) its run folder."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", dag_run_id).strip("_")
-    return f"{safe}-rep{repetition:02d}"
-
-
-def plan(cfg: Config, dag_run_id: str) -> list[RunRequest]:
-    runs, every = [], cfg.experiment.cooldown_every
-    pairs = [(arch, rep) for rep in range(cfg.experiment.repetitions) for arch in cfg.experiment.architectures]
-    for number, (arch, rep) in enumerate(pairs, start=1):
-        cool = cfg.experiment.cooldown > 0 and number % every == 0 and number < len(pairs)
-        runs.append(RunRequest(arch, rep, run_id_for(dag_run_id, rep), cool))
-    return runs
-
-
-def preflight(environment: str, params: dict, dag_run_id: str, runner_check: Callable[[Any], str] | None = None,
-              print_line: Callable[[str], None] = print) -> dict:
+def preflight(environment: str, params: dict, dag_run_id: str,
+              runner_check: Callable[[Environment, Config], str] | None = None) -> dict:
     """Checks everything a DAG run needs before any training; returns its plan. Raises with a clear message."""
     from ect.data import scan_dataset, split_dataset
-    from ect.models.registry import get_architecture
-    from ect.sensors import select_sensors
 
     cfg = config_for(params)
     env = cfg.environment(environment)
     check_dataset_root(cfg, params.get("dataset"))
     for name in cfg.experiment.architectures:
         get_architecture(name).check_input_size(cfg.experiment.image_size)
-    index = scan_dataset(cfg.dataset_dir(), skip_corrupt=cfg.experiment.skip_corrupt_images, warn=print_line)
+    index = scan_dataset(cfg.dataset_dir(), skip_corrupt=cfg.experiment.skip_corrupt_images)
     split = split_dataset(index, cfg.experiment.validation_split, cfg.experiment.seed)
-    print_line(f"dataset {index.root}: {len(split.train)} training, {len(split.validation)} validation images")
-    runner_status = runner_check(env) if runner_check else "not checked"
-    print_line(f"runner {env.runner}: {runner_status}")
-    if env.runner == "process":
-        choice = select_sensors(gpu_devices=env.gpus, cpu_tdp_W=cfg.resources.cpu_tdp_w)
-        for name, entry in choice.report.items():
-            print_line(f"sensor {name}: {'used' if entry['used'] else 'not used'} ({entry['reason']})")
-    runs = plan(cfg, dag_run_id)
-    print_line(f"plan: {len(runs)} profiled run(s) of {', '.join(cfg.experiment.architectures)} "
-               f"x {cfg.experiment.repetitions} on {environment} (pool {env.pool_name})")
+    log.info(f"dataset {index.root}: {len(split.train)} training, {len(split.validation)} validation images")
+    log.info(f"runner {env.runner}: {runner_check(env, cfg) if runner_check else 'not checked'}")
+    runs = plan_of(cfg.experiment, dag_run_id)
+    log.info(f"plan: {len(runs)} profiled run(s) of {', '.join(cfg.experiment.architectures)} "
+             f"x {cfg.experiment.repetitions} on {environment} (pool {env.pool_name})")
     if cfg.experiment.mlflow_enabled and not params.get("experiment_name"):
         raise ConfigError("MLFLOW_ENABLED is true: give the MLflow experiment in the experiment_name parameter")
-    return {"environment": environment, "runner": env.runner, "config_args": config_args(params),
+    return {"environment": environment, "runner": env.runner,
+            "config_args": config_options(params.get("profile"), overrides_from(params)),
             "experiment_name": params.get("experiment_name"), "dag_run_id": dag_run_id,
             "dataset_dir": str(cfg.dataset_dir()),
             "warmup_minutes": cfg.experiment.warmup_time, "cooldown_minutes": cfg.experiment.cooldown,
-            "runs": [asdict(r) for r in runs]}
+            "runs": [run.to_dict() for run in runs]}
 
 
-def profile_run_args(environment: str, run: dict, args: list[str], experiment_name: str | None = None,
-                     dag_run_id: str | None = None) -> list[str]:
-    """The arguments of `python -m ect` for one planned run."""
-    command = ["profile-run", environment, run["architecture"], "--repetition", str(run["repetition"]),
-               "--run-id", run["run_id"], *args]
-    if experiment_name:
-        command += ["--experiment-name", experiment_name]
-    if dag_run_id:
-        command += ["--dag-run-id", dag_run_id]
-    return command + (["--cool-down"] if run["cool_down_after"] else [])
+def raw_dir(cfg: Config) -> Path:
+    return cfg.path("METRICS_DIR") / "raw"
 
 
-def validate_step(environment: str, params: dict, planned: list[dict], print_line=print) -> dict:
-    """Validates the environment's raw runs; returns the part of the summary about this DAG run's planned runs."""
-    from ect.validation import PASSED, limits_from, validate_raw
+def processed_path(cfg: Config) -> Path:
+    return cfg.path("METRICS_DIR") / "processed" / "runs.parquet"
 
-    cfg = config_for(params)
-    raw = cfg.path("METRICS_DIR") / "raw"
+
+def validate_step(cfg: Config, raw: Path | None = None, summary_dir: Path | None = None, force: bool = False,
+                  data_docs: Path | None = None) -> list:
+    """Validates every raw run (METRICS_DIR/raw); the summary goes to METRICS_DIR/validation/."""
+    from ect.validation import limits_from, validate_raw
+
+    raw = raw or raw_dir(cfg)
+    summary_dir = summary_dir or raw.parent / "validation"
+    return validate_raw(raw, limits_from(cfg.experiment), summary_dir, force=force, data_docs=data_docs)
+
+
+def planned_runs_summary(cfg: Config, environment: str, planned: list[dict], results: list) -> dict:
+    """The part of a validation about a DAG run's planned runs; planned runs that left no folder go into the
+    validation summary too, so that no failure is silent."""
+    from ect.validation import PASSED
+
     summary_path = cfg.path("METRICS_DIR") / "validation" / "summary.json"
-    results = validate_raw(raw, limits_from(cfg.experiment), summary_path.parent, print_line=print_line)
-    wanted = {f"{environment}/{run['architecture']}/{run['run_id']}" for run in planned}
+    wanted = {RunKey(environment, run["architecture"], run["run_id"]).name for run in planned}
     ours = [r for r in results if r.run in wanted]
     missing = sorted(wanted - {r.run for r in ours})
-    _note_missing_runs(summary_path, missing)
+    summary = read_json(summary_path) or {}
+    summary["planned_runs_without_folder"] = missing
+    write_json(summary_path, summary)
     return {
         "passed": [r.run for r in ours if r.status == PASSED],
         "quarantined": {r.run: [f"{f.file} {f.check} {f.column or ''}: {f.details}" for f in r.failures]
@@ -136,49 +116,32 @@ def validate_step(environment: str, params: dict, planned: list[dict], print_lin
     }
 
 
-def _note_missing_runs(summary_path: Path, missing: list[str]) -> None:
-    """Planned runs that left no folder go into the validation summary too, so that no failure is silent."""
-    from ect.io import write_json_atomic
-    from ect.raw import read_json
-
-    summary = read_json(summary_path) or {}
-    summary["planned_runs_without_folder"] = missing
-    write_json_atomic(summary_path, summary)
-
-
-def aggregate_step(params: dict, print_line=print) -> str:
+def aggregate_step(cfg: Config, raw: Path | None = None, out: Path | None = None):
+    """Aggregates the raw runs into METRICS_DIR/interim and processed (ect.aggregate)."""
     from ect.aggregate.aggregate import aggregate
     from ect.validation import limits_from
 
-    cfg = config_for(params)
-    metrics = cfg.path("METRICS_DIR")
-    result = aggregate(metrics / "raw", metrics, cfg.environments, limits_from(cfg.experiment), print_line=print_line)
-    return str(result.processed)
-
-
-def processed_path(cfg: Config) -> Path:
-    return cfg.path("METRICS_DIR") / "processed" / "runs.parquet"
+    return aggregate(raw or raw_dir(cfg), out or cfg.path("METRICS_DIR"), cfg.environments,
+                     limits_from(cfg.experiment))
 
 
 def check_all_measured(summary: dict | None) -> None:
     if summary is None:
-        raise RuntimeError("the runs of this DAG run were not validated (an upstream task failed or was skipped)")
+        raise RunsNotMeasured("the runs of this DAG run were not validated (an upstream task failed or was skipped)")
     problems = [f"{run}: {'; '.join(reasons)}" for run, reasons in summary["quarantined"].items()]
     problems += [f"{run}: no run folder (the task failed before measuring)" for run in summary["missing"]]
     if problems:
-        raise RuntimeError(f"{len(problems)} planned run(s) were not measured or not valid "
-                           f"(see {summary['summary']}):\n" + "\n".join(problems))
+        raise RunsNotMeasured(f"{len(problems)} planned run(s) were not measured or not valid "
+                              f"(see {summary['summary']}):\n" + "\n".join(problems))
 
 
-def regression_step(cfg: Config, environment: str, print_line=print) -> dict:
+def regression_step(cfg: Config, environment: str) -> dict:
     """The nightly regression check of one environment: OUTPUT_DIR/<environment>/regression.json, trend.csv
     and trend.png. Returns the result (regressions are raised by raise_on_regression, separately)."""
-    import json
-
     import pandas as pd
 
-    from ect.analysis.regression import RegressionSettings, check_regressions, plot_trend, trend_table
-    from ect.io import write_json_atomic
+    from ect.analysis.plots import plot_trend
+    from ect.analysis.regression import RegressionSettings, check_regressions, trend_table
 
     e = cfg.experiment
     runs = pd.read_parquet(processed_path(cfg))
@@ -187,7 +150,7 @@ def regression_step(cfg: Config, environment: str, print_line=print) -> dict:
     if runs.empty or environment not in set(runs["environment"]):
         result = {"environment": environment, "latest_campaign": None, "baseline_campaigns": [], "architectures": {},
                   "regressions": [], "reason": "no aggregated run of this environment yet"}
-        write_json_atomic(out / "regression.json", result)
+        write_json(out / "regression.json", result)
         return result
     result = check_regressions(runs, environment, RegressionSettings(e.regression_baseline_runs,
                                                                     e.regression_threshold, e.regression_alpha))
@@ -195,24 +158,31 @@ def regression_step(cfg: Config, environment: str, print_line=print) -> dict:
     table.to_csv(out / "trend.csv")
     if len(table):
         plot_trend(table, out / "trend.png")
-    write_json_atomic(out / "regression.json", result)
-    print_line(json.dumps({"regressions": result["regressions"], "latest_campaign": result["latest_campaign"]}))
+    write_json(out / "regression.json", result)
+    log.info(f"regressions: {result['regressions'] or 'none'} (latest campaign {result['latest_campaign']})")
     return result
 
 
-def report_step(cfg: Config, environment: str | None, regression: dict | None = None) -> dict:
-    """The report of one environment (OUTPUT_DIR/<environment>/) or of all (OUTPUT_DIR/report/)."""
+def report_step(cfg: Config, environment: str | None, regression: dict | None = None, processed: Path | None = None,
+                out: Path | None = None, title: str | None = None, outliers: bool = False,
+                require_runs: bool = False) -> dict:
+    """The report of one environment (OUTPUT_DIR/<environment>/) or of all (OUTPUT_DIR/report/); without runs an
+    empty report says so, or with require_runs a ConfigError."""
     import pandas as pd
 
     from ect.analysis.report import write_report
 
-    runs = pd.read_parquet(processed_path(cfg))
+    processed = processed or processed_path(cfg)
+    runs = pd.read_parquet(processed)
     if environment is not None:
         runs = runs[runs["environment"] == environment]
-    out = cfg.path("OUTPUT_DIR") / (environment or "report")
-    title = f"Energy cost of training on {environment}" if environment else "Energy cost of training: all environments"
+    if require_runs and runs.empty:
+        raise ConfigError(f"{processed} has no runs" + (f" of environment {environment!r}" if environment else ""))
+    out = out or cfg.path("OUTPUT_DIR") / (environment or "report")
+    title = title or (f"Energy cost of training on {environment}" if environment
+                      else "Energy cost of training: all environments")
     e = cfg.experiment
     return write_report(runs, out, title, alpha=e.analysis_alpha, correction=e.analysis_correction,
-                        outliers=e.analysis_remove_outliers,
-                        samples_path=cfg.path("METRICS_DIR") / "interim" / "samples.parquet",
+                        outliers=outliers or e.analysis_remove_outliers,
+                        samples_path=processed.parent.parent / "interim" / "samples.parquet",
                         regression=regression, trend_png=out / "trend.png")

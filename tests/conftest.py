@@ -1,6 +1,8 @@
+import logging
 import os
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,30 @@ def run_ect(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600):
     full_env.setdefault("ECT_MODELS_DIR", str(Path(cwd) / "models"))  # trained models stay out of the repository
     return subprocess.run([sys.executable, "-m", "ect", *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+class _Lines(logging.Handler):
+    def __init__(self, lines: list):
+        from ect.cli import TerminalFormatter
+
+        super().__init__(logging.INFO)
+        self.lines = lines
+        self.setFormatter(TerminalFormatter())
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+
+
+@contextmanager
+def log_lines():
+    """The lines ect logs inside the block, as `ect` prints them ("warning: " before warnings)."""
+    lines: list[str] = []
+    logger, handler = logging.getLogger("ect"), _Lines(lines)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -11,28 +11,31 @@ never appears twice.
 from __future__ import annotations
 
 import fcntl
-import json
+import logging
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ect.aggregate.runs import run_row
 from ect.aggregate.parts import PartWriter, kept_parts, remove_all_but
+from ect.aggregate.runs import run_row
 from ect.aggregate.samples import joined_samples, read_cpu, read_gpu, run_samples
-from ect.raw import find_runs, read_json, run_key
+from ect.raw.atomic import atomic_path, read_json, write_json
+from ect.raw.layout import RunKey, find_runs, run_name
+from ect.raw.manifest import read_manifest
 
 KEY = ["environment", "architecture", "run_id"]
 # Bump when the columns or the arithmetic of the outputs change: every run is then aggregated again.
 FORMAT_VERSION = 5
 PROGRESS_EVERY = 20
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,12 +47,6 @@ class AggregateResult:
     changed: bool  # whether any file was rewritten
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _eligible(folders: list[Path], limits) -> tuple[dict[str, tuple[Path, dict]], list[str]]:
     """{run name: (folder, signature)} of the runs that completed and passed validation (validating those
     without a current record; a run whose manifest is not completed is skipped without validating it)."""
@@ -58,12 +55,12 @@ def _eligible(folders: list[Path], limits) -> tuple[dict[str, tuple[Path, dict]]
 
     eligible, skipped = {}, []
     for folder in folders:
-        name = "/".join(run_key(folder))
+        name = RunKey.of_folder(folder).name
         record = current_validation(folder)  # a current pass implies a completed manifest: no need to read it
         if record is None or record["status"] != PASSED:
-            manifest = read_json(folder / "manifest.json") or {}
-            if manifest.get("status") != "completed":
-                skipped.append(f"{name}: status {manifest.get('status', 'unknown')}")
+            manifest = read_manifest(folder)
+            if manifest is None or not manifest.completed:
+                skipped.append(f"{name}: status {manifest.status if manifest else 'unknown'}")
                 continue
             result = validate_run(folder, limits, force=record is None)  # no current record: not looked up again
             if result.status != PASSED:
@@ -82,11 +79,11 @@ def _read_index(index_path: Path) -> dict:
 
 def _read_run(folder: Path, environments: dict) -> tuple[pa.Table, dict]:
     """One run folder's interim samples (samples.FILE_SCHEMA) and processed row."""
-    manifest = read_json(folder / "manifest.json")
+    manifest = read_manifest(folder)
     gpu, cpu = read_gpu(folder), read_cpu(folder)
-    interval_ms = round(1000 * (manifest.get("sensors") or {}).get("sampling_interval_s", 1.0))
+    interval_ms = round(1000 * ((manifest.sensors.sampling_interval_s if manifest.sensors else None) or 1.0))
     samples = joined_samples(gpu, cpu, tolerance_ms=max(interval_ms, 1))
-    samples = run_samples(samples, manifest["environment"], manifest["architecture"], manifest["run_id"])
+    samples = run_samples(samples, manifest.key)
     return samples, run_row(folder, manifest, gpu, cpu, environments)
 
 
@@ -103,7 +100,7 @@ def _in_order(pool: ThreadPoolExecutor, function, items: list, ahead: int):
 
 
 @contextmanager
-def _only_one_at_a_time(lock_path: Path, print_line: Callable[[str], None]):
+def _only_one_at_a_time(lock_path: Path):
     """Holds an exclusive lock on lock_path: the DAGs of two environments aggregate into the same folder,
     and one aggregation must not delete the part another is writing."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,20 +108,18 @@ def _only_one_at_a_time(lock_path: Path, print_line: Callable[[str], None]):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print_line(f"waiting for another aggregation into {lock_path.parent.parent} to finish")
+            log.info(f"waiting for another aggregation into {lock_path.parent.parent} to finish")
             fcntl.flock(handle, fcntl.LOCK_EX)
         yield  # the lock goes with the file's closing, also when the process dies
 
 
-def aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits,
-              print_line: Callable[[str], None] = print) -> AggregateResult:
+def aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits) -> AggregateResult:
     """Aggregates raw_dir into out_dir/interim and out_dir/processed (one aggregation at a time per out_dir)."""
-    with _only_one_at_a_time(out_dir / "interim" / ".aggregate.lock", print_line):
-        return _aggregate(raw_dir, out_dir, environments, limits, print_line)
+    with _only_one_at_a_time(out_dir / "interim" / ".aggregate.lock"):
+        return _aggregate(raw_dir, out_dir, environments, limits)
 
 
-def _aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits,
-               print_line: Callable[[str], None]) -> AggregateResult:
+def _aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits) -> AggregateResult:
     interim, processed = out_dir / "interim", out_dir / "processed"
     index_path, samples_dir = interim / "index.json", interim / "samples.parquet"
     runs_path, csv_path = processed / "runs.parquet", processed / "runs.csv"
@@ -139,10 +134,10 @@ def _aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits,
     new_or_changed = [name for name in todo if index.get(name, {}).get("signature") != wanted[name][1]]
     reread = len(todo) - len(new_or_changed)
     again = f", {reread} read again (its part held a changed or departed run)" if reread else ""
-    print_line(f"aggregating {len(new_or_changed)} new or changed run(s){again}; {len(unchanged)} unchanged; "
+    log.info(f"aggregating {len(new_or_changed)} new or changed run(s){again}; {len(unchanged)} unchanged; "
                f"{len(skipped)} skipped")
     for line in skipped:
-        print_line(f"  skipped {line}")
+        log.info(f"  skipped {line}")
     if not todo and len(unchanged) == len(index) and present == keep and outputs_exist:
         return AggregateResult(runs_path, len(wanted), 0, skipped, changed=False)
 
@@ -158,7 +153,7 @@ def _aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits,
                 parts.add(name, wanted[name][1], samples)
                 new_rows.append(row)
                 if len(todo) >= PROGRESS_EVERY and (number % PROGRESS_EVERY == 0 or number == len(todo)):
-                    print_line(f"  {number}/{len(todo)} runs read")
+                    log.info(f"  {number}/{len(todo)} runs read")
             rank_of = {name: rank for rank, name in enumerate(sorted(wanted))}
             # A worker writes the processed files while this thread closes the last part.
             written = pool.submit(_write_processed, processed, runs_path if unchanged else None, unchanged,
@@ -168,8 +163,8 @@ def _aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits,
     part_of = {**{name: index[name]["part"] for name in unchanged}, **parts.parts}
     index = {"format": FORMAT_VERSION,
              "runs": {n: {"signature": wanted[n][1], "part": part_of[n]} for n in sorted(wanted)}}
-    _write_atomic(index_path, lambda p: p.write_text(json.dumps(index, indent=1)))
-    print_line(f"processed dataset: {len(runs)} runs -> {runs_path} and {csv_path}; samples -> {samples_dir}")
+    write_json(index_path, index, indent=1)
+    log.info(f"processed dataset: {len(runs)} runs -> {runs_path} and {csv_path}; samples -> {samples_dir}")
     return AggregateResult(runs_path, len(runs), len(todo), skipped, changed=True)
 
 
@@ -178,13 +173,11 @@ def _write_processed(processed: Path, old_path: Path | None, keep: list[str], ne
     """Writes processed/runs.parquet and runs.csv: the kept rows of the old runs.parquet and the new rows."""
     runs = _runs_in_run_order(old_path, keep, new, rank_of)
     processed.mkdir(parents=True, exist_ok=True)
-    _write_atomic(processed / "runs.parquet", lambda p: runs.to_parquet(p, index=False))
-    _write_atomic(processed / "runs.csv", lambda p: runs.to_csv(p, index=False))
+    with atomic_path(processed / "runs.parquet") as tmp:
+        runs.to_parquet(tmp, index=False)
+    with atomic_path(processed / "runs.csv") as tmp:
+        runs.to_csv(tmp, index=False)
     return runs
-
-
-def _run_names(frame: pd.DataFrame) -> pd.Series:
-    return frame["environment"] + "/" + frame["architecture"] + "/" + frame["run_id"]
 
 
 def _runs_in_run_order(old_path: Path | None, keep: list[str], new: pd.DataFrame, rank_of: dict[str, int]) -> pd.DataFrame:
@@ -195,10 +188,10 @@ def _runs_in_run_order(old_path: Path | None, keep: list[str], new: pd.DataFrame
     parts = [new]
     if old_path is not None:
         old = pd.read_parquet(old_path)
-        parts.insert(0, old[_run_names(old).isin(set(keep))])
+        parts.insert(0, old[run_name(old["environment"], old["architecture"], old["run_id"]).isin(set(keep))])
     parts = [p for p in parts if len(p)]
     if not parts:
         return pd.DataFrame(columns=KEY)
     frame = pd.concat(parts, ignore_index=True)
-    ranks = _run_names(frame).map(rank_of)
+    ranks = run_name(frame["environment"], frame["architecture"], frame["run_id"]).map(rank_of)
     return frame.iloc[np.argsort(ranks.to_numpy(), kind="stable")].reset_index(drop=True)

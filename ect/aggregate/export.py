@@ -8,6 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from ect import __version__
+from ect.energy import to_kWh
+from ect.raw.atomic import atomic_path
+from ect.raw.layout import run_name
 
 CODECARBON_COLUMNS = (
     "timestamp", "project_name", "run_id", "experiment_id", "duration", "emissions", "emissions_rate",
@@ -16,13 +19,6 @@ CODECARBON_COLUMNS = (
     "codecarbon_version", "cpu_count", "cpu_model", "gpu_count", "gpu_model", "longitude", "latitude",
     "ram_total_size", "tracking_mode", "on_cloud", "pue",
 )
-KWH = 3.6e6
-
-
-def _kwh(joules: pd.Series) -> pd.Series:
-    return joules / KWH
-
-
 def to_codecarbon(runs: pd.DataFrame) -> pd.DataFrame:
     """One CodeCarbon row per run. Fields ect does not have (location, RAM power, ...) stay empty."""
     duration = runs["duration_s"]
@@ -30,7 +26,7 @@ def to_codecarbon(runs: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame({
         "timestamp": runs["start"].astype(str),
         "project_name": "ect-" + runs["environment"] + "-" + runs["architecture"],
-        "run_id": runs["environment"] + "/" + runs["architecture"] + "/" + runs["run_id"],
+        "run_id": run_name(runs["environment"], runs["architecture"], runs["run_id"]),
         "experiment_id": runs["experiment_name"].fillna(""),
         "duration": duration,
         "emissions": emissions_kg,
@@ -38,9 +34,9 @@ def to_codecarbon(runs: pd.DataFrame) -> pd.DataFrame:
         "cpu_power": runs["cpu_energy_J"] / duration,
         "gpu_power": runs["gpu_energy_J"] / duration,
         "ram_power": runs["dram_energy_J"] / duration,
-        "cpu_energy": _kwh(runs["cpu_energy_J"]),
-        "gpu_energy": _kwh(runs["gpu_energy_J"]),
-        "ram_energy": _kwh(runs["dram_energy_J"]),
+        "cpu_energy": to_kWh(runs["cpu_energy_J"]),
+        "gpu_energy": to_kWh(runs["gpu_energy_J"]),
+        "ram_energy": to_kWh(runs["dram_energy_J"]),
         "energy_consumed": runs["energy_kWh"],
         "gpu_count": runs["gpu_count"],
         "gpu_model": runs["gpu_name"],
@@ -59,7 +55,6 @@ def to_codecarbon(runs: pd.DataFrame) -> pd.DataFrame:
 def export_codecarbon(processed: Path, out: Path) -> Path:
     runs = pd.read_parquet(processed)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    to_codecarbon(runs).to_csv(tmp, index=False)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        to_codecarbon(runs).to_csv(tmp, index=False)
     return out

@@ -21,22 +21,25 @@ and units of ect's own sampler, so that the published data can be re-analysed wi
 from __future__ import annotations
 
 import csv
-import json
+import logging
 import re
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from ect.io import write_json_atomic
-from ect.profiling.sampler import CPU_COLUMNS, GPU_COLUMNS, iso_utc, iso_utc_ms
+from ect.errors import LegacyImportError
+from ect.raw.columns import CPU_COLUMNS, GPU_COLUMNS, iso_utc_ms, now_utc
+from ect.raw.layout import CPU_FILE, GPU_FILE, RunKey
+from ect.raw.manifest import COMPLETED, Host, Manifest, Sensors, Window, read_manifest, write_manifest
+
+log = logging.getLogger(__name__)
 
 GPU_HEADER = ("timestamp", "gpu_name", "gpu_usage", "gpu_memory_usage", "gpu_total_memory", "gpu_memory_used",
               "gpu_power_draw", "gpu_max_power", "gpu_temperature")
 CPU_HEADER = ("timestamp", "cpu usage (%)", "memory usage (MB)", "temperature (Celsius)")
 CPU_HEADERS = (CPU_HEADER, CPU_HEADER[:3])  # the original's Windows sampler wrote no temperature column
 MISSING = {"", "[N/A]", "[Not Supported]", "None"}
-GPU_FILE = re.compile(r"gpu-power-(\d{8}T\d{6})\.csv")
+LEGACY_GPU_NAME = re.compile(r"gpu-power-(\d{8}T\d{6})\.csv")
 EPOCH = datetime(1970, 1, 1)
 TIMEZONE = "unknown: nvidia-smi local time written as UTC"
 ASSUMPTIONS = [
@@ -46,10 +49,6 @@ ASSUMPTIONS = [
     "process_rss_MiB: the source's 'memory usage (MB)' is psutil rss / 2**20, i.e. MiB",
     "process_cpu_pct: the source's process cpu percent divided by the CPU count (0..100 for the whole machine)",
 ]
-
-
-class LegacyImportError(ValueError):
-    """The legacy data cannot be imported as it is; the message names the file (and line)."""
 
 
 def _ms(text: str) -> int:
@@ -132,27 +131,23 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def _import_run(src: Path, gpu_file: Path, stamp: str, repetition: int, dest: Path, trim_samples: int,
-                print_line) -> tuple[str, Path | None]:
-    environment, architecture = gpu_file.parent.parent.name, gpu_file.parent.name
-    run_id = f"legacy-{stamp}"
-    folder = dest / environment / architecture / run_id
-    label = f"{environment}/{architecture} run {repetition} ({run_id})"
+def _import_run(src: Path, gpu_file: Path, stamp: str, repetition: int, dest: Path,
+                trim_samples: int) -> tuple[str, Path | None]:
+    key = RunKey(gpu_file.parent.parent.name, gpu_file.parent.name, f"legacy-{stamp}")
+    folder = key.folder(dest)
+    label = f"{key.environment}/{key.architecture} run {repetition} ({key.run_id})"
     if folder.exists():
-        try:
-            status = json.loads((folder / "manifest.json").read_text()).get("status")
-        except (OSError, ValueError):
-            status = None
-        if status == "completed":
-            print_line(f"already imported {label}: {folder}; skipped")
+        existing = read_manifest(folder)
+        if existing is not None and existing.completed:
+            log.info(f"already imported {label}: {folder}; skipped")
             return "done", None
         raise LegacyImportError(f"{folder} exists without a completed manifest; not overwriting it "
                                 f"(remove it to import {gpu_file} again)")
     notes: list[str] = []
     gpu_rows = _read(gpu_file, (GPU_HEADER,), _gpu_row, notes)
     if len(gpu_rows) - 2 * trim_samples < 2:
-        print_line(f"warning: {gpu_file}: {len(gpu_rows)} usable GPU samples, fewer than 2 left after trimming "
-                   f"{trim_samples} at each end; run skipped")
+        log.warning(f"{gpu_file}: {len(gpu_rows)} usable GPU samples, fewer than 2 left after trimming "
+                    f"{trim_samples} at each end; run skipped")
         return "short", None
     kept = gpu_rows[trim_samples:len(gpu_rows) - trim_samples]
     notes.append(f"dropped the first and last {trim_samples} GPU samples (the original's skiprows/skipfooter); "
@@ -161,44 +156,40 @@ def _import_run(src: Path, gpu_file: Path, stamp: str, repetition: int, dest: Pa
     cpu_rows = _read(cpu_file, CPU_HEADERS, _cpu_row, notes) if cpu_file.exists() else None
     if cpu_rows is None:
         notes.append(f"no {cpu_file.name}: GPU side only, no cpu.csv")
-        print_line(f"warning: {gpu_file} has no cpu partner {cpu_file.name}: importing the GPU side only")
+        log.warning(f"{gpu_file} has no cpu partner {cpu_file.name}: importing the GPU side only")
     else:
         notes.append("CPU temperature column dropped (not part of ect's cpu.csv); CPU samples not trimmed")
 
     folder.mkdir(parents=True)
-    _write_csv(folder / "gpu.csv", GPU_COLUMNS, kept)
+    _write_csv(folder / GPU_FILE, GPU_COLUMNS, kept)
     if cpu_rows is not None:
-        _write_csv(folder / "cpu.csv", CPU_COLUMNS, cpu_rows)
-    start_ms, end_ms = kept[0]["t_ms"], kept[-1]["t_ms"]
-    window = {"start": iso_utc_ms(start_ms), "end": iso_utc_ms(end_ms),
-              "start_unix_s": start_ms / 1000, "end_unix_s": end_ms / 1000}
+        _write_csv(folder / CPU_FILE, CPU_COLUMNS, cpu_rows)
+    window = Window(kept[0]["t_ms"] / 1000, kept[-1]["t_ms"] / 1000)
     others = sorted(p.name for p in gpu_file.parent.iterdir()
                     if p.is_file() and not p.name.startswith(("gpu-power-", "cpu-mem-usage-")))
-    manifest = {
-        "run_id": run_id, "environment": environment, "architecture": architecture, "repetition": repetition,
-        "attempt": 1, "status": "completed", "source": "legacy-import",
-        "legacy": {"gpu_file": gpu_file.relative_to(src).as_posix(),
-                   "cpu_file": cpu_file.relative_to(src).as_posix() if cpu_rows is not None else None,
-                   "stamp": stamp, "trim_samples": trim_samples, "timezone": TIMEZONE,
-                   "gpu_samples_in_file": len(gpu_rows), "gpu_samples_kept": len(kept),
-                   "cpu_samples": None if cpu_rows is None else len(cpu_rows),
-                   "other_files_in_folder": others, "notes": notes, "assumptions": ASSUMPTIONS},
-        "created": iso_utc(time.time()),
-        "host": {"gpus": [kept[0]["name"]], "hostname": None},
-        "sensors": {"sampling_interval_s": 1.0, "used": ["nvidia-smi"] + (["psutil"] if cpu_rows is not None else []),
-                    "gpu_energy_source": "integrated", "cpu_energy_source": "unavailable", "report": {}},
-        "window": window, "training": dict(window), "energy": None, "error": None,
-    }
-    write_json_atomic(folder / "manifest.json", manifest)  # last: only a finished folder looks complete
-    print_line(f"imported {label}: {len(kept)} GPU samples")
+    manifest = Manifest(
+        key.run_id, key.environment, key.architecture, repetition=repetition, attempt=1, status=COMPLETED,
+        source="legacy-import", created=now_utc(), host=Host(gpus=[kept[0]["name"]]), window=window,
+        training=window.to_dict(),
+        sensors=Sensors(sampling_interval_s=1.0, used=["nvidia-smi"] + (["psutil"] if cpu_rows is not None else []),
+                        gpu_energy_source="integrated", cpu_energy_source="unavailable"),
+        legacy={"gpu_file": gpu_file.relative_to(src).as_posix(),
+                "cpu_file": cpu_file.relative_to(src).as_posix() if cpu_rows is not None else None,
+                "stamp": stamp, "trim_samples": trim_samples, "timezone": TIMEZONE,
+                "gpu_samples_in_file": len(gpu_rows), "gpu_samples_kept": len(kept),
+                "cpu_samples": None if cpu_rows is None else len(cpu_rows),
+                "other_files_in_folder": others, "notes": notes, "assumptions": ASSUMPTIONS},
+    )
+    write_manifest(folder, manifest)  # last: only a finished folder looks complete
+    log.info(f"imported {label}: {len(kept)} GPU samples")
     return "imported", folder
 
 
-def import_legacy(src: Path, dest: Path, trim_samples: int = 3, print_line: Callable[[str], None] = print) -> list[Path]:
+def import_legacy(src: Path, dest: Path, trim_samples: int = 3) -> list[Path]:
     """Imports every run under SRC into DEST (ect's raw layout); returns the run folders imported by this call."""
     src, dest = Path(src), Path(dest)
     if trim_samples < 0:
-        raise ValueError(f"trim_samples must be >= 0, got {trim_samples}")
+        raise LegacyImportError(f"--trim-samples must be >= 0, got {trim_samples}")
     if not src.is_dir():
         raise LegacyImportError(f"{src}: no such folder (expected <environment>/<architecture>/gpu-power-*.csv)")
     gpu_files = sorted(src.glob("*/*/gpu-power-*.csv"))
@@ -209,20 +200,20 @@ def import_legacy(src: Path, dest: Path, trim_samples: int = 3, print_line: Call
     for folder in sorted({path.parent for path in gpu_files}):
         runs = []
         for path in sorted(folder.glob("gpu-power-*.csv")):
-            match = GPU_FILE.fullmatch(path.name)
+            match = LEGACY_GPU_NAME.fullmatch(path.name)
             if match:
                 runs.append((match.group(1), path))
             else:
-                print_line(f"warning: {path}: no YYYYmmddTHHMMSS stamp in the name; ignored")
+                log.warning(f"{path}: no YYYYmmddTHHMMSS stamp in the name; ignored")
         stamps = {stamp for stamp, _ in runs}
         for cpu_file in sorted(folder.glob("cpu-mem-usage-*.csv")):
             if cpu_file.stem.removeprefix("cpu-mem-usage-") not in stamps:
-                print_line(f"warning: {cpu_file} has no gpu-power partner; ignored")
+                log.warning(f"{cpu_file} has no gpu-power partner; ignored")
         for repetition, (stamp, path) in enumerate(sorted(runs)):
-            outcome, run_folder = _import_run(src, path, stamp, repetition, dest, trim_samples, print_line)
+            outcome, run_folder = _import_run(src, path, stamp, repetition, dest, trim_samples)
             counts[outcome] += 1
             if run_folder:
                 imported.append(run_folder)
-    print_line(f"legacy import {src} -> {dest}: {counts['imported']} runs imported, {counts['done']} already "
+    log.info(f"legacy import {src} -> {dest}: {counts['imported']} runs imported, {counts['done']} already "
                f"imported, {counts['short']} skipped as too short")
     return imported

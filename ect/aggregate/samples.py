@@ -12,16 +12,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as arrow_csv
 
-from ect.profiling.sampler import CPU_COLUMNS, GPU_COLUMNS
-
-_TEXT = {"name", "cpu_power_source"}
-
+from ect.raw.columns import CPU_COLUMNS, GPU_COLUMNS, TEXT_COLUMNS
+from ect.raw.layout import CPU_FILE, GPU_FILE, RunKey
 
 _TEXT_IN_MEMORY = pa.dictionary(pa.int32(), pa.string())
 
 
 def _types(columns: tuple[str, ...], text: pa.DataType = pa.string()) -> dict[str, pa.DataType]:
-    types = {c: text if c in _TEXT else pa.float64() for c in columns}
+    types = {c: text if c in TEXT_COLUMNS else pa.float64() for c in columns}
     types["timestamp"] = pa.timestamp("ms", tz="UTC")
     return types
 
@@ -59,11 +57,11 @@ def _read(path: Path, options: arrow_csv.ConvertOptions) -> pa.Table | None:
 
 
 def read_gpu(folder: Path) -> pa.Table | None:
-    return _read(folder / "gpu.csv", _GPU_OPTIONS)
+    return _read(folder / GPU_FILE, _GPU_OPTIONS)
 
 
 def read_cpu(folder: Path) -> pa.Table | None:
-    return _read(folder / "cpu.csv", _CPU_OPTIONS)
+    return _read(folder / CPU_FILE, _CPU_OPTIONS)
 
 
 def values(table: pa.Table, name: str) -> np.ndarray:
@@ -99,10 +97,10 @@ def joined_samples(gpu: pa.Table | None, cpu: pa.Table | None, tolerance_ms: int
     return pa.Table.from_arrays([*gpu.columns, *columns], names=[*gpu.column_names, *cpu_part.column_names])
 
 
-def run_samples(table: pa.Table, environment: str, architecture: str, run_id: str) -> pa.Table:
+def run_samples(table: pa.Table, run: RunKey) -> pa.Table:
     """The joined samples with FILE_SCHEMA's columns: the run's key in front (one dictionary value, not a
     repeated string), then every sample column (all null where the run has none)."""
-    key = {"environment": environment, "architecture": architecture, "run_id": run_id}
+    key = {"environment": run.environment, "architecture": run.architecture, "run_id": run.run_id}
     names, rows = set(table.column_names), table.num_rows
     zeros = pa.array(np.zeros(rows, dtype=np.int32))
     return pa.Table.from_arrays(
@@ -110,7 +108,3 @@ def run_samples(table: pa.Table, environment: str, architecture: str, run_id: st
          else table.column(f.name) if f.name in names else pa.nulls(rows, f.type) for f in FILE_SCHEMA],
         schema=FILE_SCHEMA)
 
-
-def window_seconds(times_ms: np.ndarray, start_ms: int) -> np.ndarray:
-    """Sample times in seconds since the window's start: small, exact numbers for the energy arithmetic."""
-    return (np.asarray(times_ms, dtype="int64") - start_ms) / 1000

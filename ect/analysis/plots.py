@@ -104,8 +104,9 @@ def power_timeline(samples: pd.DataFrame, run: pd.Series, path: Path) -> Path:
     return _save(fig, path)
 
 
-def training_curves(history: pd.DataFrame, manifest: dict, path: Path) -> Path:
-    """One run's history.csv: loss, validation quality and (profiled runs) energy per epoch; fine-tuning shaded."""
+def training_curves(history: pd.DataFrame, run, path: Path) -> Path:
+    """One run's (a RunKey) history.csv: loss, validation quality and (profiled runs) energy per epoch; fine-tuning
+    shaded."""
     plt = _pyplot()
     energy = "total_energy_J" in history and history["total_energy_J"].notna().any()
     fig, axes = plt.subplots(1, 3 if energy else 2, figsize=(11 if energy else 8, 3.6))
@@ -130,6 +131,19 @@ def training_curves(history: pd.DataFrame, manifest: dict, path: Path) -> Path:
             ax.axvspan(fine_tuning.min() - 0.5, fine_tuning.max() + 0.5, color="tab:gray", alpha=0.12)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fig.suptitle(f"{manifest['architecture']} on {manifest['environment']}, run {manifest['run_id']}"
+    fig.suptitle(f"{run.architecture} on {run.environment}, run {run.run_id}"
                  + (" (grey: fine-tuning)" if len(fine_tuning) else ""), fontsize=10)
+    return _save(fig, path)
+
+
+def plot_trend(table: pd.DataFrame, path: Path, metric_label: str = "median energy per run (J)") -> Path:
+    """One line per architecture of a regression trend_table over the campaigns' start times."""
+    plt = _pyplot()
+    starts_utc = pd.to_datetime(table["start"], utc=True).dt.tz_localize(None)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for architecture in [c for c in table.columns if c != "start"]:
+        ax.plot(starts_utc, table[architecture], marker="o", label=str(architecture))
+    ax.set(xlabel="campaign start (UTC)", ylabel=metric_label, title="Energy per training run over the nightly campaigns")
+    ax.legend()
+    fig.autofmt_xdate()
     return _save(fig, path)

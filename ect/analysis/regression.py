@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 from scipy import stats
+
+from ect.errors import EnergyRegression
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,6 @@ class RegressionSettings:
     threshold: float = 0.05  # relative increase of the median that counts as a regression
     alpha: float = 0.05  # significance level of the one-sided rank test
     metric: str = "total_energy_J"
-
-
-class EnergyRegression(Exception):
-    """The latest campaign used significantly more energy than its baseline."""
 
 
 def _environment_runs(df: pd.DataFrame, environment: str) -> pd.DataFrame:
@@ -149,29 +146,6 @@ def trend_table(df: pd.DataFrame, environment: str, metric: str = "total_energy_
     medians = medians.reindex(index=starts.index, columns=sorted(medians.columns))
     medians.columns.name = None
     return pd.concat([starts.rename("start"), medians], axis=1)
-
-
-def plot_trend(table: pd.DataFrame, path: Path, metric_label: str = "median energy per run (J)") -> Path:
-    """A PNG with one line per architecture of a trend_table over the campaigns' start times."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on the Airflow workers
-    import matplotlib.pyplot as plt
-
-    starts_utc = pd.to_datetime(table["start"], utc=True).dt.tz_localize(None)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for architecture in [c for c in table.columns if c != "start"]:
-        ax.plot(starts_utc, table[architecture], marker="o", label=str(architecture))
-    ax.set_xlabel("campaign start (UTC)")
-    ax.set_ylabel(metric_label)
-    ax.set_title("Energy per training run over the nightly campaigns")
-    ax.legend()
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    plt.close(fig)
-    return path
 
 
 def raise_on_regression(result: dict) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pandas as pd
 
 from ect.analysis import plots
 from ect.analysis.stats import analyze
+from ect.raw.atomic import write_json, write_text
 
 SUMMARY_COLUMNS = {
     "runs": ("run_id", "count"),
@@ -77,14 +77,7 @@ class Document:
                  "table.ect td,table.ect th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%}")
         page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.md[0][2:])}</title>" \
                f"<style>{style}</style></head><body>{''.join(self.html)}</body></html>"
-        return _write(out_dir / "report.md", "\n".join(self.md) + "\n"), _write(out_dir / "report.html", page)
-
-
-def _write(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+        return write_text(out_dir / "report.md", "\n".join(self.md) + "\n"), write_text(out_dir / "report.html", page)
 
 
 def _comparison_tables(doc: Document, name: str, comparison: dict) -> None:
@@ -112,14 +105,14 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
     if runs.empty:
         doc = Document(title, figures)
         doc.paragraph("No aggregated run yet: nothing to analyse.")
-        _write(out_dir / "results.json", json.dumps({"n_runs": 0, "regression": regression}, indent=2, default=str))
+        write_json(out_dir / "results.json", {"n_runs": 0, "regression": regression})
         markdown, page = doc.write(out_dir)
         return {"results": str(out_dir / "results.json"), "markdown": str(markdown), "html": str(page),
                 "figures": str(figures)}
     results = analyze(runs, alpha=alpha, correction=correction, outliers=outliers)
     if regression is not None:
         results["regression"] = regression
-    _write(out_dir / "results.json", json.dumps(results, indent=2, default=str))
+    write_json(out_dir / "results.json", results)
 
     doc = Document(title, figures)
     doc.paragraph(f"{len(runs)} run(s) of {runs['architecture'].nunique()} architecture(s) on "

@@ -10,6 +10,7 @@ from typing import Any, Mapping
 import yaml
 
 from ect.config.settings import SECTIONS, Base, Environment, Experiment, Resources, keys_of
+from ect.errors import ConfigError
 
 FILES = {"base": "base.yaml", "experiment": "experiment.yaml", "resources": "resources.yaml"}
 ENVIRONMENTS_FILE = "environments.yaml"
@@ -17,10 +18,6 @@ DEFAULT_ENVIRONMENTS = {
     "local": {"DESCRIPTION": "A workstation GPU, runs as a local process", "RUNNER": "process"},
     "cloud": {"DESCRIPTION": "A cloud GPU host, runs in the worker container", "RUNNER": "docker"},
 }
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing or invalid; the message names the file, key, value and what is allowed."""
 
 
 def project_root(env: Mapping[str, str] = os.environ) -> Path:
@@ -94,6 +91,10 @@ class Config:
                 "(create a synthetic one with `ect make-dataset DIR`)"
             )
         return folder
+
+    def dataset_roots(self) -> list[Path]:
+        """DATASET_ROOTS as absolute paths, links and .. resolved."""
+        return [(Path(r) if Path(r).is_absolute() else self.root / r).resolve() for r in self.base.dataset_roots]
 
     def snapshot(self) -> dict:
         """Every effective setting, for run manifests (holds no secrets)."""

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from ect.config.loader import ConfigError, read_yaml
+from ect.config.loader import read_yaml
+from ect.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
-from ect.models.registry import ARCHITECTURES, BENCHMARK_ARCHITECTURES
+from ect.architectures import ARCHITECTURES, BENCHMARK_ARCHITECTURES
 
 
 def setting(default: Any, parse: Callable[[Any], Any], doc: str):
@@ -38,24 +38,21 @@ def _to_float(value: Any) -> float:
     return float(value)
 
 
-def positive_int(value: Any) -> int:
-    try:
-        number = _to_int(value)
-    except ValueError:
-        raise ValueError("an integer >= 1") from None
-    if number < 1:
-        raise ValueError("an integer >= 1")
-    return number
+def _integer(minimum: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        try:
+            number = _to_int(value)
+        except ValueError:
+            number = None
+        if number is None or number < minimum:
+            raise ValueError(f"an integer >= {minimum}")
+        return number
+
+    return parse
 
 
-def non_negative_int(value: Any) -> int:
-    try:
-        number = _to_int(value)
-    except ValueError:
-        raise ValueError("an integer >= 0") from None
-    if number < 0:
-        raise ValueError("an integer >= 0")
-    return number
+positive_int = _integer(1)
+non_negative_int = _integer(0)
 
 
 def optional_positive_number(value: Any) -> float | None:

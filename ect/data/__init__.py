@@ -5,7 +5,6 @@ The tf.data pipeline lives in ect.data.pipeline; import it explicitly (it needs 
 
 from ect.data.folder import (
     IMAGE_EXTENSIONS,
-    DatasetError,
     DatasetIndex,
     ImageFile,
     Split,
@@ -17,7 +16,6 @@ from ect.data.synthetic import make_synthetic_dataset
 
 __all__ = [
     "IMAGE_EXTENSIONS",
-    "DatasetError",
     "DatasetIndex",
     "ImageFile",
     "Split",

@@ -6,13 +6,16 @@ Layout: ROOT/<class_a>/*.png|jpg|jpeg and ROOT/<class_b>/*.png|jpg|jpeg.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
+
+from ect.errors import DatasetError
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 # Pillow formats that tf.io.decode_image can also read; a PNG/JPEG name is no guarantee.
@@ -20,10 +23,6 @@ DECODABLE_FORMATS = frozenset({"PNG", "JPEG", "MPO", "GIF", "BMP", "WEBP"})
 PROGRESS_MIN_FILES = 2000
 PROGRESS_EVERY = 1000
 MAX_PROBLEMS_LISTED = 5
-
-
-class DatasetError(ValueError):
-    """Bad dataset input; the message names the culprit and what was expected."""
 
 
 @dataclass(frozen=True)
@@ -46,10 +45,6 @@ class Split:
     validation: tuple[ImageFile, ...]
 
 
-def print_to_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def is_hidden(path: Path) -> bool:
     return path.name.startswith(".")
 
@@ -57,13 +52,12 @@ def is_hidden(path: Path) -> bool:
 def scan_dataset(
     root: str | Path,
     skip_corrupt: bool = False,
-    warn: Callable[[str], None] = print_to_stderr,
     progress: bool = True,
 ) -> DatasetIndex:
     """Index and validate every image; raise DatasetError on bad input.
 
     With skip_corrupt=True, non-image entries and undecodable images are skipped
-    (warned about and recorded in `skipped`) instead of failing the scan.
+    (logged as warnings and recorded in `skipped`) instead of failing the scan.
     """
     root = Path(root)
     if not root.exists():
@@ -97,12 +91,12 @@ def scan_dataset(
                 problems.append((entry, problem))
             checked += 1
             if show_progress and checked % PROGRESS_EVERY == 0:
-                print_to_stderr(f"checked {checked}/{total} files in {root}")
+                log.info("checked %d/%d files in %s", checked, total, root)
 
     if problems and not skip_corrupt:
         raise DatasetError(problems_message(problems))
     for path, reason in problems:
-        warn(f"skipping {path}: {reason}")
+        log.warning("skipping %s: %s", path, reason)
 
     for label, class_dir in enumerate(class_dirs):
         if not any(image_file.label == label for image_file in files):

@@ -6,7 +6,8 @@ the rest of ect must start fast without it.
 
 from __future__ import annotations
 
-from ect.data.folder import DatasetError, ImageFile, Split
+from ect.data.folder import ImageFile, Split
+from ect.errors import DatasetError
 
 
 def make_tf_datasets(

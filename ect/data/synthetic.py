@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ect.data.folder import DatasetError, DatasetIndex, scan_dataset
+from ect.data.folder import DatasetIndex, scan_dataset
+from ect.errors import DatasetError
 
 CLASS_NAMES = ("circles", "squares")
 MIN_IMAGES = 4

@@ -1,8 +1,5 @@
-"""Architecture registry, model building, two-phase training and FLOPs.
+"""Keras models: building an architecture of the registry (ect.architectures), two-phase training, FLOPs, the
+GPUs TensorFlow may use, and saving trained models.
 
-Only the submodules build, training and flops import TensorFlow, and only when called.
+Only ect.models.layers imports Keras at import time; the other modules import TensorFlow when called.
 """
-
-from ect.models.registry import ARCHITECTURES, BENCHMARK_ARCHITECTURES, Architecture, ModelError, get_architecture
-
-__all__ = ["ARCHITECTURES", "BENCHMARK_ARCHITECTURES", "Architecture", "ModelError", "get_architecture"]

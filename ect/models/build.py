@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ect.models.registry import Architecture, ModelError
-
-METRIC_NAMES = ("accuracy", "precision", "recall", "auc")
+from ect.architectures import Architecture
+from ect.errors import ModelError
+from ect.raw.columns import QUALITY_METRICS
 
 
 def _resolve_weights(arch: Architecture, weights: str) -> str | None:
@@ -49,11 +49,12 @@ def _base_network(arch: Architecture, image_size: int, weights: str | None):
 def compile_model(model, optimizer) -> None:
     import keras
 
+    accuracy, precision, recall, auc = QUALITY_METRICS
     metrics = [
-        keras.metrics.BinaryAccuracy(name="accuracy"),
-        keras.metrics.Precision(name="precision"),
-        keras.metrics.Recall(name="recall"),
-        keras.metrics.AUC(name="auc"),
+        keras.metrics.BinaryAccuracy(name=accuracy),
+        keras.metrics.Precision(name=precision),
+        keras.metrics.Recall(name=recall),
+        keras.metrics.AUC(name=auc),
     ]
     model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=metrics)
 
@@ -86,3 +87,10 @@ def build_model(arch: Architecture, image_size: int, weights: str, optimizer):
     model = keras.Model(inputs, outputs, name=arch.name)
     compile_model(model, optimizer)
     return model, base
+
+
+def set_seed(seed: int) -> None:
+    """Seeds Python, numpy and the backend, so that weights and augmentation repeat."""
+    import keras
+
+    keras.utils.set_random_seed(seed)

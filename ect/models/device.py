@@ -7,7 +7,7 @@ def configure_gpus(gpus: str | tuple[int, ...], memory_limit_mb: int | None) -> 
     """Restrict TensorFlow to the environment's GPUs ("all", "none" or indices); returns the visible GPUs' names."""
     import tensorflow as tf
 
-    from ect.config import ConfigError
+    from ect.errors import ConfigError
 
     physical = tf.config.list_physical_devices("GPU")
     if gpus == "none":

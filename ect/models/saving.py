@@ -6,15 +6,14 @@ tracking logs it from here. A crash never leaves a model.keras that looks comple
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from ect.raw.atomic import atomic_path
+from ect.raw.layout import RunKey
+from ect.raw.manifest import Manifest
 
 MODEL_FILE = "model.keras"
 SUMMARY_FILE = "model-summary.txt"
-
-
-def model_folder(models_dir: Path, environment: str, architecture: str, run_id: str) -> Path:
-    return Path(models_dir) / environment / architecture / run_id
 
 
 def save_model(model, folder: Path) -> Path:
@@ -23,23 +22,19 @@ def save_model(model, folder: Path) -> Path:
     lines: list[str] = []
     model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
     (folder / SUMMARY_FILE).write_text("\n".join(lines) + "\n")
-    partial = folder / f".partial-{os.getpid()}-{MODEL_FILE}"  # Keras insists on the .keras suffix
-    try:
+    with atomic_path(folder / MODEL_FILE) as partial:  # the temporary name keeps the .keras suffix Keras insists on
         model.save(partial)
-        os.replace(partial, folder / MODEL_FILE)
-    finally:
-        partial.unlink(missing_ok=True)
     return folder / MODEL_FILE
 
 
-def keep_model(model, models_dir: Path, environment: str, architecture: str, run_id: str, enabled: bool) -> dict:
+def keep_model(model, models_dir: Path, key: RunKey, enabled: bool) -> dict:
     """A profiled run's model, saved after the measurement; what the manifest records as `model`.
 
     Never raises: a model that cannot be saved costs no measurement, and the reason is recorded.
     """
     if not enabled:
         return {"file": None, "reason": "SAVE_MODELS is false"}
-    folder = model_folder(models_dir, environment, architecture, run_id)
+    folder = key.folder(models_dir)
     try:
         path = save_model(model, folder)
     except Exception as error:
@@ -47,9 +42,9 @@ def keep_model(model, models_dir: Path, environment: str, architecture: str, run
     return {"file": path.relative_to(models_dir).as_posix(), "bytes": path.stat().st_size}
 
 
-def find_model(models_dir: Path, manifest: dict, folder: Path) -> Path | None:
+def find_model(models_dir: Path, manifest: Manifest, folder: Path) -> Path | None:
     """The model file of a run folder's manifest (relative to MODELS_DIR), else model.keras in the folder."""
-    recorded = (manifest.get("model") or {}).get("file")
+    recorded = (manifest.model or {}).get("file")
     for path in ([Path(models_dir) / recorded] if recorded else []) + [Path(folder) / MODEL_FILE]:
         if path.is_file():
             return path

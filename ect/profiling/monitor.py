@@ -13,11 +13,14 @@ the trapezoid rule over its power samples ("integrated"). CPU energy comes from 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ect.profiling.energy import counter_delta, covers, integrate_power_J
+import numpy as np
+
+from ect.energy import CpuSeries, GpuSeries, WindowEnergy, window_energy
+from ect.errors import MeasurementError
 from ect.profiling.sampler import Sampler
 
 
@@ -27,29 +30,52 @@ class Measurement:
     start: float  # Unix time, s
     end: float
     duration_s: float
-    gpu_energy_J: dict[int, float]  # per GPU index; empty when no GPU was measured
-    gpu_energy_source: dict[int, str]  # per GPU: counter | integrated
-    cpu_energy_J: float | None
-    cpu_energy_source: str  # counter | estimated | unavailable
-    dram_energy_J: float | None
-    dram_energy_source: str  # counter | unavailable
+    energy: WindowEnergy
     samples: int
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
+    def gpu_energy_J(self) -> dict[int, float]:
+        """Per GPU index; empty when no GPU was measured."""
+        return self.energy.gpu_J
+
+    @property
+    def gpu_energy_source(self) -> dict[int, str]:
+        """Per GPU: counter | integrated."""
+        return self.energy.gpu_source
+
+    @property
+    def cpu_energy_J(self) -> float | None:
+        return self.energy.cpu_J
+
+    @property
+    def cpu_energy_source(self) -> str:
+        """counter | estimated | unavailable"""
+        return self.energy.cpu_source
+
+    @property
+    def dram_energy_J(self) -> float | None:
+        return self.energy.dram_J
+
+    @property
+    def dram_energy_source(self) -> str:
+        return self.energy.dram_source
+
+    @property
     def total_energy_J(self) -> float:
         """GPU + CPU + DRAM energy of the window (the parts that were measured or estimated)."""
-        parts = [*self.gpu_energy_J.values(), self.cpu_energy_J, self.dram_energy_J]
-        return math.fsum(p for p in parts if p is not None and not math.isnan(p))
+        return self.energy.total_J
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        # No GPU measured is "unavailable", never zero joules.
-        data["gpu_energy_J"] = {str(k): v for k, v in self.gpu_energy_J.items()} or None
-        data["gpu_energy_source"] = {str(k): v for k, v in self.gpu_energy_source.items()} or "unavailable"
-        data["total_energy_J"] = self.total_energy_J
-        data["notes"] = list(self.notes)
-        return data
+        return {
+            "name": self.name, "start": self.start, "end": self.end, "duration_s": self.duration_s,
+            # No GPU measured is "unavailable", never zero joules.
+            "gpu_energy_J": {str(k): v for k, v in self.gpu_energy_J.items()} or None,
+            "gpu_energy_source": {str(k): v for k, v in self.gpu_energy_source.items()} or "unavailable",
+            "cpu_energy_J": self.cpu_energy_J, "cpu_energy_source": self.cpu_energy_source,
+            "dram_energy_J": self.dram_energy_J, "dram_energy_source": self.dram_energy_source,
+            "samples": self.samples, "notes": list(self.notes), "total_energy_J": self.total_energy_J,
+        }
 
 
 class EnergyMonitor:
@@ -73,12 +99,12 @@ class EnergyMonitor:
 
     def begin_window(self, name: str) -> None:
         if name in self._open:
-            raise ValueError(f"measurement window {name!r} is already open")
+            raise MeasurementError(f"measurement window {name!r} is already open")
         self._open[name] = self.sampler.sample_now()
 
     def end_window(self, name: str) -> Measurement:
         if name not in self._open:
-            raise ValueError(f"measurement window {name!r} was never begun")
+            raise MeasurementError(f"measurement window {name!r} was never begun")
         start = self._open.pop(name)
         end = self.sampler.sample_now()
         self.windows[name] = self.measure(name, start, end)
@@ -89,34 +115,20 @@ class EnergyMonitor:
         s = self.sampler
         with s._lock:
             times_ms, gpu_rows, cpu_rows = list(s.times_ms), list(s.gpu_rows), list(s.cpu_rows)
-        # Seconds since the window's start: small numbers, exact differences.
-        times = [(t - start_ms) / 1000 for t in times_ms]
-        start, end = 0.0, (end_ms - start_ms) / 1000
-        gpu_J, gpu_source = {}, {}
+        gpus = {}
         for index in sorted({row["gpu_index"] for rows in gpu_rows for row in rows}):
-            series = [(t, row) for t, rows in zip(times, gpu_rows) for row in rows if row["gpu_index"] == index]
-            t = [x for x, _ in series]
-            counters = [row.get("energy_counter_mJ") for _, row in series]
-            if covers(t, counters, start, end):
-                gpu_J[index], gpu_source[index] = counter_delta(t, counters, start, end) / 1e3, "counter"
-            else:
-                gpu_J[index] = integrate_power_J(t, [row["power_W"] for _, row in series], start, end)
-                gpu_source[index] = "integrated"
-
-        def column(key):
-            return [math.nan if row.get(key) is None else row[key] for row in cpu_rows]
-
+            series = [(t, row) for t, rows in zip(times_ms, gpu_rows) for row in rows if row["gpu_index"] == index]
+            gpus[index] = GpuSeries(np.array([t for t, _ in series], dtype="int64"),
+                                    _column([row for _, row in series], "power_W"),
+                                    _column([row for _, row in series], "energy_counter_mJ"))
+        cpu = CpuSeries(np.array(times_ms, dtype="int64"), _column(cpu_rows, "rapl_package_energy_uJ"),
+                        _column(cpu_rows, "rapl_dram_energy_uJ"), _column(cpu_rows, "cpu_power_estimated_W"))
         notes = [f"{sensor.name}: {sensor.error}" for sensor in (*s.choice.gpu, *s.choice.cpu) if sensor.error]
-        if any(row.get("rapl_package_energy_uJ") is not None for row in cpu_rows):
-            cpu_J, cpu_source = counter_delta(times, column("rapl_package_energy_uJ"), start, end) / 1e6, "counter"
-        elif any(row.get("cpu_power_estimated_W") is not None for row in cpu_rows):
-            cpu_J, cpu_source = integrate_power_J(times, column("cpu_power_estimated_W"), start, end), "estimated"
-        else:
-            cpu_J, cpu_source = None, "unavailable"
-        if any(row.get("rapl_dram_energy_uJ") is not None for row in cpu_rows):
-            dram_J, dram_source = counter_delta(times, column("rapl_dram_energy_uJ"), start, end) / 1e6, "counter"
-        else:
-            dram_J, dram_source = None, "unavailable"
         samples = sum(start_ms <= t <= end_ms for t in times_ms)
-        return Measurement(name, start_ms / 1000, end_ms / 1000, end, gpu_J, gpu_source, cpu_J, cpu_source,
-                           dram_J, dram_source, samples, tuple(notes))
+        return Measurement(name, start_ms / 1000, end_ms / 1000, (end_ms - start_ms) / 1000,
+                           window_energy(start_ms, end_ms, gpus, cpu), samples, tuple(notes))
+
+
+def _column(rows: list[dict], key: str) -> np.ndarray:
+    """One value of every row (NaN where it was not read)."""
+    return np.array([math.nan if row.get(key) is None else row[key] for row in rows], dtype=float)

@@ -6,27 +6,13 @@ import csv
 import math
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-GPU_COLUMNS = (
-    "timestamp", "gpu_index", "name", "power_W", "energy_counter_mJ", "utilization_gpu_pct",
-    "utilization_memory_pct", "memory_used_MiB", "memory_total_MiB", "temperature_C", "power_limit_W",
-)
-CPU_COLUMNS = (
-    "timestamp", "process_cpu_pct", "process_rss_MiB", "system_cpu_pct", "rapl_package_energy_uJ",
-    "rapl_dram_energy_uJ", "cpu_power_estimated_W", "cpu_power_source",
-)
+from ect.errors import MeasurementError
+from ect.raw.columns import CPU_COLUMNS, GPU_COLUMNS, iso_utc_ms
+from ect.raw.layout import CPU_FILE, GPU_FILE
+
 FLUSH_EVERY_S = 1.0
-
-
-def iso_utc(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def iso_utc_ms(t_ms: int) -> str:
-    seconds, ms = divmod(t_ms, 1000)
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms:03d}Z"
 
 
 class _CsvLog:
@@ -63,7 +49,7 @@ class Sampler:
 
     def __init__(self, choice, folder: Path | None, interval_s: float, clock=time.time, monotonic=time.monotonic):
         if interval_s <= 0:
-            raise ValueError(f"sampling interval must be > 0 s, got {interval_s}")
+            raise MeasurementError(f"sampling interval must be > 0 s, got {interval_s}")
         self.choice = choice
         self.interval_s = interval_s
         self.clock = clock
@@ -76,8 +62,8 @@ class Sampler:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._gpu_log = _CsvLog(folder / "gpu.csv", GPU_COLUMNS) if folder and choice.gpu else None
-        self._cpu_log = _CsvLog(folder / "cpu.csv", CPU_COLUMNS) if folder else None
+        self._gpu_log = _CsvLog(folder / GPU_FILE, GPU_COLUMNS) if folder and choice.gpu else None
+        self._cpu_log = _CsvLog(folder / CPU_FILE, CPU_COLUMNS) if folder else None
 
     def start(self) -> None:
         for sensor in (*self.choice.gpu, *self.choice.cpu):

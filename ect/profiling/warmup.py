@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Callable
 
 PROGRESS_EVERY_S = 60.0
 
+log = logging.getLogger(__name__)
 
-def warm_up(seconds: float, print_line: Callable[[str], None] = print) -> int:
+
+def warm_up(seconds: float) -> int:
     """Keeps the compute device busy with matrix products (the GPU if TensorFlow sees one) for `seconds`.
 
     Brings clocks, fans and temperatures to their working state before the first measurement.
@@ -17,7 +19,7 @@ def warm_up(seconds: float, print_line: Callable[[str], None] = print) -> int:
     import tensorflow as tf
 
     device = "/GPU:0" if tf.config.list_logical_devices("GPU") else "/CPU:0"
-    print_line(f"warm-up: {seconds:.0f} s of matrix products on {device}")
+    log.info(f"warm-up: {seconds:.0f} s of matrix products on {device}")
     with tf.device(device):
         matrix = tf.random.stateless_uniform((1024, 1024), seed=(0, 0))
         started = last_report = time.monotonic()
@@ -29,17 +31,17 @@ def warm_up(seconds: float, print_line: Callable[[str], None] = print) -> int:
             products += 1
             if time.monotonic() - last_report >= PROGRESS_EVERY_S:
                 last_report = time.monotonic()
-                print_line(f"warm-up: {last_report - started:.0f}/{seconds:.0f} s")
+                log.info(f"warm-up: {last_report - started:.0f}/{seconds:.0f} s")
     return products
 
 
-def cool_down(seconds: float, print_line: Callable[[str], None] = print, sleep=time.sleep) -> None:
+def cool_down(seconds: float, sleep=time.sleep) -> None:
     """Idles for `seconds`, so that one run's heat does not bias the next run's energy."""
-    print_line(f"cool-down: {seconds:.0f} s")
+    log.info(f"cool-down: {seconds:.0f} s")
     remaining = seconds
     while remaining > 0:
         step = min(PROGRESS_EVERY_S, remaining)
         sleep(step)
         remaining -= step
         if remaining > 0:
-            print_line(f"cool-down: {seconds - remaining:.0f}/{seconds:.0f} s")
+            log.info(f"cool-down: {seconds - remaining:.0f}/{seconds:.0f} s")

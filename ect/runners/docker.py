@@ -15,7 +15,10 @@ from pathlib import Path
 
 from airflow.providers.docker.operators.docker import DockerOperator
 
+from ect.errors import ConfigError, RunnerError
 from ect.runners.credentials import mlflow_environment
+from ect.runs.commands import ect_command, profile_run_args, warmup_args
+from ect.runs.plan import PlannedRun
 
 CONTAINER_ROOT = "/ect"
 CONTAINER_DATASET = f"{CONTAINER_ROOT}/data/dataset"
@@ -35,7 +38,7 @@ def host_path(path: Path, path_map) -> str:
 def shm_bytes(size: str) -> int:
     match = re.fullmatch(r"(\d+)([kmg]?)b?", size.strip().lower())
     if not match:
-        raise ValueError(f"DOCKER_SHM_SIZE={size!r}: expected a size such as 512m or 2g")
+        raise ConfigError(f"DOCKER_SHM_SIZE={size!r}: expected a size such as 512m or 2g")
     return int(match.group(1)) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[match.group(2)]
 
 
@@ -49,10 +52,6 @@ def device_requests(gpus):
     return [DeviceRequest(device_ids=[str(i) for i in gpus], capabilities=[["gpu"]])]
 
 
-def dataset_roots(cfg) -> list[Path]:
-    return [(Path(r) if Path(r).is_absolute() else cfg.root / r).resolve() for r in cfg.base.dataset_roots]
-
-
 def mounts(cfg, env):
     """Binds, read-only except the outputs: config, DATASET_DIR, every DATASET_ROOTS folder, metrics, models."""
     from docker.types import Mount
@@ -63,7 +62,7 @@ def mounts(cfg, env):
     binds = [bind(cfg.root / "config", f"{CONTAINER_ROOT}/config", True)]
     if cfg.path("DATASET_DIR").is_dir():
         binds.append(bind(cfg.path("DATASET_DIR").resolve(), CONTAINER_DATASET, True))
-    binds += [bind(root, f"{CONTAINER_ROOT}/datasets/{k}", True) for k, root in enumerate(dataset_roots(cfg))
+    binds += [bind(root, f"{CONTAINER_ROOT}/datasets/{k}", True) for k, root in enumerate(cfg.dataset_roots())
               if root.is_dir()]
     for path in (cfg.path("METRICS_DIR"), cfg.path("MODELS_DIR")):
         path.mkdir(parents=True, exist_ok=True)
@@ -77,10 +76,10 @@ def container_dataset(cfg, dataset_dir: str) -> str:
     folder = Path(dataset_dir).resolve()
     if folder == cfg.path("DATASET_DIR").resolve():
         return CONTAINER_DATASET
-    for k, root in enumerate(dataset_roots(cfg)):
+    for k, root in enumerate(cfg.dataset_roots()):
         if folder == root or root in folder.parents:
             return f"{CONTAINER_ROOT}/datasets/{k}/{folder.relative_to(root)}".rstrip("/.")
-    raise RuntimeError(f"dataset {folder} is neither DATASET_DIR nor inside DATASET_ROOTS: it is not mounted")
+    raise RunnerError(f"dataset {folder} is neither DATASET_DIR nor inside DATASET_ROOTS: it is not mounted")
 
 
 def container_args(cfg, plan: dict) -> list[str]:
@@ -91,23 +90,21 @@ def container_args(cfg, plan: dict) -> list[str]:
                    f"--set=MODELS_DIR={CONTAINER_MODELS}"]
 
 
-def operators(env, cfg, plan):
+def tasks(env, cfg, plan):
     """(warm-up, mapped training) DockerOperators of an environment's DAG, wired to the preflight plan."""
     from airflow.sdk import task
-
-    from ect import pipeline
 
     @task
     def warm_up_command(plan: dict) -> list[list[str]]:
         if plan["warmup_minutes"] <= 0:
             return []
-        return [["python", "-m", "ect", "warmup", env.name, *container_args(cfg, plan)]]
+        return [ect_command(warmup_args(env.name, container_args(cfg, plan)), python="python")]
 
     @task
     def run_commands(plan: dict) -> list[list[str]]:
         args = container_args(cfg, plan)
-        return [["python", "-m", "ect", *pipeline.profile_run_args(env.name, run, args, plan.get("experiment_name"),
-                                                                     plan.get("dag_run_id"))]
+        return [ect_command(profile_run_args(env.name, PlannedRun.from_dict(run), args, plan["experiment_name"],
+                                             plan["dag_run_id"], cool_down=True), python="python")
                 for run in plan["runs"]]
 
     common = dict(
@@ -121,7 +118,7 @@ def operators(env, cfg, plan):
     warm = EctDockerOperator.partial(task_id="warm_up", **common).expand(command=warm_up_command(plan))
     # none_failed: a warm-up mapped over no command (WARMUP_TIME 0) is skipped, and must not skip training.
     trained = EctDockerOperator.partial(task_id="train", retries=env.retries, retry_delay=timedelta(seconds=env.retry_delay_s),
-                                     trigger_rule="none_failed", **common).expand(command=run_commands(plan))
+                                        trigger_rule="none_failed", **common).expand(command=run_commands(plan))
     return warm, trained
 
 
@@ -142,8 +139,8 @@ def client(env):
     return docker.APIClient(base_url=env.docker_url, timeout=30)
 
 
-def check(env) -> str:
-    """The Docker engine answers and has the worker image."""
+def check(env, cfg) -> str:
+    """The Docker engine answers and has the worker image (the sensors are the container's: checked by each run)."""
     import docker
 
     try:
@@ -151,8 +148,8 @@ def check(env) -> str:
         version = engine.version().get("Version")
         engine.inspect_image(env.docker_image)
     except docker.errors.ImageNotFound:
-        raise RuntimeError(f"the Docker engine at {env.docker_url} has no image {env.docker_image!r}: build it with "
+        raise RunnerError(f"the Docker engine at {env.docker_url} has no image {env.docker_image!r}: build it with "
                            "`docker build -f docker/Dockerfile -t ect-worker .` (see docker/README.md)") from None
     except docker.errors.DockerException as error:
-        raise RuntimeError(f"no Docker engine answers at {env.docker_url} (DOCKER_URL): {error}") from None
+        raise RunnerError(f"no Docker engine answers at {env.docker_url} (DOCKER_URL): {error}") from None
     return f"Docker {version} at {env.docker_url}, image {env.docker_image}"

@@ -4,10 +4,10 @@ from ect.sensors.base import Availability, Sensor
 from ect.sensors.estimate import DEFAULT_CPU_TDP_W, CpuPowerEstimate
 from ect.sensors.nvml import NvmlSensor
 from ect.sensors.process import ProcessSensor
-from ect.sensors.rapl import RaplSensor, counter_delta
+from ect.sensors.rapl import RaplSensor, wraparound_delta
 from ect.sensors.select import SensorChoice, select_sensors
 
 __all__ = [
-    "Availability", "Sensor", "NvmlSensor", "RaplSensor", "counter_delta", "ProcessSensor", "CpuPowerEstimate",
+    "Availability", "Sensor", "NvmlSensor", "RaplSensor", "wraparound_delta", "ProcessSensor", "CpuPowerEstimate",
     "DEFAULT_CPU_TDP_W", "SensorChoice", "select_sensors",
 ]

@@ -7,6 +7,7 @@ import os
 import time
 from typing import Any, Mapping, Sequence
 
+from ect.errors import GpuSelectionError
 from ect.sensors.base import Availability, Sensor
 
 
@@ -14,10 +15,6 @@ from ect.sensors.base import Availability, Sensor
 # microseconds), and it updates only every 100 ms there. It is read at every window boundary and at most
 # this often in between; the other samples leave it empty.
 COUNTER_EVERY_S = 1.0
-
-
-class GpuSelectionError(Exception):
-    """The selected GPUs do not all exist."""
 
 
 def _text(value: str | bytes) -> str:

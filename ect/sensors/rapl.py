@@ -10,7 +10,7 @@ from ect.sensors.base import Availability, Sensor
 POWERCAP_ROOT = Path("/sys/class/powercap")
 
 
-def counter_delta(previous: int, current: int, max_range: int) -> int:
+def wraparound_delta(previous: int, current: int, max_range: int) -> int:
     """Energy between two readings of a counter that wraps to 0 after reaching `max_range`.
 
     Linux documents energy_uj as counting in [0, max_energy_range_uj]; like CodeCarbon and Zeus we add
@@ -101,7 +101,7 @@ class RaplSensor(Sensor):
         try:
             for zone in self._zones:
                 current_uj = _read_int(zone.path / "energy_uj")
-                zone.total_uj += counter_delta(zone.previous_uj, current_uj, zone.max_energy_range_uj)
+                zone.total_uj += wraparound_delta(zone.previous_uj, current_uj, zone.max_energy_range_uj)
                 zone.previous_uj = current_uj
         except (OSError, ValueError) as error:
             self.error = f"RAPL counter unreadable mid-run: {error}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 import re
@@ -25,18 +26,21 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from ect import __version__
-from ect.config import Config, ConfigError
+from ect.config import Config
 from ect.config.secrets import MlflowSecrets, load_secrets
-from ect.io import write_json_atomic
+from ect.energy import emissions_gCO2e, to_kWh
+from ect.errors import ConfigError, TrackingError
 from ect.models.saving import MODEL_FILE
-from ect.profiling.sampler import iso_utc
+from ect.raw.atomic import read_json, write_json
+from ect.raw.columns import now_utc
+from ect.raw.layout import CPU_FILE, GPU_FILE, HISTORY_FILE, MANIFEST_FILE, METRICS_FILE, TRACKING_FILE
+from ect.raw.manifest import Manifest, read_manifest
 
-TRACKING_FILE = "tracking.json"
 RUN_KEY_TAG = "ect_run_key"
-ARTIFACT_FILES = ("manifest.json", "history.csv", "metrics.json", "cpu.csv", "gpu.csv")
+ARTIFACT_FILES = (MANIFEST_FILE, HISTORY_FILE, METRICS_FILE, CPU_FILE, GPU_FILE)
 # The training hyperparameters of the manifest's config snapshot (experiment section), logged as params.
 HYPERPARAMETERS = (
     "INITIAL_EPOCHS", "FT_EPOCHS", "IMAGE_SIZE", "BATCH_SIZE", "VALIDATION_SPLIT", "SEED", "WEIGHTS",
@@ -52,10 +56,12 @@ _HISTORY_RENAME = {"duration_s": "epoch_duration_s", "gpu_energy_J": "epoch_gpu_
 # Client settings while talking to the server: an unreachable server fails within seconds.
 _CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 
+log = logging.getLogger(__name__)
 
-def run_key(manifest: dict) -> str:
-    key = f"{manifest['environment']}/{manifest['architecture']}/{manifest['run_id']}"
-    return f"train/{key}" if manifest.get("kind") == "train" else key
+
+def run_key(manifest: Manifest) -> str:
+    """The ect_run_key tag: the run's name, prefixed with train/ for `ect train` runs (kept in MODELS_DIR)."""
+    return f"train/{manifest.key.name}" if manifest.kind == "train" else manifest.key.name
 
 
 def mask_url(url: str | None) -> str:
@@ -102,27 +108,28 @@ def _number(value) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _params(manifest: dict) -> dict[str, str]:
-    experiment = (manifest.get("config") or {}).get("experiment") or {}
+def _params(manifest: Manifest) -> dict[str, str]:
+    config = manifest.config or {}
+    experiment = config.get("experiment") or {}
     params = {key: experiment[key] for key in HYPERPARAMETERS if key in experiment}
-    fingerprint = (manifest.get("dataset") or {}).get("fingerprint") or {}
-    sensors = manifest.get("sensors") or {}
+    fingerprint = (manifest.dataset or {}).get("fingerprint") or {}
+    sensors = manifest.sensors
     params.update({
-        "environment": manifest["environment"], "architecture": manifest["architecture"],
-        "repetition": manifest.get("repetition"), "run_id": manifest["run_id"], "attempt": manifest.get("attempt"),
-        "profile": (manifest.get("config") or {}).get("profile"),
+        "environment": manifest.environment, "architecture": manifest.architecture,
+        "repetition": manifest.repetition, "run_id": manifest.run_id, "attempt": manifest.attempt,
+        "profile": config.get("profile"),
         "dataset_sha256": fingerprint.get("sha256"), "dataset_total_files": fingerprint.get("total_files"),
         "dataset_skipped_files": fingerprint.get("skipped_files"),
         "dataset_class_counts": json.dumps(fingerprint.get("class_counts"), sort_keys=True)
         if fingerprint.get("class_counts") is not None else None,
-        "sensors_used": ",".join(sensors.get("used") or []) or None,
-        "sampling_interval_s": sensors.get("sampling_interval_s"),
+        "sensors_used": ",".join(sensors.used or []) or None if sensors else None,
+        "sampling_interval_s": sensors.sampling_interval_s if sensors else None,
     })
     return {key: str(value)[:6000] for key, value in params.items() if value is not None}
 
 
-def _energy(manifest: dict, environments: dict) -> tuple[dict[str, float], dict[str, str]]:
-    training = (manifest.get("energy") or {}).get("training") or {}
+def _energy(manifest: Manifest, environments: dict) -> tuple[dict[str, float], dict[str, str]]:
+    training = (manifest.energy or {}).get("training") or {}
     metrics: dict[str, float] = {}
     gpu = training.get("gpu_energy_J")
     if isinstance(gpu, dict) and gpu:
@@ -131,10 +138,8 @@ def _energy(manifest: dict, environments: dict) -> tuple[dict[str, float], dict[
         if _number(training.get(key)) is not None:
             metrics[key] = float(training[key])
     if "total_energy_J" in metrics:
-        from ect.aggregate.runs import emissions_gCO2e
-
-        metrics["energy_kWh"] = metrics["total_energy_J"] / 3.6e6
-        metrics["emissions_gCO2e"] = emissions_gCO2e(metrics["energy_kWh"], environments.get(manifest["environment"]))
+        metrics["energy_kWh"] = to_kWh(metrics["total_energy_J"])
+        metrics["emissions_gCO2e"] = emissions_gCO2e(metrics["energy_kWh"], environments.get(manifest.environment))
     gpu_source = training.get("gpu_energy_source")
     if isinstance(gpu_source, dict):
         gpu_source = "+".join(sorted(set(map(str, gpu_source.values())))) or "unavailable"
@@ -145,8 +150,7 @@ def _energy(manifest: dict, environments: dict) -> tuple[dict[str, float], dict[
 
 def _final_metrics(folder: Path) -> dict[str, float]:
     """metrics.json's numbers; val_* become final_val_* (the plain names hold the per-epoch history)."""
-    path = folder / "metrics.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
+    data = read_json(folder / METRICS_FILE) or {}
     return {(f"final_{key}" if key.startswith("val_") else key): float(value) for key, value in data.items()
             if not isinstance(value, bool) and _number(value) is not None}
 
@@ -154,7 +158,7 @@ def _final_metrics(folder: Path) -> dict[str, float]:
 def _history(folder: Path, timestamp_ms: int):
     from mlflow.entities import Metric
 
-    path = folder / "history.csv"
+    path = folder / HISTORY_FILE
     if not path.exists():
         return []
     metrics = []
@@ -169,15 +173,14 @@ def _history(folder: Path, timestamp_ms: int):
     return metrics
 
 
-def _tags(manifest: dict, energy_tags: dict[str, str], experiment_name: str) -> dict[str, str]:
-    host = manifest.get("host") or {}
+def _tags(manifest: Manifest, energy_tags: dict[str, str], experiment_name: str) -> dict[str, str]:
     return {
-        "environment": manifest["environment"], "architecture": manifest["architecture"],
-        "run_id": manifest["run_id"], "experiment_name": experiment_name, "ect_kind": manifest.get("kind", "profiled"),
-        "host": str(host.get("hostname") or "unknown"),
-        "gpus": ", ".join(map(str, host.get("gpus") or [])) or "none",
-        "ect_version": (manifest.get("software") or {}).get("ect") or __version__,
-        **({"dag_run_id": manifest["dag_run_id"]} if manifest.get("dag_run_id") else {}),
+        "environment": manifest.environment, "architecture": manifest.architecture,
+        "run_id": manifest.run_id, "experiment_name": experiment_name, "ect_kind": manifest.kind,
+        "host": str(manifest.host.hostname or "unknown"),
+        "gpus": ", ".join(map(str, manifest.host.gpus or [])) or "none",
+        "ect_version": manifest.software.get("ect") or __version__,
+        **({"dag_run_id": manifest.dag_run_id} if manifest.dag_run_id else {}),
         **energy_tags,
     }
 
@@ -200,14 +203,14 @@ def _experiment_id(client, name: str) -> str:
         return experiment.experiment_id
 
 
-def _log_model(client, experiment_id: str, mlflow_run, manifest: dict, folder: Path, val_f1: float | None,
+def _log_model(client, experiment_id: str, mlflow_run, manifest: Manifest, folder: Path, val_f1: float | None,
                models_dir: Path) -> str:
     """Logs the run's model (MLflow Keras format) and registers it when its val_f1 is the architecture's best."""
     from ect.models.saving import SUMMARY_FILE, find_model
 
     model_file = find_model(models_dir, manifest, folder)
     if model_file is None:
-        recorded = manifest.get("model") or {}
+        recorded = manifest.model or {}
         why = recorded.get("error") or recorded.get("reason") or f"no {MODEL_FILE} for this run in {models_dir}"
         return f"not logged: {why}"
     run_id = mlflow_run.info.run_id
@@ -217,7 +220,7 @@ def _log_model(client, experiment_id: str, mlflow_run, manifest: dict, folder: P
     if (model_file.parent / SUMMARY_FILE).exists():
         client.log_artifact(run_id, str(model_file.parent / SUMMARY_FILE))
     client.set_tag(run_id, "ect_model_logged", "true")
-    architecture = manifest["architecture"]
+    architecture = manifest.architecture
     others = client.search_runs(
         [experiment_id], max_results=1000,
         filter_string=f"tags.architecture = '{architecture}' and tags.ect_model_logged = 'true'")
@@ -250,29 +253,29 @@ def _save_mlflow_model(model_file: Path, target: Path) -> None:
     mlflow.keras.save_model(model, str(target), pip_requirements=requirements)
 
 
-def _log_plots(client, run_id: str, manifest: dict, folder: Path) -> None:
+def _log_plots(client, run_id: str, manifest: Manifest, folder: Path) -> None:
     """Training curves and, for profiled runs, the power timeline, as PNGs under plots/."""
     import pandas as pd
 
     from ect.analysis import plots
 
     with tempfile.TemporaryDirectory(prefix="ect-mlflow-plots-") as tmp:
-        if (folder / "history.csv").exists():
-            plots.training_curves(pd.read_csv(folder / "history.csv"), manifest, Path(tmp) / "training_curves.png")
-        window = manifest.get("window") or {}
-        if window.get("start_unix_s") is not None:
+        if (folder / HISTORY_FILE).exists():
+            plots.training_curves(pd.read_csv(folder / HISTORY_FILE), manifest.key, Path(tmp) / "training_curves.png")
+        window = manifest.window
+        if window is not None and window.start_unix_s is not None:
             from ect.aggregate.samples import joined_samples, read_cpu, read_gpu, run_samples
 
             samples = run_samples(joined_samples(read_gpu(folder), read_cpu(folder), tolerance_ms=1000),
-                                  manifest["environment"], manifest["architecture"], manifest["run_id"]).to_pandas()
-            run = pd.Series({"environment": manifest["environment"], "architecture": manifest["architecture"],
-                             "run_id": manifest["run_id"], "start": round(window["start_unix_s"] * 1000),
-                             "duration_s": window["end_unix_s"] - window["start_unix_s"]})
+                                  manifest.key).to_pandas()
+            run = pd.Series({"environment": manifest.environment, "architecture": manifest.architecture,
+                             "run_id": manifest.run_id, "start": window.start_ms,
+                             "duration_s": window.end_unix_s - window.start_unix_s})
             plots.power_timeline(samples, run, Path(tmp) / "power_timeline.png")
         client.log_artifacts(run_id, tmp, "plots")
 
 
-def _upload(client, experiment_id: str, manifest: dict, folder: Path, experiment_name: str,
+def _upload(client, experiment_id: str, manifest: Manifest, folder: Path, experiment_name: str,
             models_dir: Path, environments: dict) -> tuple[str, str]:
     """One complete upload; returns (MLflow run id, what happened to the model)."""
     from mlflow.entities import Metric, Param, RunTag
@@ -280,7 +283,7 @@ def _upload(client, experiment_id: str, manifest: dict, folder: Path, experiment
     now_ms = int(time.time() * 1000)
     energy, energy_tags = _energy(manifest, environments)
     finals = _final_metrics(folder)
-    mlflow_run = client.create_run(experiment_id, run_name=f"{manifest['architecture']}-{manifest['run_id']}",
+    mlflow_run = client.create_run(experiment_id, run_name=f"{manifest.architecture}-{manifest.run_id}",
                                    tags=_tags(manifest, energy_tags, experiment_name))
     run_id = mlflow_run.info.run_id
     try:
@@ -310,20 +313,17 @@ def _upload(client, experiment_id: str, manifest: dict, folder: Path, experiment
     return run_id, model
 
 
-def track_completed_run(cfg: Config, folder: Path, experiment_name: str | None = None,
-                        print_line: Callable[[str], None] = print) -> dict:
+def track_completed_run(cfg: Config, folder: Path, experiment_name: str | None = None) -> dict:
     """Uploads one completed run folder to MLflow (exactly once) and writes its tracking.json.
 
     Returns what tracking.json says. A failure to talk to the server never raises: it is recorded as
-    synced false (for `ect mlflow-sync`). A folder whose manifest is not completed raises ValueError.
+    synced false (for `ect mlflow-sync`). A folder whose manifest is not completed raises TrackingError.
     """
-    from ect.profiling.run import read_manifest
-
     folder = Path(folder)
     manifest = read_manifest(folder)
-    if not manifest or manifest.get("status") != "completed":
-        raise ValueError(f"{folder}: the run is not completed; only completed runs are tracked")
-    experiment_name = experiment_name or manifest.get("experiment_name")
+    if manifest is None or not manifest.completed:
+        raise TrackingError(f"{folder}: the run is not completed; only completed runs are tracked")
+    experiment_name = experiment_name or manifest.experiment_name
     key = run_key(manifest)
     secrets = MlflowSecrets()
     try:
@@ -344,33 +344,27 @@ def track_completed_run(cfg: Config, folder: Path, experiment_name: str | None =
                                                cfg.path("MODELS_DIR"), cfg.environments)
                 note = "uploaded"
         record = {"synced": True, "experiment_name": experiment_name, "experiment_id": experiment_id,
-                  "mlflow_run_id": mlflow_run_id, "run_key": key, "synced_at": iso_utc(time.time()), "model": model}
-        print_line(f"MLflow: {key} {note} as run {mlflow_run_id} of experiment {experiment_name!r}; model {model}")
+                  "mlflow_run_id": mlflow_run_id, "run_key": key, "synced_at": now_utc(), "model": model}
+        log.info(f"MLflow: {key} {note} as run {mlflow_run_id} of experiment {experiment_name!r}; model {model}")
     except Exception as error:
         message = _scrub(f"{type(error).__name__}: {error}", secrets)
         record = {"synced": False, "experiment_name": experiment_name, "run_key": key, "error": message,
-                  "attempted_at": iso_utc(time.time())}
-        print_line(f"MLflow: {key} not synced ({message}); the run stays completed: `ect mlflow-sync` uploads it later")
-    write_json_atomic(folder / TRACKING_FILE, record)
+                  "attempted_at": now_utc()}
+        log.warning(f"MLflow: {key} not synced ({message}); the run stays completed: `ect mlflow-sync` uploads it later")
+    write_json(folder / TRACKING_FILE, record)
     return record
 
 
 def read_tracking(folder: Path) -> dict | None:
-    try:
-        return json.loads((Path(folder) / TRACKING_FILE).read_text())
-    except (OSError, ValueError):
-        return None
+    return read_json(Path(folder) / TRACKING_FILE)
 
 
-def sync_runs(cfg: Config, raw_dir: Path | None = None,
-              print_line: Callable[[str], None] = lambda line: None) -> list[tuple[Path, str]]:
+def sync_runs(cfg: Config, raw_dir: Path | None = None) -> list[tuple[Path, str]]:
     """Uploads every completed run (profiled runs under RAW_DIR, `ect train` runs under MODELS_DIR) whose
     tracking.json says synced false, exactly once each.
 
     Returns (run folder, status) for each run it tried; a second call finds nothing to do.
     """
-    from ect.profiling.run import read_manifest
-
     load_secrets(cfg.root).require_url()  # a configuration error, before touching any run
     raw = Path(raw_dir) if raw_dir else cfg.path("METRICS_DIR") / "raw"
     results: list[tuple[Path, str]] = []
@@ -381,10 +375,9 @@ def sync_runs(cfg: Config, raw_dir: Path | None = None,
         if tracking is None or tracking.get("synced") is not False:
             continue
         manifest = read_manifest(folder)
-        if not manifest or manifest.get("status") != "completed":
+        if manifest is None or not manifest.completed:
             continue
-        record = track_completed_run(cfg, folder, tracking.get("experiment_name") or manifest.get("experiment_name"),
-                                     print_line=print_line)
+        record = track_completed_run(cfg, folder, tracking.get("experiment_name") or manifest.experiment_name)
         status = (f"synced: MLflow run {record['mlflow_run_id']} in experiment {record['experiment_name']!r}"
                   if record["synced"] else f"not synced: {record['error']}")
         results.append((folder, status))

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from ect.profiling.sampler import CPU_COLUMNS, GPU_COLUMNS
-from ect.raw import read_json, timestamps_ms
+from ect.raw.atomic import read_json
+from ect.raw.columns import (CPU_COLUMNS, CPU_NUMERIC, CPU_POWER_SOURCES, GPU_COLUMNS, GPU_NUMERIC, TIMESTAMP_PATTERN,
+                             timestamps_ms)
+from ect.raw.layout import CPU_FILE, GPU_FILE, MANIFEST_FILE, RunKey
+from ect.raw.manifest import Manifest
 
 NUMBER = r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$"
-TIMESTAMP = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
-GPU_NUMERIC = GPU_COLUMNS[3:] + ("gpu_index",)
-CPU_NUMERIC = CPU_COLUMNS[1:-1]
-CPU_POWER_SOURCES = ["rapl", "estimate", "none"]
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,7 @@ def _format_expectations(present: set, file: str, columns: tuple[str, ...], nume
     expectations += [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=NUMBER, meta={"meaning": f"{c} values are numbers"})
                      for c in numeric if c in present]
     if "timestamp" in present:
-        expectations.append(gxe.ExpectColumnValuesToMatchRegex(column="timestamp", regex=TIMESTAMP,
+        expectations.append(gxe.ExpectColumnValuesToMatchRegex(column="timestamp", regex=TIMESTAMP_PATTERN,
                                                                meta={"meaning": "UTC ms timestamps"}))
     return expectations
 
@@ -148,8 +147,8 @@ def cpu_expectations(frame: pd.DataFrame, interval_s: float, limits: Limits) -> 
     present = set(frame.columns)
     text = _format_expectations(present, "cpu.csv", CPU_COLUMNS, CPU_NUMERIC)
     if "cpu_power_source" in present:
-        text.append(gxe.ExpectColumnValuesToBeInSet(column="cpu_power_source", value_set=CPU_POWER_SOURCES,
-                                                    meta={"meaning": f"cpu_power_source is one of {CPU_POWER_SOURCES}"}))
+        text.append(gxe.ExpectColumnValuesToBeInSet(column="cpu_power_source", value_set=list(CPU_POWER_SOURCES),
+                                                    meta={"meaning": f"cpu_power_source is one of {list(CPU_POWER_SOURCES)}"}))
     typed = [gxe.ExpectTableRowCountToBeBetween(min_value=limits.min_samples,
                                                 meta={"meaning": f"at least {limits.min_samples} samples"})]
     if "timestamp" in present:
@@ -184,14 +183,13 @@ def _time_expectations(frame: pd.DataFrame, interval_s: float, limits: Limits) -
     ]
 
 
-def manifest_frame(manifest: dict, samples: pd.DataFrame | None) -> pd.DataFrame:
+def manifest_frame(manifest: Manifest, samples: pd.DataFrame | None) -> pd.DataFrame:
     """The manifest as a one-row frame, with the window measured against the samples that carry the energy."""
-    window = manifest.get("window") or {}
-    sensors = manifest.get("sensors") or {}
-    row = {key: manifest.get(key) for key in ("run_id", "environment", "architecture", "status")}
-    row["sampling_interval_s"] = sensors.get("sampling_interval_s")
-    row["window_start_unix_s"] = window.get("start_unix_s")
-    row["window_end_unix_s"] = window.get("end_unix_s")
+    window, sensors = manifest.window, manifest.sensors
+    row = {key: getattr(manifest, key) for key in ("run_id", "environment", "architecture", "status")}
+    row["sampling_interval_s"] = sensors.sampling_interval_s if sensors else None
+    row["window_start_unix_s"] = window.start_unix_s if window else None
+    row["window_end_unix_s"] = window.end_unix_s if window else None
     if samples is not None and "timestamp" in samples and row["window_start_unix_s"] is not None:
         times_ms = timestamps_ms(samples["timestamp"]).dropna()
         if len(times_ms):
@@ -314,22 +312,23 @@ def _plain(value):
 
 def check_run(folder: Path, limits: Limits, docs: DataDocs | None = None) -> list[Failure]:
     """Every failed check of one run folder; empty when the run is valid."""
-    run = "/".join(folder.parts[-3:])
-    manifest_path = folder / "manifest.json"
+    run = RunKey.of_folder(folder).name
+    manifest_path = folder / MANIFEST_FILE
     if not manifest_path.exists():
-        return [Failure("manifest.json", "file_readable", None, "file is missing")]
-    manifest = read_json(manifest_path)
-    if manifest is None:
-        return [Failure("manifest.json", "file_readable", None, "not a valid JSON object")]
-    sensors = manifest.get("sensors") or {}
-    interval_s = sensors.get("sampling_interval_s") or 1.0
-    gpu_expected = sensors.get("gpu_energy_source", "unavailable") != "unavailable"
-    cpu_expected = bool(set(sensors.get("used") or []) & {"process", "psutil", "rapl", "estimate"})
+        return [Failure(MANIFEST_FILE, "file_readable", None, "file is missing")]
+    data = read_json(manifest_path)
+    if data is None:
+        return [Failure(MANIFEST_FILE, "file_readable", None, "not a valid JSON object")]
+    manifest = Manifest.from_dict(data)
+    sensors = manifest.sensors
+    interval_s = (sensors.sampling_interval_s if sensors else None) or 1.0
+    gpu_expected = sensors is not None and sensors.gpu_energy_source not in (None, "unavailable")
+    cpu_expected = sensors is not None and bool(set(sensors.used or []) & {"process", "psutil", "rapl", "estimate"})
 
     failures, energy_samples = [], None
     for name, expected, frame_of, expectations_of, numeric in (
-        ("cpu.csv", cpu_expected, cpu_frame, cpu_expectations, CPU_NUMERIC),
-        ("gpu.csv", gpu_expected, gpu_frame, gpu_expectations, GPU_NUMERIC),
+        (CPU_FILE, cpu_expected, cpu_frame, cpu_expectations, CPU_NUMERIC),
+        (GPU_FILE, gpu_expected, gpu_frame, gpu_expectations, GPU_NUMERIC),
     ):
         if not expected and not (folder / name).exists():
             continue
@@ -341,8 +340,8 @@ def check_run(folder: Path, limits: Limits, docs: DataDocs | None = None) -> lis
         text_checks, typed_checks = expectations_of(frame, interval_s, limits)
         failures += run_expectations(raw, text_checks, name, f"{run} {name} text", docs)
         failures += run_expectations(_numeric(frame, numeric), typed_checks, name, f"{run} {name} values", docs)
-        if name == "gpu.csv" or sensors.get("cpu_energy_source") != "unavailable":
+        if name == GPU_FILE or (sensors.cpu_energy_source if sensors else None) != "unavailable":
             energy_samples = raw
     frame = manifest_frame(manifest, energy_samples)
-    failures += run_expectations(frame, manifest_expectations(frame), "manifest.json", f"{run} manifest", docs)
+    failures += run_expectations(frame, manifest_expectations(frame), MANIFEST_FILE, f"{run} manifest", docs)
     return failures

@@ -6,15 +6,16 @@ skips it. A run is validated again when one of its files changes.
 
 from __future__ import annotations
 
-import time
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from ect.io import write_json_atomic
-from ect.profiling.sampler import iso_utc
-from ect.raw import VALIDATION_FILE, find_runs, read_json, run_key, signature
+from ect.raw.atomic import read_json, write_json, write_text
+from ect.raw.columns import now_utc
+from ect.raw.layout import VALIDATION_FILE, RunKey, find_runs, signature
 from ect.validation.checks import DataDocs, Failure, Limits, check_run
+
+log = logging.getLogger(__name__)
 
 PASSED, QUARANTINED = "passed", "quarantined"
 
@@ -29,7 +30,7 @@ class RunValidation:
 
     @property
     def run(self) -> str:
-        return "/".join(run_key(self.folder))
+        return RunKey.of_folder(self.folder).name
 
 
 def limits_from(experiment) -> Limits:
@@ -51,15 +52,15 @@ def validate_run(folder: Path, limits: Limits, force: bool = False, docs: DataDo
     before = signature(folder)
     failures = check_run(folder, limits, docs)
     status = QUARANTINED if failures else PASSED
-    write_json_atomic(folder / VALIDATION_FILE, {
-        "status": status, "validated_at": iso_utc(time.time()), "signature": before,
+    write_json(folder / VALIDATION_FILE, {
+        "status": status, "validated_at": now_utc(), "signature": before,
         "limits": limits.__dict__, "failures": [f.to_dict() for f in failures],
     })
     return RunValidation(folder, status, failures, signature=before)
 
 
 def validate_raw(raw_dir: Path, limits: Limits, summary_dir: Path, force: bool = False,
-                 print_line: Callable[[str], None] = print, data_docs: Path | None = None) -> list[RunValidation]:
+                 data_docs: Path | None = None) -> list[RunValidation]:
     """Validates every run under raw_dir; writes summary_dir/summary.json and summary.txt, and with
     `data_docs` a Great Expectations project there whose Data Docs (HTML) show every validation."""
     folders = find_runs(raw_dir)
@@ -68,11 +69,11 @@ def validate_raw(raw_dir: Path, limits: Limits, summary_dir: Path, force: bool =
     for number, folder in enumerate(folders, start=1):
         results.append(validate_run(folder, limits, force, docs))
         if len(folders) >= 20 and (number % 20 == 0 or number == len(folders)):
-            print_line(f"validated {number}/{len(folders)} runs")
+            log.info(f"validated {number}/{len(folders)} runs")
     write_summary(results, raw_dir, summary_dir)
-    print_line(summary_table(results))
+    log.info(summary_table(results))
     if docs is not None:
-        print_line(f"Great Expectations Data Docs: {docs.index()}")
+        log.info(f"Great Expectations Data Docs: {docs.index()}")
     return results
 
 
@@ -90,13 +91,11 @@ def summary_table(results: list[RunValidation]) -> str:
 
 def write_summary(results: list[RunValidation], raw_dir: Path, summary_dir: Path) -> None:
     summary_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(summary_dir / "summary.json", {
-        "raw_dir": str(raw_dir), "validated_at": iso_utc(time.time()),
+    write_json(summary_dir / "summary.json", {
+        "raw_dir": str(raw_dir), "validated_at": now_utc(),
         "passed": sum(r.status == PASSED for r in results),
         "quarantined": sum(r.status == QUARANTINED for r in results),
         "runs": [{"run": r.run, "folder": str(r.folder), "status": r.status,
                   "failures": [f.to_dict() for f in r.failures]} for r in results],
     })
-    tmp = summary_dir / ".summary.txt.tmp"
-    tmp.write_text(summary_table(results) + "\n")
-    tmp.replace(summary_dir / "summary.txt")
+    write_text(summary_dir / "summary.txt", summary_table(results) + "\n")

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ect.sensors import (DEFAULT_CPU_TDP_W, CpuPowerEstimate, NvmlSensor, ProcessSensor, RaplSensor, counter_delta,
+from ect.sensors import (DEFAULT_CPU_TDP_W, CpuPowerEstimate, NvmlSensor, ProcessSensor, RaplSensor, wraparound_delta,
                          select_sensors)
 
 # --- a fake pynvml -------------------------------------------------------------------------------------------
@@ -266,11 +266,11 @@ def set_energy(root: Path, zone_path: str, energy_uj: int) -> None:
 
 
 def test_counter_delta():
-    assert counter_delta(100, 250, 1000) == 150
-    assert counter_delta(100, 100, 1000) == 0
-    assert counter_delta(900, 50, 1000) == 150  # wrapped: 100 to reach the max, then 50
-    assert counter_delta(MAX_UJ - 1, 1, MAX_UJ) == 2
-    assert counter_delta(0, MAX_UJ, MAX_UJ) == MAX_UJ
+    assert wraparound_delta(100, 250, 1000) == 150
+    assert wraparound_delta(100, 100, 1000) == 0
+    assert wraparound_delta(900, 50, 1000) == 150  # wrapped: 100 to reach the max, then 50
+    assert wraparound_delta(MAX_UJ - 1, 1, MAX_UJ) == 2
+    assert wraparound_delta(0, MAX_UJ, MAX_UJ) == MAX_UJ
 
 
 def test_rapl_cumulative_energy_is_exact(powercap):

@@ -6,9 +6,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from ect.aggregate.legacy import LegacyImportError, import_legacy
-from ect.profiling.energy import integrate_power_J
-from ect.profiling.sampler import CPU_COLUMNS, GPU_COLUMNS
+from conftest import log_lines
+from ect.aggregate.legacy import import_legacy
+from ect.energy import integrate_power_J
+from ect.errors import LegacyImportError
+from ect.raw.columns import CPU_COLUMNS, GPU_COLUMNS
 
 GPU_HEADER = ("timestamp,gpu_name,gpu_usage,gpu_memory_usage,gpu_total_memory,gpu_memory_used,gpu_power_draw,"
               "gpu_max_power,gpu_temperature")
@@ -55,8 +57,8 @@ def manifest(folder):
 
 
 def run_import(src, dest, **kwargs):
-    lines = []
-    return import_legacy(src, dest, print_line=lines.append, **kwargs), lines
+    with log_lines() as lines:
+        return import_legacy(src, dest, **kwargs), lines
 
 
 def test_layout_run_numbering_by_stamp_and_exact_columns(tmp_path):
@@ -186,9 +188,12 @@ def test_manifest_fields(tmp_path):
     assert any("CPU temperature" in n for n in legacy["notes"])
     assert any("power.max_limit" in a for a in legacy["assumptions"])
     assert any("gpu_index 0" in a for a in legacy["assumptions"])
-    assert m["host"] == {"gpus": ["NVIDIA GeForce RTX 3090"], "hostname": None}
+    # Every manifest has the same host and sensors fields; what an import does not know is null or empty.
+    assert m["host"] == {"gpus": ["NVIDIA GeForce RTX 3090"], "hostname": None, "platform": None, "cpu_model": None,
+                         "cpu_count": None, "gpu_driver": None}
     assert m["sensors"] == {"sampling_interval_s": 1.0, "used": ["nvidia-smi", "psutil"],
-                            "gpu_energy_source": "integrated", "cpu_energy_source": "unavailable", "report": {}}
+                            "gpu_energy_source": "integrated", "cpu_energy_source": "unavailable", "report": {},
+                            "details": {}}
     assert m["created"].endswith("Z")
 
 

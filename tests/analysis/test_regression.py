@@ -4,15 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ect.analysis.plots import plot_trend
 from ect.analysis.regression import (
-    EnergyRegression,
     RegressionSettings,
     campaign_order,
     check_regressions,
-    plot_trend,
     raise_on_regression,
     trend_table,
 )
+from ect.errors import EnergyRegression
 
 MEANS_J = {"cnn": 1000.0, "mobilenet": 4000.0, "resnet": 20000.0}
 NOISE_SD = 0.02  # of the mean

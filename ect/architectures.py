@@ -1,12 +1,11 @@
-"""The architectures ect can train. Plain data: importing this module never imports TensorFlow."""
+"""The architectures ect can train, as plain data: config validates names against it and models build from it.
+Importing this module never imports TensorFlow."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
-class ModelError(ValueError):
-    """A model cannot be built as configured; the message says why and what to do."""
+from ect.errors import ModelError
 
 
 @dataclass(frozen=True)

@@ -182,23 +182,8 @@ def test_sigterm_records_the_run_as_failed(synthetic_dataset, tmp_path):
 
 
 def test_plan_is_repetition_major_with_stable_run_ids():
-    from ect.profiling.campaign import plan_runs
+    from ect.runs.plan import plan_runs
 
     plan = plan_runs(["vgg16", "resnet50"], 2, "20261128T020000Z")
     assert [(p.architecture, p.repetition) for p in plan] == [("vgg16", 0), ("resnet50", 0), ("vgg16", 1), ("resnet50", 1)]
     assert plan[3].run_id == "20261128T020000Z-rep01"
-
-
-def test_cool_down_sleeps_the_whole_time_and_reports_progress():
-    from ect.profiling.warmup import cool_down
-
-    slept, lines = [], []
-    cool_down(150, lines.append, sleep=slept.append)
-    assert sum(slept) == 150 and max(slept) <= 60
-    assert lines[0] == "cool-down: 150 s" and lines[-1] == "cool-down: 120/150 s"
-
-
-def test_warmup_command_keeps_the_device_busy(tmp_path):
-    result = run_ect("warmup", "local", "--minutes", "0.02", cwd=tmp_path, env={"ECT_HOME": str(REPO)})
-    assert result.returncode == 0, result.stderr
-    assert "warm-up: 1 s of matrix products on /CPU:0" in result.stdout

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from ect.config import ConfigError, load_config, load_secrets
+from ect.config import load_config, load_secrets
+from ect.errors import ConfigError
 
 
 def write(path: Path, text: str) -> Path:

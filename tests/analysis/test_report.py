@@ -2,7 +2,6 @@
 the Airflow UI plugin that serves it; the regression check from the command line."""
 
 import json
-import os
 import shutil
 import subprocess
 
@@ -65,7 +64,7 @@ def test_markdown_report_has_tables_and_figures(report):
         assert f"(figures/{figure}.png)" in markdown and (out / "figures" / f"{figure}.png").stat().st_size > 5000
 
 
-@pytest.mark.skipif(not BROWSER and not os.environ.get("ECT_CI_BROWSER"), reason="needs Debian's chromium")
+@pytest.mark.browser
 def test_html_report_shows_its_figures_and_tables_in_a_headless_browser(report, tmp_path):
     assert BROWSER, "chromium is not installed (.ci/run installs it)"
     out, paths = report

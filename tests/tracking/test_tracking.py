@@ -15,6 +15,8 @@ import pytest
 from conftest import REPO, run_ect
 from ect.config import load_config
 
+pytestmark = pytest.mark.mlflow
+
 SECRET = "s3cr3t-Pa55w0rd-never-shown"
 RUN = ("profile-run", "local", "tiny_cnn", "--repetition", "0", "--profile", "demo")
 
@@ -260,6 +262,7 @@ def test_mlflow_enabled_needs_a_tracking_server(synthetic_dataset, tmp_path):
     assert not (metrics / "raw" / "local" / "tiny_cnn" / "t4").exists()
 
 
+@pytest.mark.airflow
 def test_a_tracked_dag_run_keeps_the_password_out_of_logs_xcom_and_rendered_fields(mlflow_url, synthetic_dataset,
                                                                                     tmp_path):
     import json
@@ -288,7 +291,7 @@ def test_a_tracked_dag_run_keeps_the_password_out_of_logs_xcom_and_rendered_fiel
     assert run.data.tags["architecture"] == "tiny_cnn"
     (manifest_path,) = (metrics / "raw" / "local" / "tiny_cnn").glob("*/manifest.json")
     manifest = json.loads(manifest_path.read_text())
-    from ect.pipeline import run_id_for
+    from ect.raw.layout import run_id_for
 
     assert manifest["dag_run_id"] and run.data.tags["dag_run_id"] == manifest["dag_run_id"]
     assert manifest["run_id"] == run_id_for(manifest["dag_run_id"], 0)

@@ -11,13 +11,14 @@ import pytest
 from PIL import Image
 
 import ect.data.folder
+from conftest import log_lines
 from ect.data import (
-    DatasetError,
     fingerprint,
     make_synthetic_dataset,
     scan_dataset,
     split_dataset,
 )
+from ect.errors import DatasetError
 
 
 def write_png(path: Path, size: int = 8, value: int = 128) -> Path:
@@ -32,14 +33,6 @@ def make_folder(root: Path, counts: dict[str, int]) -> Path:
         for number in range(count):
             write_png(root / class_name / f"{number:03d}.png", value=number * 10 % 256)
     return root
-
-
-class Warnings:
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    def __call__(self, message: str) -> None:
-        self.messages.append(message)
 
 
 def test_importing_ect_data_does_not_import_tensorflow():
@@ -197,32 +190,32 @@ def test_scan_rejects_image_format_tensorflow_cannot_decode(tmp_path):
         scan_dataset(root)
 
 
-def test_scan_reports_progress_on_large_folders(tmp_path, monkeypatch, capsys):
+def test_scan_reports_progress_on_large_folders(tmp_path, monkeypatch):
     monkeypatch.setattr(ect.data.folder, "PROGRESS_MIN_FILES", 4)
     monkeypatch.setattr(ect.data.folder, "PROGRESS_EVERY", 2)
     root = make_folder(tmp_path / "data", {"a": 3, "b": 2})
 
-    scan_dataset(root)
-
-    assert capsys.readouterr().err.splitlines() == [f"checked 2/5 files in {root}", f"checked 4/5 files in {root}"]
-    scan_dataset(root, progress=False)
-    assert capsys.readouterr().err == ""
+    with log_lines() as lines:
+        scan_dataset(root)
+    assert lines == [f"checked 2/5 files in {root}", f"checked 4/5 files in {root}"]
+    with log_lines() as lines:
+        scan_dataset(root, progress=False)
+    assert lines == []
 
 
 def test_scan_skip_corrupt_skips_with_warning(tmp_path):
     root = make_folder(tmp_path / "data", {"a": 3, "b": 2})
     (root / "a" / "broken.png").write_bytes(b"not an image")
     (root / "b" / "notes.txt").write_text("hello")
-    warnings = Warnings()
-
-    index = scan_dataset(root, skip_corrupt=True, warn=warnings)
+    with log_lines() as warnings:
+        index = scan_dataset(root, skip_corrupt=True)
 
     assert len(index.files) == 5
     assert [path for path, _ in index.skipped] == [root / "a" / "broken.png", root / "b" / "notes.txt"]
     assert "corrupt image" in index.skipped[0][1] and "non-image file" in index.skipped[1][1]
-    assert len(warnings.messages) == 2
-    assert str(root / "a" / "broken.png") in warnings.messages[0]
-    assert str(root / "b" / "notes.txt") in warnings.messages[1]
+    assert len(warnings) == 2 and all(line.startswith("warning: skipping ") for line in warnings)
+    assert str(root / "a" / "broken.png") in warnings[0]
+    assert str(root / "b" / "notes.txt") in warnings[1]
     assert fingerprint(index)["skipped_files"] == 2
 
 
@@ -231,7 +224,7 @@ def test_scan_class_empty_after_skipping(tmp_path):
     (root / "b").mkdir()
     (root / "b" / "broken.jpg").write_bytes(b"garbage")
     with pytest.raises(DatasetError, match=f"no images after skipping 1 bad file.*{root / 'b'}"):
-        scan_dataset(root, skip_corrupt=True, warn=Warnings())
+        scan_dataset(root, skip_corrupt=True)
 
 
 # --- split_dataset ----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import REPO, run_ect
+from conftest import REPO, log_lines, run_ect
 from ect.aggregate.aggregate import aggregate
 from ect.aggregate.export import CODECARBON_COLUMNS, export_codecarbon
 from ect.config import load_config
@@ -22,13 +22,13 @@ def imported_raw(tmp_path, stamps=(STAMP_A, STAMP_B)):
     src, raw = tmp_path / "legacy", tmp_path / "metrics" / "raw"
     for stamp in stamps:
         write_run(src, stamp)
-    import_legacy(src, raw, print_line=lambda line: None)
+    import_legacy(src, raw)
     return raw
 
 
 def quiet_aggregate(raw, out):
-    lines = []
-    result = aggregate(raw, out, ENVIRONMENTS, Limits(), print_line=lines.append)
+    with log_lines() as lines:
+        result = aggregate(raw, out, ENVIRONMENTS, Limits())
     return result, lines
 
 
@@ -58,7 +58,7 @@ def test_an_environment_missing_from_the_config_uses_the_original_defaults(tmp_p
     write_run(src, STAMP_A, env="local-v2")
     from ect.aggregate.legacy import import_legacy
 
-    import_legacy(src, raw, print_line=lambda line: None)
+    import_legacy(src, raw)
     result, _ = quiet_aggregate(raw, tmp_path / "out")
     run = pd.read_parquet(result.processed).iloc[0]
     assert run["carbon_intensity_gCO2e_per_kWh"] == 232.0 and run["pue"] == 1.0
@@ -90,7 +90,7 @@ def test_aggregation_is_incremental_and_idempotent(tmp_path):
     write_run(src, STAMP_B)
     from ect.aggregate.legacy import import_legacy
 
-    import_legacy(src, raw, print_line=lambda line: None)
+    import_legacy(src, raw)
     part_a = part_of(f"legacy-{STAMP_A}")
     third, _ = quiet_aggregate(raw, out)
     assert (third.updated, third.runs) == (1, 2)

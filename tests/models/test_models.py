@@ -2,7 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from ect.models import BENCHMARK_ARCHITECTURES, ModelError, get_architecture
+from ect.architectures import BENCHMARK_ARCHITECTURES, get_architecture
+from ect.errors import ModelError
 from ect.models.build import build_model, make_optimizer
 
 

@@ -3,9 +3,12 @@ import json
 
 import pytest
 
-from conftest import REPO, run_ect
-from ect.config import ConfigError, load_config
-from ect.models.training import HISTORY_COLUMNS, f1_score, run_training
+from conftest import REPO, log_lines, run_ect
+from ect.config import load_config
+from ect.errors import ConfigError
+from ect.models.training import f1_score
+from ect.raw.columns import HISTORY_COLUMNS
+from ect.runs.train import run_training
 
 
 def test_f1_is_the_harmonic_mean_and_zero_without_positives():
@@ -20,8 +23,8 @@ def test_tiny_cnn_beats_chance_on_the_synthetic_dataset(synthetic_dataset, tmp_p
         "INITIAL_EPOCHS": 2, "FT_EPOCHS": 14, "FT_OPTIMIZER": "adam", "FT_LEARNING_RATE": 3e-3,
     }
     cfg = load_config(REPO, profile="demo", overrides=overrides, env={})
-    lines = []
-    out = run_training(cfg, "local", "tiny_cnn", experiment_name="shapes", print_line=lines.append)
+    with log_lines() as lines:
+        out = run_training(cfg, "local", "tiny_cnn", experiment_name="shapes")
 
     assert out.parent == tmp_path / "models" / "local" / "tiny_cnn"
     metrics = json.loads((out / "metrics.json").read_text())

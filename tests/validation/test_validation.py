@@ -9,10 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import log_lines
 from ect.aggregate.aggregate import aggregate
 from ect.config import load_config
-from ect.profiling.sampler import CPU_COLUMNS, GPU_COLUMNS, iso_utc, iso_utc_ms
-from ect.raw import VALIDATION_FILE
+from ect.raw.columns import CPU_COLUMNS, GPU_COLUMNS, iso_utc, iso_utc_ms
+from ect.raw.layout import VALIDATION_FILE
 from ect.validation import PASSED, QUARANTINED, Limits, validate_raw, validate_run
 
 LIMITS = Limits()  # the defaults of config/experiment.yaml: gap 20 intervals, 3 samples, 1.5 x the power limit
@@ -267,8 +268,8 @@ def batch(tmp_path_factory):
         write_valid_run(mixed / environment / architecture / run_id, **kwargs)
     corrupted = {name: corrupted_run(mixed / CORRUPT_RUNS[name], mutate) for name, mutate, *_ in CORRUPTIONS}
     before = {name: files_of(folder) for name, folder in corrupted.items()}
-    lines = []
-    results = validate_raw(mixed, LIMITS, root / "validation", print_line=lines.append)
+    with log_lines() as lines:
+        results = validate_raw(mixed, LIMITS, root / "validation")
     # The valid runs alone: byte-for-byte copies (copytree keeps the modification times, so their validation
     # records stay current and they are not validated a second time: a run's validation depends on it alone).
     for run in VALID_RUNS:
@@ -335,9 +336,9 @@ def test_summary_names_every_quarantined_run_and_its_reasons(batch):
 
 def test_valid_runs_are_aggregated_exactly_as_without_the_corrupted_ones(batch, project):
     environments = load_config(project).environments
-    root, lines = batch["root"], []
-    result = aggregate(batch["mixed"], root / "mixed" / "out", environments, LIMITS, print_line=lines.append)
-    expected = aggregate(batch["clean"], root / "clean" / "out", environments, LIMITS, print_line=lines.append)
+    root = batch["root"]
+    result = aggregate(batch["mixed"], root / "mixed" / "out", environments, LIMITS)
+    expected = aggregate(batch["clean"], root / "clean" / "out", environments, LIMITS)
     assert (result.runs, expected.runs) == (len(VALID), len(VALID))
     assert expected.skipped == []
     assert len(result.skipped) == len(CORRUPTIONS)
@@ -390,7 +391,7 @@ def test_great_expectations_data_docs_show_every_validation(tmp_path):
     write_valid_run(raw / "local" / "vgg16" / "good")
     corrupted_run(raw / "local" / "vgg16" / "bad", negative_power)
     docs = tmp_path / "gx-project"
-    results = validate_raw(raw, Limits(), tmp_path / "validation", print_line=lambda line: None, data_docs=docs)
+    results = validate_raw(raw, Limits(), tmp_path / "validation", data_docs=docs)
     assert [r.status for r in results] == [QUARANTINED, "passed"]  # bad, good (sorted)
     index = docs / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     page = index.read_text()

@@ -1,0 +1,88 @@
+"""Where raw runs live and what they are called: METRICS_DIR/raw/<environment>/<architecture>/<run_id>/.
+
+A run is named by its RunKey, "<environment>/<architecture>/<run_id>". Run ids of a campaign (a DAG run or an
+`ect profile` call) are "<campaign id>-rep<KK>".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+MANIFEST_FILE = "manifest.json"
+GPU_FILE = "gpu.csv"
+CPU_FILE = "cpu.csv"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+RUN_FILES = (MANIFEST_FILE, GPU_FILE, CPU_FILE, HISTORY_FILE, METRICS_FILE)
+VALIDATION_FILE = "validation.json"  # written by validation beside the run files
+TRACKING_FILE = "tracking.json"  # written by MLflow tracking beside the run files
+PREVIOUS_ATTEMPTS = "previous-attempts"
+
+_REPETITION_SUFFIX = re.compile(r"-rep\d+$")
+
+
+@dataclass(frozen=True, order=True)
+class RunKey:
+    environment: str
+    architecture: str
+    run_id: str
+
+    @property
+    def name(self) -> str:
+        return run_name(self.environment, self.architecture, self.run_id)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def folder(self, root: Path) -> Path:
+        """The run's folder under `root` (METRICS_DIR/raw for measurements, MODELS_DIR for models)."""
+        return Path(root) / self.environment / self.architecture / self.run_id
+
+    @classmethod
+    def of_folder(cls, folder: Path) -> RunKey:
+        folder = Path(folder)
+        return cls(folder.parent.parent.name, folder.parent.name, folder.name)
+
+    @classmethod
+    def parse(cls, name: str) -> RunKey:
+        environment, architecture, run_id = name.split("/")
+        return cls(environment, architecture, run_id)
+
+
+def run_name(environment, architecture, run_id):
+    """"<environment>/<architecture>/<run_id>" of strings, or element-wise of table columns (pandas Series)."""
+    return environment + "/" + architecture + "/" + run_id
+
+
+def find_runs(raw_dir: Path) -> list[Path]:
+    """Run folders: <environment>/<architecture>/<run_id>/ holding at least one run file, sorted."""
+    return sorted(
+        folder for folder in Path(raw_dir).glob("*/*/*")
+        if folder.is_dir() and any((folder / name).exists() for name in RUN_FILES)
+    )
+
+
+def signature(folder: Path) -> dict:
+    """Size and modification time of each run file: changes when a run is re-measured or edited."""
+    result = {}
+    for name in RUN_FILES:
+        try:
+            stat = os.stat(Path(folder) / name)
+        except FileNotFoundError:
+            continue
+        result[name] = [stat.st_size, stat.st_mtime_ns]
+    return result
+
+
+def run_id_for(campaign_id: str, repetition: int) -> str:
+    """The run id of a campaign's repetition: deterministic, so that a retried task reuses its run folder."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", campaign_id).strip("_")
+    return f"{safe}-rep{repetition:02d}"
+
+
+def campaign_of(run_id: str) -> str:
+    """The DAG run or `ect profile` campaign a run belongs to: its id without the -rep<KK> suffix."""
+    return _REPETITION_SUFFIX.sub("", run_id)

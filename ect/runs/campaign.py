@@ -1,0 +1,74 @@
+"""`ect profile`: the original's profile_model. Warm-up, then one profiled run per architecture and
+repetition, each in its own process (`python -m ect profile-run ...`), with cool-downs between runs.
+
+A run in its own process starts from a fresh TensorFlow (nothing cached from the previous model),
+and a run that crashes or is killed is recorded as failed while the next run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from datetime import datetime, timezone
+from typing import Sequence
+
+from ect.architectures import get_architecture
+from ect.config import Config
+from ect.profiling.warmup import cool_down
+from ect.raw.layout import RunKey
+from ect.raw.manifest import read_manifest
+from ect.runs.commands import ect_command, profile_run_args, warmup_args
+from ect.runs.plan import plan_of
+from ect.runs.profiled import raw_folder
+from ect.runs.record import require_tracking_settings
+
+log = logging.getLogger(__name__)
+
+
+def format_duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def profile_campaign(cfg: Config, environment: str, options: Sequence[str], experiment_name: str | None = None) -> int:
+    """Runs the campaign of the configuration's architectures and repetitions; returns the number of failed runs.
+    `options` (config_options) are forwarded to each run."""
+    cfg.environment(environment)
+    require_tracking_settings(cfg, experiment_name)
+    for name in cfg.experiment.architectures:
+        get_architecture(name).check_input_size(cfg.experiment.image_size)
+    cfg.dataset_dir()  # fail before the warm-up, not after it
+    runs = plan_of(cfg.experiment, datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    started = time.monotonic()
+    if cfg.experiment.warmup_time > 0:
+        warm = subprocess.run(ect_command(warmup_args(environment, list(options))))
+        if warm.returncode != 0:
+            log.warning(f"warm-up failed with exit code {warm.returncode}; measuring anyway")
+
+    failed, energy_J = [], 0.0
+    for number, run in enumerate(runs, start=1):
+        log.info(f"== run {number}/{len(runs)}: {run.architecture}, repetition {run.repetition}, "
+                 f"id {run.run_id} (elapsed {format_duration(time.monotonic() - started)})")
+        key = RunKey(environment, run.architecture, run.run_id)
+        args = profile_run_args(environment, run, list(options), experiment_name)
+        code = subprocess.run(ect_command(args)).returncode
+        manifest = read_manifest(raw_folder(cfg, key))
+        if code == 0 and manifest is not None and manifest.completed:
+            run_J = manifest.energy["training"]["total_energy_J"]
+            energy_J += run_J
+            outcome = f"completed, {run_J:.1f} J"
+        else:
+            failed.append(key)
+            reason = (manifest.error if manifest else None) or f"exit code {code}"
+            outcome = f"FAILED ({reason})"
+        log.info(f"== run {number}/{len(runs)} {outcome}; energy so far {energy_J:.1f} J, "
+                 f"elapsed {format_duration(time.monotonic() - started)}")
+        if run.cool_down_after:
+            cool_down(cfg.experiment.cooldown * 60)
+
+    log.info(f"profiled {len(runs) - len(failed)}/{len(runs)} runs in {format_duration(time.monotonic() - started)}, "
+             f"{energy_J:.1f} J measured" + (f"; failed: {', '.join(f'{k.architecture}/{k.run_id}' for k in failed)}"
+                                             if failed else ""))
+    return len(failed)

@@ -1,0 +1,42 @@
+"""The one planner of profiled runs, for `ect profile` campaigns and DAG runs alike.
+
+Repetition-major order (every architecture once, then again): slow drifts of the machine (temperature,
+background load) spread over all architectures instead of biasing one. Every COOLDOWN_EVERY-th run but the
+last cools down after itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+from ect.raw.layout import run_id_for
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    architecture: str
+    repetition: int
+    run_id: str
+    cool_down_after: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PlannedRun:
+        return cls(**data)
+
+
+def plan_runs(architectures: Sequence[str], repetitions: int, campaign_id: str, cooldown_minutes: float = 0,
+              cooldown_every: int = 1) -> list[PlannedRun]:
+    pairs = [(arch, rep) for rep in range(repetitions) for arch in architectures]
+    return [PlannedRun(arch, rep, run_id_for(campaign_id, rep),
+                       cooldown_minutes > 0 and number % cooldown_every == 0 and number < len(pairs))
+            for number, (arch, rep) in enumerate(pairs, start=1)]
+
+
+def plan_of(experiment, campaign_id: str) -> list[PlannedRun]:
+    """The plan of a campaign with the experiment settings (architectures, repetitions, cool-downs)."""
+    return plan_runs(experiment.architectures, experiment.repetitions, campaign_id, experiment.cooldown,
+                     experiment.cooldown_every)

@@ -1,0 +1,156 @@
+"""`ect profile-run`: one profiled run. Trains one architecture inside an energy measurement window and writes
+its raw run folder:
+
+    METRICS_DIR/raw/<environment>/<architecture>/<run_id>/
+        manifest.json   status running -> completed | failed, written atomically
+        gpu.csv         one row per GPU per sample (absent when no GPU was measured)
+        cpu.csv         one row per sample
+        history.csv     one row per epoch, with the epoch's energy
+        metrics.json    final quality metrics, GFLOPs, parameters, epochs, images seen
+
+Idempotent per run id: a completed run is reported, not re-run; the files of a failed or interrupted
+attempt are moved to previous-attempts/<n>/ and the run starts again as attempt n + 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import socket
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ect.config import Config
+from ect.raw.atomic import write_json
+from ect.raw.columns import iso_utc
+from ect.raw.layout import HISTORY_FILE, METRICS_FILE, RunKey
+from ect.raw.manifest import (Host, Manifest, Sensors, Window, read_manifest, recorded, set_aside_previous_attempt,
+                              write_manifest)
+from ect.runs.record import new_manifest, require_tracking_settings, track_if_enabled
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    folder: Path
+    status: str  # completed | failed
+    reused: bool  # True when the run id was already completed
+    manifest: Manifest
+
+
+def raw_folder(cfg: Config, key: RunKey) -> Path:
+    return key.folder(cfg.path("METRICS_DIR") / "raw")
+
+
+def profile_run(cfg: Config, key: RunKey, repetition: int, experiment_name: str | None = None,
+                dag_run_id: str | None = None) -> RunOutcome:
+    require_tracking_settings(cfg, experiment_name)
+    folder = raw_folder(cfg, key)
+    existing = read_manifest(folder)
+    if existing is not None and existing.completed:
+        log.info(f"run {key.run_id} ({key.environment}/{key.architecture}) is already completed: {folder}; not re-running")
+        return RunOutcome(folder, "completed", True, existing)
+    folder.mkdir(parents=True, exist_ok=True)
+    attempt = set_aside_previous_attempt(folder, existing)
+    manifest = new_manifest(cfg, "profiled", key, experiment_name, repetition=repetition, attempt=attempt,
+                            dag_run_id=dag_run_id)
+    with recorded(folder, manifest):
+        _measure(cfg, key, folder, manifest)
+    track_if_enabled(cfg, folder, experiment_name)
+    return RunOutcome(folder, "completed", False, manifest)
+
+
+def host_of(choice) -> Host:
+    """This machine, with the CPU model and GPUs the sensors found."""
+    host = Host(hostname=socket.gethostname(), platform=platform.platform(), cpu_count=os.cpu_count())
+    for sensor in (*choice.gpu, *choice.cpu):
+        details = sensor.info()
+        if sensor.name == "process":
+            host.cpu_model = details.get("cpu_model")
+        if sensor.name == "nvml":
+            host.gpus = [d.get("name") for d in details.get("devices", [])]
+            host.gpu_driver = details.get("driver_version")
+    return host
+
+
+def sensors_of(choice, interval_s: float) -> Sensors:
+    return Sensors(
+        sampling_interval_s=interval_s, used=[s.name for s in (*choice.gpu, *choice.cpu)],
+        gpu_energy_source=choice.gpu_energy_source, cpu_energy_source=choice.cpu_energy_source,
+        report=choice.report, details={s.name: s.info() for s in (*choice.gpu, *choice.cpu)},
+    )
+
+
+def steady_state(history: list[dict]) -> dict:
+    """Energy per epoch after set-up: the epochs that are not the first of their phase.
+
+    On CPU the first epoch of each phase is mostly TensorFlow building the training graph (the
+    fine-tuning phase recompiles it), so those epochs are reported apart as set-up cost.
+    """
+    seen_phases, epochs = set(), []
+    for row in history:
+        if row["phase"] in seen_phases and row.get("total_energy_J") is not None:
+            epochs.append(row)
+        seen_phases.add(row["phase"])
+    if not epochs:
+        return {"epochs": [], "energy_per_epoch_J": None, "duration_per_epoch_s": None,
+                "reason": "no epoch after the first of its phase (more epochs are needed)"}
+    return {
+        "epochs": [row["epoch"] for row in epochs],
+        "energy_per_epoch_J": sum(row["total_energy_J"] for row in epochs) / len(epochs),
+        "duration_per_epoch_s": sum(row["duration_s"] for row in epochs) / len(epochs),
+    }
+
+
+def _measure(cfg: Config, key: RunKey, folder: Path, manifest: Manifest) -> None:
+    from ect.models.saving import keep_model
+    from ect.models.training import train_two_phase
+    from ect.profiling.monitor import EnergyMonitor
+    from ect.runs.workload import final_metrics, prepare_run
+    from ect.sensors import select_sensors
+
+    env = cfg.environment(key.environment)
+    interval_s = cfg.experiment.sampling_interval_ms / 1000
+    choice = select_sensors(gpu_devices=env.gpus, cpu_tdp_W=cfg.resources.cpu_tdp_w)
+    manifest.host = host_of(choice)
+    manifest.sensors = sensors_of(choice, interval_s)
+    for name, entry in choice.report.items():
+        log.info(f"sensor {name}: {'used' if entry['used'] else 'not used'} ({entry['reason']})")
+
+    run = prepare_run(cfg, key.environment, key.architecture)
+    manifest.dataset = {"path": str(cfg.dataset_dir()), "fingerprint": run.fingerprint}
+    manifest.preparation_s = run.seconds_to_prepare
+    write_manifest(folder, manifest)
+
+    with EnergyMonitor(folder, interval_s=interval_s, choice=choice) as monitor:
+        monitor.begin_window("training")
+        training_start = time.time()
+        result = train_two_phase(run.model, run.base, run.train_ds, run.val_ds, cfg.experiment,
+                                 history_csv=folder / HISTORY_FILE, monitor=monitor)
+        training = monitor.end_window("training")
+        training_end = time.time()
+        first_epoch = replace(monitor.windows["epoch_1"], name="first_epoch")
+    metrics = final_metrics(run, result, cfg.experiment)
+    write_json(folder / METRICS_FILE, metrics)
+    manifest.model = keep_model(run.model, cfg.path("MODELS_DIR"), key, cfg.experiment.save_models)
+    if manifest.model.get("error"):
+        log.warning(f"the trained model was not saved ({manifest.model['error']}); the measurement is kept")
+
+    manifest.window = Window(training.start, training.end)
+    manifest.training = {"start": iso_utc(training_start), "end": iso_utc(training_end),
+                         "initial_epochs_trained": result.initial_epochs_trained,
+                         "ft_epochs_trained": result.ft_epochs_trained}
+    manifest.energy = {
+        "training": training.to_dict(),
+        "first_epoch": first_epoch.to_dict(),
+        "steady_state": steady_state(result.history),
+        "missed_sampling_ticks": monitor.sampler.missed_ticks,
+    }
+    energy = training.energy
+    gpu = "unavailable" if energy.gpu_total_J is None else f"{energy.gpu_total_J:.1f} J ({energy.gpu_sources})"
+    log.info(f"measured {training.duration_s:.1f} s of training: GPU {gpu}, CPU "
+             f"{training.cpu_energy_J:.1f} J ({training.cpu_energy_source}), total {training.total_energy_J:.1f} J; "
+             f"val_f1 {metrics['val_f1']:.4f} -> {folder}")
