@@ -17,7 +17,7 @@ from ect.errors import ConfigError, RunsNotMeasured
 from ect.raw.atomic import read_json, write_json
 from ect.raw.layout import RunKey
 from ect.runs.commands import config_options
-from ect.runs.plan import PlannedRun, plan_of
+from ect.runs.plan import plan_of
 
 log = logging.getLogger(__name__)
 

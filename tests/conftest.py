@@ -1,6 +1,8 @@
 import logging
 import os
 import shutil
+import socket
+import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,3 +80,38 @@ def log_lines():
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+# Real services: Airflow commands and free ports.
+
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+
+
+def airflow_env(home: Path, metrics: Path, dataset: Path, ect_home: Path = REPO) -> dict:
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "ECT_HOME": str(ect_home), "ECT_METRICS_DIR": str(metrics), "ECT_OUTPUT_DIR": str(metrics.parent / "out"),
+        "ECT_DATASET_DIR": str(dataset), "ECT_MODELS_DIR": str(metrics.parent / "models"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone runs `airflow`
+    }
+
+
+def airflow(*args, env, timeout=600, check=True):
+    result = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"airflow {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct ports that nothing listens on, on any interface (the log servers bind all of them)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()

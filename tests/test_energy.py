@@ -1,8 +1,6 @@
 """Energy arithmetic (ect.energy) against analytically known power traces."""
 
-import csv
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest

@@ -78,7 +78,7 @@ def _read_index(index_path: Path) -> dict:
 
 
 def _read_run(folder: Path, environments: dict) -> tuple[pa.Table, dict]:
-    """One run folder's interim samples (samples.FILE_SCHEMA) and processed row."""
+    """One run folder's interim samples (FILE_SCHEMA of ect.aggregate.samples) and processed row."""
     manifest = read_manifest(folder)
     gpu, cpu = read_gpu(folder), read_cpu(folder)
     interval_ms = round(1000 * ((manifest.sensors.sampling_interval_s if manifest.sensors else None) or 1.0))

@@ -77,7 +77,7 @@ class PartWriter:
         self._buffered = self._rows = 0
 
     def add(self, run: str, signature: dict, samples: pa.Table) -> None:
-        """Adds the samples of the run (its name and raw.signature) to the part being written."""
+        """Adds the samples of the run (its name and ect.raw.layout.signature) to the part being written."""
         self._runs.append((run, signature))
         self._buffer.append(samples)
         self._buffered += samples.num_rows

@@ -64,8 +64,6 @@ def mounts(cfg, env):
         binds.append(bind(cfg.path("DATASET_DIR").resolve(), CONTAINER_DATASET, True))
     binds += [bind(root, f"{CONTAINER_ROOT}/datasets/{k}", True) for k, root in enumerate(cfg.dataset_roots())
               if root.is_dir()]
-    for path in (cfg.path("METRICS_DIR"), cfg.path("MODELS_DIR")):
-        path.mkdir(parents=True, exist_ok=True)
     binds.append(bind(cfg.path("METRICS_DIR"), CONTAINER_METRICS, False))
     binds.append(bind(cfg.path("MODELS_DIR"), CONTAINER_MODELS, False))
     return binds
@@ -124,12 +122,16 @@ def tasks(env, cfg, plan):
 
 class EctDockerOperator(DockerOperator):
     """A DockerOperator whose MLflow credentials are looked up when the task runs, not when the DAG file is
-    parsed: whatever an operator holds at parse time is stored in the serialized DAG, in clear text."""
+    parsed (whatever an operator holds at parse time is stored in the serialized DAG, in clear text), and whose
+    output folders are made then too: parsing a DAG file writes nothing."""
 
     def execute(self, context):
         from ect.config import load_config
 
-        self._private_environment = {**self._private_environment, **mlflow_environment(load_config())}
+        cfg = load_config()
+        for path in (cfg.path("METRICS_DIR"), cfg.path("MODELS_DIR")):  # bind mounts need their sources
+            path.mkdir(parents=True, exist_ok=True)
+        self._private_environment = {**self._private_environment, **mlflow_environment(cfg)}
         return super().execute(context)
 
 

@@ -278,7 +278,7 @@ def _log_plots(client, run_id: str, manifest: Manifest, folder: Path) -> None:
 def _upload(client, experiment_id: str, manifest: Manifest, folder: Path, experiment_name: str,
             models_dir: Path, environments: dict) -> tuple[str, str]:
     """One complete upload; returns (MLflow run id, what happened to the model)."""
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
     now_ms = int(time.time() * 1000)
     energy, energy_tags = _energy(manifest, environments)

@@ -26,7 +26,7 @@ class RunValidation:
     status: str  # passed | quarantined
     failures: list[Failure] = field(default_factory=list)
     reused: bool = False  # True when an earlier validation of the same files was current
-    signature: dict = field(default_factory=dict)  # the files (raw.signature) this status is about
+    signature: dict = field(default_factory=dict)  # the files (ect.raw.layout.signature) this status is about
 
     @property
     def run(self) -> str:

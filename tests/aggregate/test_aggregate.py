@@ -7,7 +7,7 @@ import pytest
 
 from conftest import REPO, log_lines, run_ect
 from ect.aggregate.aggregate import aggregate
-from ect.aggregate.export import CODECARBON_COLUMNS, export_codecarbon
+from ect.aggregate.export import CODECARBON_COLUMNS
 from ect.config import load_config
 from ect.validation import Limits
 from test_legacy import STAMP_A, STAMP_B, write_run

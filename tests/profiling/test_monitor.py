@@ -1,10 +1,8 @@
 """Measurement windows and the sampler's scheduling, against analytically known power traces."""
 
 import csv
-import math
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from ect.profiling.monitor import EnergyMonitor

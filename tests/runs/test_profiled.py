@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_ect
+from conftest import run_ect
 
 
 def read_json(path: Path) -> dict:

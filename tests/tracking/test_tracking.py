@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_ect
+from conftest import REPO, airflow, airflow_env, free_ports, run_ect
 from ect.config import load_config
 
 pytestmark = pytest.mark.mlflow
@@ -21,16 +21,10 @@ SECRET = "s3cr3t-Pa55w0rd-never-shown"
 RUN = ("profile-run", "local", "tiny_cnn", "--repetition", "0", "--profile", "demo")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def mlflow_url(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+    port = free_ports(1)[0]
     mlflow = Path(sys.executable).with_name("mlflow")
     command = [str(mlflow)] if mlflow.exists() else [sys.executable, "-m", "mlflow"]
     log = open(root / "server.log", "w")
@@ -204,7 +198,7 @@ def test_server_down_leaves_the_run_completed_and_mlflow_sync_uploads_it_once(ml
     from mlflow.tracking import MlflowClient
 
     metrics = tmp_path / "metrics"
-    down = f"http://127.0.0.1:{_free_port()}"
+    down = f"http://127.0.0.1:{free_ports(1)[0]}"
     started = time.time()
     result = run_ect(*RUN, "--run-id", "t2", "-d", str(synthetic_dataset), "--experiment-name", "ect-sync",
                      "--set", f"METRICS_DIR={metrics}", "--set", f"MODELS_DIR={tmp_path / 'models'}",
@@ -269,8 +263,6 @@ def test_a_tracked_dag_run_keeps_the_password_out_of_logs_xcom_and_rendered_fiel
     import sqlite3
 
     from mlflow.tracking import MlflowClient
-
-    from test_airflow import airflow, airflow_env
 
     metrics = tmp_path / "metrics"
     host_port = mlflow_url.split("://", 1)[1]

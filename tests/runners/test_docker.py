@@ -1,7 +1,7 @@
 """The docker runner for real: a DAG run whose profiled run executes in the ect worker image.
 
-Needs a Docker engine and the image: `.ci/run` starts both (`.ci/docker-engine`) and sets ECT_CI_DOCKER=1,
-which turns a missing engine into a failure instead of a skip.
+Needs a Docker engine and the image (marker docker): `.ci/run` starts both (`.ci/docker-engine`) and runs it;
+a plain `make test` leaves it out.
 """
 
 import json
@@ -13,13 +13,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from test_airflow import airflow, airflow_env
+from conftest import airflow, airflow_env
 
 SECRET = "s3cret-Tracking-Password-7f3a"
 IMAGE = os.environ.get("ECT_CI_DOCKER_IMAGE", "ect-worker:test")
 
-pytestmark = pytest.mark.skipif(not os.environ.get("ECT_CI_DOCKER"),
-                                reason="needs a Docker engine and the worker image: run through .ci/run")
+pytestmark = [pytest.mark.docker, pytest.mark.airflow]
 
 
 def test_containerised_profiled_run_with_gpus_off_and_a_private_secret(project, synthetic_dataset, tmp_path):

@@ -2,39 +2,20 @@
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from conftest import AIRFLOW, REPO, airflow, airflow_env, free_ports
 
-AIRFLOW = str(Path(sys.executable).parent / "airflow")
-
-
-def airflow_env(home: Path, metrics: Path, dataset: Path, ect_home: Path = REPO) -> dict:
-    return {
-        **os.environ,
-        "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "ECT_HOME": str(ect_home), "ECT_METRICS_DIR": str(metrics), "ECT_OUTPUT_DIR": str(metrics.parent / "out"),
-        "ECT_DATASET_DIR": str(dataset), "ECT_MODELS_DIR": str(metrics.parent / "models"),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone runs `airflow`
-    }
-
-
-def airflow(*args, env, timeout=600, check=True):
-    result = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"airflow {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
+pytestmark = pytest.mark.airflow
 
 @pytest.fixture(scope="module")
 def airflow_home(tmp_path_factory, synthetic_dataset):
@@ -130,26 +111,74 @@ def json_lines(output: str) -> list:
     return next((json.loads(line) for line in output.splitlines() if line.startswith("[")), [])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# This machine's HTTP proxy variables must not apply to the local API server.
+LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_get(url: str, timeout: float = 60) -> tuple[int, str]:
+    try:
+        with LOCAL_HTTP.open(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def log_tail(path: Path) -> str:
+    return path.read_text(errors="replace")[-4000:]
+
+
+def wait_until_healthy(base_url: str, server: subprocess.Popen, log_path: Path, timeout: float) -> None:
+    """Waits until /api/v2/monitor/health says the DB, scheduler, DAG processor and triggerer are healthy."""
+    deadline, last = time.monotonic() + timeout, "no answer"
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"airflow standalone exited ({server.returncode}); log tail:\n{log_tail(log_path)}")
+        try:
+            status, body = http_get(f"{base_url}/api/v2/monitor/health", timeout=30)
+            last = f"{status} {body}"
+            health = json.loads(body) if status == 200 else {}
+            if all((health.get(part) or {}).get("status") == "healthy"
+                   for part in ("metadatabase", "scheduler", "dag_processor", "triggerer")):
+                return
+        except (OSError, ValueError) as e:  # not listening yet, or an incomplete answer
+            last = repr(e)
+        time.sleep(2)
+    raise AssertionError(f"Airflow not healthy after {timeout:.0f} s (last: {last}); log tail:\n{log_tail(log_path)}")
+
+
+def warm_up(base_url: str) -> None:
+    """Pays the API server's cold start (the execution API's first request takes seconds) before any task does."""
+    for _ in range(10):
+        started = time.monotonic()
+        for path in ("/execution/health", "/execution/health/ping", "/api/v2/monitor/health", "/api/v2/version"):
+            http_get(base_url + path)
+        if time.monotonic() - started < 1:
+            return
 
 
 def test_trigger_path_with_a_real_scheduler_and_api_server(airflow_home, project, tmp_path):
     root, env = airflow_home
     # Manual runs only: unpausing a nightly DAG would also start the latest scheduled (full-size) run.
     (project / "config" / "environments.yaml").write_text("local:\n  RUNNER: process\n  SCHEDULE: null\n")
-    port = free_port()
-    env = {**env, "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__HOST": "127.0.0.1",
-           "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+    # Free ports for every server `airflow standalone` opens: the API server and the two log servers.
+    api_port, worker_log_port, trigger_log_port = free_ports(3)
+    base_url = f"http://127.0.0.1:{api_port}"
+    env = {**env, "AIRFLOW__API__PORT": str(api_port), "AIRFLOW__API__HOST": "127.0.0.1",
+           "AIRFLOW__API__BASE_URL": base_url, "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+           "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_log_port),
+           "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_log_port),
+           # The default 5 s is too short for a busy 2-core machine: a timed-out `PATCH .../run` fails the task.
+           "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
            "ECT_HOME": str(project), "ECT_METRICS_DIR": str(tmp_path / "metrics"),
            "ECT_OUTPUT_DIR": str(tmp_path / "out")}
     airflow("dags", "reserialize", env=env)
-    log = open(tmp_path / "standalone.log", "w")
+    log_path = tmp_path / "standalone.log"
+    log = open(log_path, "w")
     server = subprocess.Popen([AIRFLOW, "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
+        wait_until_healthy(base_url, server, log_path, timeout=240)  # 15-35 s on an idle 2-core machine
+        warm_up(base_url)
         airflow("dags", "unpause", "ect_local", env=env, timeout=120)
         conf = {"profile": "demo", "architectures": ["tiny_cnn"]}
         airflow("dags", "trigger", "ect_local", "--conf", json.dumps(conf), "--run-id", "triggered-1", env=env,
@@ -162,7 +191,7 @@ def test_trigger_path_with_a_real_scheduler_and_api_server(airflow_home, project
             if state in ("success", "failed"):
                 break
             time.sleep(5)
-        assert state == "success", f"state {state}; log tail:\n{(tmp_path / 'standalone.log').read_text()[-4000:]}"
+        assert state == "success", f"state {state}; log tail:\n{log_tail(log_path)}"
         runs = pd.read_parquet(tmp_path / "metrics" / "processed" / "runs.parquet")
         assert list(runs["run_id"]) == ["triggered-1-rep00"]
     finally:
