@@ -88,9 +88,9 @@ def _load(args):
 
 def _raw_dir(args, cfg) -> Path:
     """RAW_DIR of the command line, else METRICS_DIR/raw; it must exist."""
-    from ect.pipeline import raw_dir
+    from ect.pipeline import metrics_dir
 
-    raw = Path(os.path.abspath(args.raw_dir)) if args.raw_dir else raw_dir(cfg)
+    raw = Path(os.path.abspath(args.raw_dir)) if args.raw_dir else metrics_dir(cfg).raw
     if not raw.is_dir():
         raise ConfigError(f"raw measurements folder {raw} does not exist (METRICS_DIR/raw or RAW_DIR)")
     return raw
@@ -98,9 +98,9 @@ def _raw_dir(args, cfg) -> Path:
 
 def _processed(args, cfg) -> Path:
     """--processed (or PROCESSED) of the command line, else METRICS_DIR/processed/runs.parquet; it must exist."""
-    from ect.pipeline import processed_path
+    from ect.pipeline import metrics_dir
 
-    processed = Path(args.processed) if args.processed else processed_path(cfg)
+    processed = Path(args.processed) if args.processed else metrics_dir(cfg).processed
     if not processed.is_file():
         raise ConfigError(f"processed dataset {processed} does not exist: run `ect aggregate` first")
     return processed
@@ -259,11 +259,12 @@ RAW_DIR = arg("raw_dir", metavar="RAW_DIR", nargs="?", help="raw measurements (d
          ])
 def validate(args) -> int:
     from ect.pipeline import validate_step
+    from ect.raw.layout import MetricsDir
     from ect.validation import QUARANTINED
 
     cfg = _load(args)
     raw = _raw_dir(args, cfg)
-    summary_dir = Path(args.summary_dir) if args.summary_dir else raw.parent / "validation"
+    summary_dir = Path(args.summary_dir) if args.summary_dir else MetricsDir(raw.parent).validation
     results = validate_step(cfg, raw, summary_dir, force=args.force,
                             data_docs=Path(args.data_docs).resolve() if args.data_docs else None)
     print(f"summary: {summary_dir / 'summary.json'} and {summary_dir / 'summary.txt'}")

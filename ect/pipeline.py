@@ -15,7 +15,7 @@ from ect.architectures import get_architecture
 from ect.config import Config, Environment, load_config
 from ect.errors import ConfigError, RunsNotMeasured
 from ect.raw.atomic import read_json, write_json
-from ect.raw.layout import RunKey
+from ect.raw.layout import MetricsDir, RunKey
 from ect.runs.commands import config_options
 from ect.runs.plan import plan_of
 
@@ -77,12 +77,8 @@ def preflight(environment: str, params: dict, dag_run_id: str,
             "runs": [run.to_dict() for run in runs]}
 
 
-def raw_dir(cfg: Config) -> Path:
-    return cfg.path("METRICS_DIR") / "raw"
-
-
-def processed_path(cfg: Config) -> Path:
-    return cfg.path("METRICS_DIR") / "processed" / "runs.parquet"
+def metrics_dir(cfg: Config) -> MetricsDir:
+    return MetricsDir(cfg.path("METRICS_DIR"))
 
 
 def validate_step(cfg: Config, raw: Path | None = None, summary_dir: Path | None = None, force: bool = False,
@@ -90,8 +86,8 @@ def validate_step(cfg: Config, raw: Path | None = None, summary_dir: Path | None
     """Validates every raw run (METRICS_DIR/raw); the summary goes to METRICS_DIR/validation/."""
     from ect.validation import limits_from, validate_raw
 
-    raw = raw or raw_dir(cfg)
-    summary_dir = summary_dir or raw.parent / "validation"
+    raw = raw or metrics_dir(cfg).raw
+    summary_dir = summary_dir or MetricsDir(raw.parent).validation
     return validate_raw(raw, limits_from(cfg.experiment), summary_dir, force=force, data_docs=data_docs)
 
 
@@ -100,7 +96,7 @@ def planned_runs_summary(cfg: Config, environment: str, planned: list[dict], res
     validation summary too, so that no failure is silent."""
     from ect.validation import PASSED
 
-    summary_path = cfg.path("METRICS_DIR") / "validation" / "summary.json"
+    summary_path = metrics_dir(cfg).validation / "summary.json"
     wanted = {RunKey(environment, run["architecture"], run["run_id"]).name for run in planned}
     ours = [r for r in results if r.run in wanted]
     missing = sorted(wanted - {r.run for r in ours})
@@ -121,7 +117,7 @@ def aggregate_step(cfg: Config, raw: Path | None = None, out: Path | None = None
     from ect.aggregate.aggregate import aggregate
     from ect.validation import limits_from
 
-    return aggregate(raw or raw_dir(cfg), out or cfg.path("METRICS_DIR"), cfg.environments,
+    return aggregate(raw or metrics_dir(cfg).raw, out or metrics_dir(cfg).root, cfg.environments,
                      limits_from(cfg.experiment))
 
 
@@ -144,7 +140,7 @@ def regression_step(cfg: Config, environment: str) -> dict:
     from ect.analysis.regression import RegressionSettings, check_regressions, trend_table
 
     e = cfg.experiment
-    runs = pd.read_parquet(processed_path(cfg))
+    runs = pd.read_parquet(metrics_dir(cfg).processed)
     out = cfg.path("OUTPUT_DIR") / environment
     out.mkdir(parents=True, exist_ok=True)
     if runs.empty or environment not in set(runs["environment"]):
@@ -172,7 +168,7 @@ def report_step(cfg: Config, environment: str | None, regression: dict | None = 
 
     from ect.analysis.report import write_report
 
-    processed = processed or processed_path(cfg)
+    processed = processed or metrics_dir(cfg).processed
     runs = pd.read_parquet(processed)
     if environment is not None:
         runs = runs[runs["environment"] == environment]
@@ -184,5 +180,5 @@ def report_step(cfg: Config, environment: str | None, regression: dict | None = 
     e = cfg.experiment
     return write_report(runs, out, title, alpha=e.analysis_alpha, correction=e.analysis_correction,
                         outliers=outliers or e.analysis_remove_outliers,
-                        samples_path=processed.parent.parent / "interim" / "samples.parquet",
+                        samples_path=MetricsDir(processed.parent.parent).samples,
                         regression=regression, trend_png=out / "trend.png")

@@ -27,7 +27,7 @@ from ect.aggregate.parts import PartWriter, kept_parts, remove_all_but
 from ect.aggregate.runs import run_row
 from ect.aggregate.samples import joined_samples, read_cpu, read_gpu, run_samples
 from ect.raw.atomic import atomic_path, read_json, write_json
-from ect.raw.layout import RunKey, find_runs, run_name
+from ect.raw.layout import MetricsDir, RunKey, find_runs, run_name
 from ect.raw.manifest import read_manifest
 
 KEY = ["environment", "architecture", "run_id"]
@@ -115,14 +115,14 @@ def _only_one_at_a_time(lock_path: Path):
 
 def aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits) -> AggregateResult:
     """Aggregates raw_dir into out_dir/interim and out_dir/processed (one aggregation at a time per out_dir)."""
-    with _only_one_at_a_time(out_dir / "interim" / ".aggregate.lock"):
-        return _aggregate(raw_dir, out_dir, environments, limits)
+    with _only_one_at_a_time(MetricsDir(out_dir).interim / ".aggregate.lock"):
+        return _aggregate(raw_dir, MetricsDir(out_dir), environments, limits)
 
 
-def _aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits) -> AggregateResult:
-    interim, processed = out_dir / "interim", out_dir / "processed"
-    index_path, samples_dir = interim / "index.json", interim / "samples.parquet"
-    runs_path, csv_path = processed / "runs.parquet", processed / "runs.csv"
+def _aggregate(raw_dir: Path, out: MetricsDir, environments: dict, limits) -> AggregateResult:
+    index_path, samples_dir = out.interim / "index.json", out.samples
+    runs_path = out.processed
+    processed, csv_path = runs_path.parent, runs_path.with_suffix(".csv")
 
     wanted, skipped = _eligible(find_runs(raw_dir), limits)
     outputs_exist = samples_dir.is_dir() and runs_path.exists()

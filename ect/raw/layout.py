@@ -1,4 +1,5 @@
-"""Where raw runs live and what they are called: METRICS_DIR/raw/<environment>/<architecture>/<run_id>/.
+"""Where measurements live and what they are called: METRICS_DIR/raw/<environment>/<architecture>/<run_id>/ for
+the runs, beside validation/, interim/ and processed/ (MetricsDir).
 
 A run is named by its RunKey, "<environment>/<architecture>/<run_id>". Run ids of a campaign (a DAG run or an
 `ect profile` call) are "<campaign id>-rep<KK>".
@@ -22,6 +23,34 @@ TRACKING_FILE = "tracking.json"  # written by MLflow tracking beside the run fil
 PREVIOUS_ATTEMPTS = "previous-attempts"
 
 _REPETITION_SUFFIX = re.compile(r"-rep\d+$")
+
+
+@dataclass(frozen=True)
+class MetricsDir:
+    """METRICS_DIR: raw/ (run folders), validation/ (the summary), interim/ (samples), processed/ (one row per run)."""
+
+    root: Path
+
+    @property
+    def raw(self) -> Path:
+        return Path(self.root) / "raw"
+
+    @property
+    def validation(self) -> Path:
+        return Path(self.root) / "validation"
+
+    @property
+    def interim(self) -> Path:
+        return Path(self.root) / "interim"
+
+    @property
+    def samples(self) -> Path:
+        """A folder of Parquet part files, read as one dataset."""
+        return self.interim / "samples.parquet"
+
+    @property
+    def processed(self) -> Path:
+        return Path(self.root) / "processed" / "runs.parquet"
 
 
 @dataclass(frozen=True, order=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 from ect.config import Config
 from ect.raw.atomic import write_json
 from ect.raw.columns import iso_utc
-from ect.raw.layout import HISTORY_FILE, METRICS_FILE, RunKey
+from ect.raw.layout import HISTORY_FILE, METRICS_FILE, MetricsDir, RunKey
 from ect.raw.manifest import (Host, Manifest, Sensors, Window, read_manifest, recorded, set_aside_previous_attempt,
                               write_manifest)
 from ect.runs.record import new_manifest, require_tracking_settings, track_if_enabled
@@ -42,7 +42,7 @@ class RunOutcome:
 
 
 def raw_folder(cfg: Config, key: RunKey) -> Path:
-    return key.folder(cfg.path("METRICS_DIR") / "raw")
+    return key.folder(MetricsDir(cfg.path("METRICS_DIR")).raw)
 
 
 def profile_run(cfg: Config, key: RunKey, repetition: int, experiment_name: str | None = None,

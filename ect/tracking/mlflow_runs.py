@@ -36,7 +36,7 @@ from ect.errors import ConfigError, TrackingError
 from ect.models.saving import MODEL_FILE
 from ect.raw.atomic import read_json, write_json
 from ect.raw.columns import now_utc
-from ect.raw.layout import CPU_FILE, GPU_FILE, HISTORY_FILE, MANIFEST_FILE, METRICS_FILE, TRACKING_FILE
+from ect.raw.layout import CPU_FILE, GPU_FILE, HISTORY_FILE, MANIFEST_FILE, METRICS_FILE, TRACKING_FILE, MetricsDir
 from ect.raw.manifest import Manifest, read_manifest
 
 RUN_KEY_TAG = "ect_run_key"
@@ -366,7 +366,7 @@ def sync_runs(cfg: Config, raw_dir: Path | None = None) -> list[tuple[Path, str]
     Returns (run folder, status) for each run it tried; a second call finds nothing to do.
     """
     load_secrets(cfg.root).require_url()  # a configuration error, before touching any run
-    raw = Path(raw_dir) if raw_dir else cfg.path("METRICS_DIR") / "raw"
+    raw = Path(raw_dir) if raw_dir else MetricsDir(cfg.path("METRICS_DIR")).raw
     results: list[tuple[Path, str]] = []
     pattern = f"*/*/*/{TRACKING_FILE}"
     for path in sorted(raw.glob(pattern)) + sorted(cfg.path("MODELS_DIR").glob(pattern)):
