@@ -1,8 +1,9 @@
 """One Airflow DAG per training environment of config/environments.yaml (ect_local, ect_cloud, ...).
 
-preflight -> warm-up -> profiled training (mapped over architecture x repetition, in the host's pool)
--> validation (also after failed runs) -> aggregation (updates the processed-dataset Asset)
+preflight -> host_check -> warm-up -> profiled training (mapped over architecture x repetition, in the host's
+pool) -> validation (also after failed runs) -> aggregation (updates the processed-dataset Asset)
 -> regression check -> report -> verdicts (all runs measured; no energy regression).
+host_check, warm-up and training run on the environment's QUEUE (a worker on its GPU host); the rest on any worker.
 The ect_report DAG makes the cross-environment report whenever the processed dataset changes.
 Every rule lives in the `ect` package; this file only wires tasks.
 """
@@ -17,6 +18,8 @@ from ect import pipeline
 from ect.architectures import ARCHITECTURES
 from ect.config import available_profiles, load_config
 from ect.runners import RUNNERS
+from ect.runners.credentials import use_store_credentials
+from ect.runners.placement import queue_check, task_options
 
 CONFIG = load_config()  # a broken config/*.yaml fails here, as a DAG import error that names the file and key
 
@@ -55,8 +58,15 @@ def alert_callback(env):
 
 
 def run_config():
-    """The configuration of the running DAG run: the files, the profile and the trigger form's values."""
+    """The configuration of the running DAG run (the files, the profile and the trigger form's values), with the
+    run store's credentials in this task's environment."""
+    use_store_credentials()
     return pipeline.config_for(dict(get_current_context()["params"]))
+
+
+# With a run store, the tasks that write its shared files (validation verdicts, the processed dataset) run one at a
+# time across every worker and DAG: an Airflow pool of one slot (`ect pools` makes it).
+STORE_WRITERS = {"pool": pipeline.STORE_POOL} if CONFIG.run_store() else {}
 
 
 def environment_dag(env) -> DAG:
@@ -72,14 +82,20 @@ def environment_dag(env) -> DAG:
 
         @task
         def preflight(params=None, dag_run=None) -> dict:
-            return pipeline.preflight(env.name, dict(params), dag_run.run_id, runner_check=runner.check)
+            use_store_credentials()
+            return pipeline.preflight(env.name, dict(params), dag_run.run_id, placement_check=queue_check)
 
-        @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)  # also after failed training runs
+        @task(**task_options(env))
+        def host_check(plan: dict, params=None) -> dict:
+            pipeline.host_check(env.name, dict(params), runner_check=runner.check)
+            return plan
+
+        @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS, **STORE_WRITERS)  # also after failed training runs
         def validate(plan: dict) -> dict:
             cfg = run_config()
             return pipeline.planned_runs_summary(cfg, env.name, plan["runs"], pipeline.validate_step(cfg))
 
-        @task(outlets=[PROCESSED])
+        @task(outlets=[PROCESSED], **STORE_WRITERS)
         def aggregate() -> str:
             return str(pipeline.aggregate_step(run_config()).processed)
 
@@ -103,7 +119,7 @@ def environment_dag(env) -> DAG:
             """Fails the DAG run (and alerts) when a planned run failed, was quarantined or was never validated."""
             pipeline.check_all_measured(summary)
 
-        plan = preflight()
+        plan = host_check(preflight())
         warm, trained = runner.tasks(env, CONFIG, plan)
         warm >> trained >> (summary := validate(plan)) >> (processed := aggregate())
         regression = regression_check(processed)
@@ -122,6 +138,7 @@ with DAG(dag_id="ect_report", schedule=[PROCESSED], start_date=datetime(2026, 1,
 
     @task
     def cross_environment_report() -> str:
+        use_store_credentials()
         return pipeline.report_step(CONFIG, None)["html"]
 
     cross_environment_report()

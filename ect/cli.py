@@ -284,6 +284,28 @@ def aggregate(args) -> int:
     return 0
 
 
+@command("publish", "publish the runs measured here that the run store does not have yet, exactly once each",
+         description="Publish every finished run under SCRATCH_DIR (default METRICS_DIR/scratch) whose publish.json "
+                     "is missing or says not published (the store was unreachable when it ended) to RUN_STORE: data "
+                     "files first, the manifest last; a run the store already has is only marked published. Exit "
+                     "status 1 if any run could not be published.",
+         arguments=[arg("scratch", metavar="SCRATCH_DIR", nargs="?",
+                        help="runs measured on this host (default: METRICS_DIR/scratch)")])
+def publish(args) -> int:
+    from ect.pipeline import metrics_dir, store_of
+    from ect.runs.publish import publish_all
+
+    cfg = _load(args)
+    store = store_of(cfg)
+    if store is None:
+        raise ConfigError("RUN_STORE is not set: there is no run store to publish to (runs stay in METRICS_DIR/raw)")
+    scratch = Path(os.path.abspath(args.scratch)) if args.scratch else metrics_dir(cfg).scratch
+    results = publish_all(store, scratch)
+    if not results:
+        print(f"nothing to publish: every finished run in {scratch} is in {store!r}")
+    return 1 if any(not published for _, published in results) else 0
+
+
 @command("mlflow-sync", "upload the completed runs that are not synced to MLflow yet, exactly once each",
          description="Upload the completed runs that are not synced to MLflow yet, exactly once each: the run "
                      "folders (profiled runs under RAW_DIR, `ect train` runs under MODELS_DIR) whose tracking.json "
@@ -385,10 +407,13 @@ def check_regression(args) -> int:
 
 
 @command("pools", "print the Airflow pools of the environments (for `airflow pools import`)",
-         description="Print one Airflow pool per GPU host (POOL, default ect_<environment>, with POOL_SLOTS slots) "
-                     "as JSON: `ect pools > p.json && airflow pools import p.json`.")
+         description="Print one Airflow pool per GPU host (POOL, default ect_<environment>, with POOL_SLOTS slots), "
+                     "and with RUN_STORE the one-slot pool ect_run_store of the tasks that write the store, as JSON: "
+                     "`ect pools > p.json && airflow pools import p.json`.")
 def pools(args) -> int:
     import json
+
+    from ect.pipeline import STORE_POOL
 
     cfg = _load(args)
     found = {}
@@ -396,6 +421,9 @@ def pools(args) -> int:
         entry = found.setdefault(env.pool_name, {"slots": env.pool_slots, "include_deferred": False,
                                                  "description": "ect GPU host of "})
         entry["description"] += ("" if entry["description"].endswith("of ") else ", ") + env.name
+    if cfg.run_store():
+        found[STORE_POOL] = {"slots": 1, "include_deferred": False,
+                             "description": "ect: one writer of the run store's shared files at a time"}
     print(json.dumps(found, indent=2))
     return 0
 

@@ -44,3 +44,7 @@ class RunsNotMeasured(EctError):
 
 class EnergyRegression(EctError):
     """The latest campaign used significantly more energy than its baseline."""
+
+
+class StoreError(EctError):
+    """The run store (RUN_STORE) cannot be reached, read or written; the message names it, credentials masked."""

@@ -1,8 +1,13 @@
 """The steps of an environment's DAG run, as plain functions (no Airflow here: the DAG files only wire them, and
 the CLI calls the same steps).
 
-preflight -> warm-up -> one profiled run per architecture x repetition -> validation -> aggregation
+preflight -> host checks -> warm-up -> one profiled run per architecture x repetition -> validation -> aggregation
 -> regression check -> report
+
+With a run store (RUN_STORE), each step that reads runs or results first mirrors what it needs from the store into
+METRICS_DIR (only what changed), works on the local files as without a store, and pushes what it wrote: so any
+worker can run it. Credentials come from the process's environment (AWS_* for s3://; the DAG tasks set them from
+the Airflow connection ect_store).
 """
 
 from __future__ import annotations
@@ -15,11 +20,15 @@ from ect.architectures import get_architecture
 from ect.config import Config, Environment, load_config
 from ect.errors import ConfigError, RunsNotMeasured
 from ect.raw.atomic import read_json, write_json
-from ect.raw.layout import MetricsDir, RunKey
+from ect.raw.layout import VALIDATION_FILE, MetricsDir, RunKey
 from ect.runs.commands import config_options
 from ect.runs.plan import plan_of
+from ect.store import RunStore, open_store, pull_outputs, push_outputs
 
 log = logging.getLogger(__name__)
+
+# The Airflow pool (one slot) of the tasks that write the run store's shared files.
+STORE_POOL = "ect_run_store"
 
 # Trigger-form parameters -> settings.
 PARAM_SETTINGS = {"architectures": "ARCHITECTURES", "repetitions": "REPETITIONS",
@@ -51,24 +60,23 @@ def check_dataset_root(cfg: Config, requested: str | None) -> None:
 
 
 def preflight(environment: str, params: dict, dag_run_id: str,
-              runner_check: Callable[[Environment, Config], str] | None = None) -> dict:
-    """Checks everything a DAG run needs before any training; returns its plan. Raises with a clear message."""
-    from ect.data import scan_dataset, split_dataset
-
+              placement_check: Callable[[Environment], str] | None = None) -> dict:
+    """Checks what a DAG run needs before any training, from any worker: the configuration, the run store (reachable
+    and writable), that a worker serves the environment's queue; returns the plan. Raises with a clear message."""
     cfg = config_for(params)
     env = cfg.environment(environment)
     check_dataset_root(cfg, params.get("dataset"))
     for name in cfg.experiment.architectures:
         get_architecture(name).check_input_size(cfg.experiment.image_size)
-    index = scan_dataset(cfg.dataset_dir(), skip_corrupt=cfg.experiment.skip_corrupt_images)
-    split = split_dataset(index, cfg.experiment.validation_split, cfg.experiment.seed)
-    log.info(f"dataset {index.root}: {len(split.train)} training, {len(split.validation)} validation images")
-    log.info(f"runner {env.runner}: {runner_check(env, cfg) if runner_check else 'not checked'}")
-    runs = plan_of(cfg.experiment, dag_run_id)
-    log.info(f"plan: {len(runs)} profiled run(s) of {', '.join(cfg.experiment.architectures)} "
-             f"x {cfg.experiment.repetitions} on {environment} (pool {env.pool_name})")
     if cfg.experiment.mlflow_enabled and not params.get("experiment_name"):
         raise ConfigError("MLFLOW_ENABLED is true: give the MLflow experiment in the experiment_name parameter")
+    store = store_of(cfg)
+    log.info(f"run store: {store.check() if store else 'none (METRICS_DIR and OUTPUT_DIR of each worker)'}")
+    log.info(f"placement: {placement_check(env) if placement_check else 'not checked'}")
+    runs = plan_of(cfg.experiment, dag_run_id)
+    log.info(f"plan: {len(runs)} profiled run(s) of {', '.join(cfg.experiment.architectures)} "
+             f"x {cfg.experiment.repetitions} on {environment} (pool {env.pool_name}"
+             + (f", queue {env.queue})" if env.queue else ")"))
     return {"environment": environment, "runner": env.runner,
             "config_args": config_options(params.get("profile"), overrides_from(params)),
             "experiment_name": params.get("experiment_name"), "dag_run_id": dag_run_id,
@@ -77,18 +85,57 @@ def preflight(environment: str, params: dict, dag_run_id: str,
             "runs": [run.to_dict() for run in runs]}
 
 
+def host_check(environment: str, params: dict, runner_check: Callable[[Environment, Config], str] | None = None) -> None:
+    """Checks, on the environment's GPU host (its queue), what its runs need there: the dataset (every image) and
+    the runner (the `ect` command and the sensors, or the Docker engine and image)."""
+    from ect.data import scan_dataset, split_dataset
+
+    cfg = config_for(params)
+    env = cfg.environment(environment)
+    index = scan_dataset(cfg.dataset_dir(), skip_corrupt=cfg.experiment.skip_corrupt_images)
+    split = split_dataset(index, cfg.experiment.validation_split, cfg.experiment.seed)
+    log.info(f"dataset {index.root}: {len(split.train)} training, {len(split.validation)} validation images")
+    log.info(f"runner {env.runner}: {runner_check(env, cfg) if runner_check else 'not checked'}")
+
+
 def metrics_dir(cfg: Config) -> MetricsDir:
     return MetricsDir(cfg.path("METRICS_DIR"))
 
 
+def store_of(cfg: Config) -> RunStore | None:
+    return open_store(cfg.run_store())
+
+
+def pull_runs(store: RunStore, raw: Path) -> None:
+    pulled = store.pull_runs(raw)
+    log.info(f"run store {store!r}: {pulled.runs} published run(s); {pulled.files} new or changed file(s) fetched "
+             f"({pulled.bytes / 1e6:.3g} MB)")
+
+
+def push_files(store: RunStore, folder: Path, relative: str) -> None:
+    """Every file of `folder` (a report, a summary) to relative/ of the store."""
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        store.push(path, f"{relative}/{path.relative_to(folder).as_posix()}")
+
+
 def validate_step(cfg: Config, raw: Path | None = None, summary_dir: Path | None = None, force: bool = False,
                   data_docs: Path | None = None) -> list:
-    """Validates every raw run (METRICS_DIR/raw); the summary goes to METRICS_DIR/validation/."""
+    """Validates every raw run (METRICS_DIR/raw, after mirroring the run store's); the summary goes to
+    METRICS_DIR/validation/ (and the store, with each new verdict)."""
     from ect.validation import limits_from, validate_raw
 
+    store = store_of(cfg) if raw is None else None
     raw = raw or metrics_dir(cfg).raw
     summary_dir = summary_dir or MetricsDir(raw.parent).validation
-    return validate_raw(raw, limits_from(cfg.experiment), summary_dir, force=force, data_docs=data_docs)
+    if store:
+        pull_runs(store, raw)
+    results = validate_raw(raw, limits_from(cfg.experiment), summary_dir, force=force, data_docs=data_docs)
+    if store:
+        for result in results:
+            if not result.reused:
+                store.push(result.folder / VALIDATION_FILE, f"raw/{result.run}/{VALIDATION_FILE}")
+        push_files(store, summary_dir, "validation")
+    return results
 
 
 def planned_runs_summary(cfg: Config, environment: str, planned: list[dict], results: list) -> dict:
@@ -103,6 +150,8 @@ def planned_runs_summary(cfg: Config, environment: str, planned: list[dict], res
     summary = read_json(summary_path) or {}
     summary["planned_runs_without_folder"] = missing
     write_json(summary_path, summary)
+    if store := store_of(cfg):
+        store.push(summary_path, "validation/summary.json")
     return {
         "passed": [r.run for r in ours if r.status == PASSED],
         "quarantined": {r.run: [f"{f.file} {f.check} {f.column or ''}: {f.details}" for f in r.failures]
@@ -113,12 +162,20 @@ def planned_runs_summary(cfg: Config, environment: str, planned: list[dict], res
 
 
 def aggregate_step(cfg: Config, raw: Path | None = None, out: Path | None = None):
-    """Aggregates the raw runs into METRICS_DIR/interim and processed (ect.aggregate)."""
+    """Aggregates the raw runs into METRICS_DIR/interim and processed (ect.aggregate); with a run store, from its
+    runs and the state of its last aggregation, and back into it."""
     from ect.aggregate.aggregate import aggregate
     from ect.validation import limits_from
 
-    return aggregate(raw or metrics_dir(cfg).raw, out or metrics_dir(cfg).root, cfg.environments,
-                     limits_from(cfg.experiment))
+    store = store_of(cfg) if raw is None and out is None else None
+    metrics = metrics_dir(cfg)
+    if store:
+        pull_runs(store, metrics.raw)
+        pull_outputs(store, metrics)
+    result = aggregate(raw or metrics.raw, out or metrics.root, cfg.environments, limits_from(cfg.experiment))
+    if store and result.changed:
+        push_outputs(store, metrics)
+    return result
 
 
 def check_all_measured(summary: dict | None) -> None:
@@ -140,6 +197,9 @@ def regression_step(cfg: Config, environment: str) -> dict:
     from ect.analysis.regression import RegressionSettings, check_regressions, trend_table
 
     e = cfg.experiment
+    store = store_of(cfg)
+    if store:
+        pull_outputs(store, metrics_dir(cfg))
     runs = pd.read_parquet(metrics_dir(cfg).processed)
     out = cfg.path("OUTPUT_DIR") / environment
     out.mkdir(parents=True, exist_ok=True)
@@ -147,6 +207,8 @@ def regression_step(cfg: Config, environment: str) -> dict:
         result = {"environment": environment, "latest_campaign": None, "baseline_campaigns": [], "architectures": {},
                   "regressions": [], "reason": "no aggregated run of this environment yet"}
         write_json(out / "regression.json", result)
+        if store:
+            store.push(out / "regression.json", f"reports/{environment}/regression.json")
         return result
     result = check_regressions(runs, environment, RegressionSettings(e.regression_baseline_runs,
                                                                     e.regression_threshold, e.regression_alpha))
@@ -155,6 +217,10 @@ def regression_step(cfg: Config, environment: str) -> dict:
     if len(table):
         plot_trend(table, out / "trend.png")
     write_json(out / "regression.json", result)
+    if store:
+        for name in ("regression.json", "trend.csv", "trend.png"):
+            if (out / name).exists():
+                store.push(out / name, f"reports/{environment}/{name}")
     log.info(f"regressions: {result['regressions'] or 'none'} (latest campaign {result['latest_campaign']})")
     return result
 
@@ -168,17 +234,25 @@ def report_step(cfg: Config, environment: str | None, regression: dict | None = 
 
     from ect.analysis.report import write_report
 
+    name = environment or "report"
+    store = store_of(cfg) if processed is None and out is None else None
+    out = out or cfg.path("OUTPUT_DIR") / name
+    if store:  # the run store's results, and what the regression check (maybe on another worker) left there
+        pull_outputs(store, metrics_dir(cfg))
+        store.pull_tree(f"reports/{name}", out)
     processed = processed or metrics_dir(cfg).processed
     runs = pd.read_parquet(processed)
     if environment is not None:
         runs = runs[runs["environment"] == environment]
     if require_runs and runs.empty:
         raise ConfigError(f"{processed} has no runs" + (f" of environment {environment!r}" if environment else ""))
-    out = out or cfg.path("OUTPUT_DIR") / (environment or "report")
     title = title or (f"Energy cost of training on {environment}" if environment
                       else "Energy cost of training: all environments")
     e = cfg.experiment
-    return write_report(runs, out, title, alpha=e.analysis_alpha, correction=e.analysis_correction,
-                        outliers=outliers or e.analysis_remove_outliers,
-                        samples_path=MetricsDir(processed.parent.parent).samples,
-                        regression=regression, trend_png=out / "trend.png")
+    paths = write_report(runs, out, title, alpha=e.analysis_alpha, correction=e.analysis_correction,
+                         outliers=outliers or e.analysis_remove_outliers,
+                         samples_path=MetricsDir(processed.parent.parent).samples,
+                         regression=regression, trend_png=out / "trend.png")
+    if store:
+        push_files(store, out, f"reports/{name}")
+    return paths

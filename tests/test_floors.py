@@ -15,7 +15,7 @@ FLOORS = [
     {"ect", "ect.errors"},
     {"ect.raw", "ect.energy", "ect.architectures"},
     {"ect.sensors", "ect.data", "ect.config"},
-    {"ect.models", "ect.profiling", "ect.validation", "ect.analysis"},
+    {"ect.models", "ect.profiling", "ect.validation", "ect.analysis", "ect.store"},
     {"ect.aggregate"},
     {"ect.tracking"},
     {"ect.runs"},

@@ -168,19 +168,16 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
             "figures": str(figures)}
 
 
-def list_reports(output_dir: Path | None = None) -> dict[str, Path]:
-    """{name: report.html} under OUTPUT_DIR: "report" (all environments) and one per environment, newest first."""
-    if output_dir is None:
-        from ect.config import load_config
-
-        output_dir = load_config().path("OUTPUT_DIR")
-    found = [p for p in Path(output_dir).glob("*/report.html") if p.is_file()]
-    return {p.parent.name: p for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)}
+def list_reports(output_dir: Path) -> dict[str, float]:
+    """{name: modification time} of the reports under OUTPUT_DIR: "report" (all environments) and one per
+    environment."""
+    return {p.parent.name: p.stat().st_mtime for p in Path(output_dir).glob("*/report.html") if p.is_file()}
 
 
-def index_page(reports: dict[str, Path]) -> str:
+def index_page(reports: dict[str, float]) -> str:
+    """The list of reports, newest first."""
     items = "".join(f'<li><a href="{html.escape(name)}">{html.escape(name)}</a> '
-                    f"(updated {pd.Timestamp(path.stat().st_mtime, unit='s', tz='UTC'):%Y-%m-%d %H:%M} UTC)</li>"
-                    for name, path in reports.items())
+                    f"(updated {pd.Timestamp(mtime, unit='s', tz='UTC'):%Y-%m-%d %H:%M} UTC)</li>"
+                    for name, mtime in sorted(reports.items(), key=lambda item: -item[1]))
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>ect energy reports</title></head><body>"
             f"<h1>ect energy reports</h1><ul>{items or '<li>No report yet: run an ect DAG.</li>'}</ul></body></html>")

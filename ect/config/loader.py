@@ -92,6 +92,14 @@ class Config:
             )
         return folder
 
+    def run_store(self) -> str | None:
+        """RUN_STORE as a URL or an absolute path (a relative path is relative to the project root), or None."""
+        store = self.base.run_store
+        if store is None or "://" in store:
+            return store
+        path = Path(store).expanduser()
+        return str(path if path.is_absolute() else self.root / path)
+
     def dataset_roots(self) -> list[Path]:
         """DATASET_ROOTS as absolute paths, links and .. resolved."""
         return [(Path(r) if Path(r).is_absolute() else self.root / r).resolve() for r in self.base.dataset_roots]

@@ -12,6 +12,7 @@ A missing file is not an error: only a run that needs a tracking server asks for
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -48,3 +49,8 @@ def load_secrets(root: Path, env: Mapping[str, str] = os.environ) -> MlflowSecre
         if env.get(variable):
             values[key], source = env[variable], "environment"
     return MlflowSecrets(values["URL"], values["USERNAME"], values["PASSWORD"], source)
+
+
+def mask_url(text: str | None) -> str:
+    """The text with the user:password@ part of every URL in it replaced by ***@."""
+    return re.sub(r"(?<=://)[^/@\s]*@", "***@", text or "")

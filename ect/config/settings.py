@@ -184,6 +184,15 @@ def path_map(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def store_location(value: Any) -> str | None:
+    """A path or an fsspec URL, without credentials in it (they would reach logs and command lines)."""
+    location = optional_text(value)
+    if location and re.search(r"://[^/@\s]*:[^/@\s]*@", location):
+        raise ValueError("a path or a URL without user:password@ (give the credentials in the Airflow connection "
+                         "ect_store or the store's variables, e.g. AWS_ACCESS_KEY_ID)")
+    return location
+
+
 def text_list(value: Any) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not items or any(str(i).strip() == "" for i in items):
@@ -216,6 +225,10 @@ class Base:
     debug: bool = setting(False, boolean, "Print full tracebacks on errors (also ECT_DEBUG=1).")
     dataset_roots: tuple[str, ...] = setting(("data",), text_list,
                                              "Folders a DAG run's dataset parameter may point into.")
+    run_store: str | None = setting(None, store_location,
+                                    "Where every host publishes its runs and the processed dataset and reports live: a "
+                                    "path or an fsspec URL (s3://bucket/prefix, file:///shared/ect); empty: METRICS_DIR "
+                                    "and OUTPUT_DIR of this machine.")
 
 
 @dataclass(frozen=True)
@@ -286,6 +299,9 @@ class Environment:
     retries: int = setting(1, non_negative_int, "Airflow retries of a profiled run (idempotent: the run id is reused).")
     retry_delay_s: float = setting(60, non_negative_number, "Seconds before such a retry.")
     pool_slots: int = setting(1, positive_int, "Profiled runs at a time on the host (1: runs never share GPUs, RAPL or CPU).")
+    queue: str | None = setting(None, optional_text,
+        "Celery queue of the host-bound tasks (host checks, warm-up, training), served by a worker on the GPU host; "
+        "default: Airflow's default queue.")
     alert_callback: str | None = setting(None, optional_text,
         "Dotted path of a function called with the task context when the regression check fails.")
     docker_image: str = setting("ect-worker:latest", text, "docker runner: the worker image.")

@@ -20,6 +20,7 @@ METRICS_FILE = "metrics.json"
 RUN_FILES = (MANIFEST_FILE, GPU_FILE, CPU_FILE, HISTORY_FILE, METRICS_FILE)
 VALIDATION_FILE = "validation.json"  # written by validation beside the run files
 TRACKING_FILE = "tracking.json"  # written by MLflow tracking beside the run files
+PUBLISH_FILE = "publish.json"  # written beside a run measured in scratch: whether the run store has it
 PREVIOUS_ATTEMPTS = "previous-attempts"
 
 _REPETITION_SUFFIX = re.compile(r"-rep\d+$")
@@ -27,9 +28,15 @@ _REPETITION_SUFFIX = re.compile(r"-rep\d+$")
 
 @dataclass(frozen=True)
 class MetricsDir:
-    """METRICS_DIR: raw/ (run folders), validation/ (the summary), interim/ (samples), processed/ (one row per run)."""
+    """METRICS_DIR: raw/ (run folders), validation/ (the summary), interim/ (samples), processed/ (one row per run);
+    with a run store, scratch/ (the runs this host measured, before and after publishing) and raw/ a mirror of the
+    store's runs."""
 
     root: Path
+
+    @property
+    def scratch(self) -> Path:
+        return Path(self.root) / "scratch"
 
     @property
     def raw(self) -> Path:

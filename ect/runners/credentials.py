@@ -1,25 +1,44 @@
-"""MLflow credentials for a run launched from Airflow: the `mlflow_default` connection if Airflow has one,
-else secrets.yaml / MLFLOW_TRACKING_* (ect.config.load_secrets). They travel in the child's environment
-(process runner) or in the container's private environment (docker runner), never on a command line."""
+"""Credentials for what a task launches or reads, looked up when the task runs (never at parse time: whatever a DAG
+holds then is stored in the serialized DAG, in clear text). They travel in the child's environment (process runner)
+or the container's private environment (docker runner), never on a command line, in logs, XCom or rendered fields.
+
+- MLflow: the `mlflow_default` connection if Airflow has one, else secrets.yaml / MLFLOW_TRACKING_*
+  (ect.config.load_secrets).
+- The run store (RUN_STORE on s3://): the `ect_store` connection if Airflow has one (type aws: login = access key
+  id, password = secret key, extra {"endpoint_url": ..., "region_name": ...}), else the process's own AWS_*
+  variables.
+"""
 
 from __future__ import annotations
 
+import os
+
 CONNECTION_ID = "mlflow_default"
+STORE_CONNECTION_ID = "ect_store"
 
 
-def _from_connection() -> dict:
+def _connection(conn_id: str):
     try:
         from airflow.sdk import BaseHook
 
-        connection = BaseHook.get_connection(CONNECTION_ID)
+        return BaseHook.get_connection(conn_id)
     except Exception:  # no such connection, or no Airflow context: fall back to the configuration
+        return None
+
+
+def _present(values: dict) -> dict:
+    return {key: value for key, value in values.items() if value}
+
+
+def _from_connection() -> dict:
+    connection = _connection(CONNECTION_ID)
+    if connection is None:
         return {}
     scheme = connection.conn_type if connection.conn_type in ("http", "https") else "http"
     url = connection.host if "://" in (connection.host or "") else \
         f"{scheme}://{connection.host}" + (f":{connection.port}" if connection.port else "")
-    values = {"MLFLOW_TRACKING_URI": url if connection.host else None,
-              "MLFLOW_TRACKING_USERNAME": connection.login, "MLFLOW_TRACKING_PASSWORD": connection.password}
-    return {key: value for key, value in values.items() if value}
+    return _present({"MLFLOW_TRACKING_URI": url if connection.host else None,
+                     "MLFLOW_TRACKING_USERNAME": connection.login, "MLFLOW_TRACKING_PASSWORD": connection.password})
 
 
 def mlflow_environment(cfg) -> dict:
@@ -30,6 +49,25 @@ def mlflow_environment(cfg) -> dict:
     from ect.config import load_secrets
 
     secrets = load_secrets(cfg.root)
-    values = {"MLFLOW_TRACKING_URI": secrets.url, "MLFLOW_TRACKING_USERNAME": secrets.username,
-              "MLFLOW_TRACKING_PASSWORD": secrets.password}
-    return {key: value for key, value in values.items() if value}
+    return _present({"MLFLOW_TRACKING_URI": secrets.url, "MLFLOW_TRACKING_USERNAME": secrets.username,
+                     "MLFLOW_TRACKING_PASSWORD": secrets.password})
+
+
+def store_environment() -> dict:
+    """AWS_* variables of the run store from the `ect_store` connection; {} without one (the process's own apply)."""
+    connection = _connection(STORE_CONNECTION_ID)
+    if connection is None:
+        return {}
+    extra = connection.extra_dejson or {}
+    return _present({"AWS_ACCESS_KEY_ID": connection.login, "AWS_SECRET_ACCESS_KEY": connection.password,
+                     "AWS_ENDPOINT_URL": extra.get("endpoint_url"), "AWS_DEFAULT_REGION": extra.get("region_name")})
+
+
+def use_store_credentials() -> None:
+    """Puts the run store's credentials into this task process's environment, for the steps it runs in-process."""
+    os.environ.update(store_environment())
+
+
+def run_environment(cfg) -> dict:
+    """Everything a launched run needs: MLflow's and the run store's credentials."""
+    return {**mlflow_environment(cfg), **store_environment()}

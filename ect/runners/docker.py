@@ -16,7 +16,8 @@ from pathlib import Path
 from airflow.providers.docker.operators.docker import DockerOperator
 
 from ect.errors import ConfigError, RunnerError
-from ect.runners.credentials import mlflow_environment
+from ect.runners.credentials import run_environment
+from ect.runners.placement import task_options
 from ect.runs.commands import ect_command, profile_run_args, warmup_args
 from ect.runs.plan import PlannedRun
 
@@ -24,6 +25,7 @@ CONTAINER_ROOT = "/ect"
 CONTAINER_DATASET = f"{CONTAINER_ROOT}/data/dataset"
 CONTAINER_METRICS = f"{CONTAINER_ROOT}/data/metrics"
 CONTAINER_MODELS = f"{CONTAINER_ROOT}/models"
+CONTAINER_STORE = f"{CONTAINER_ROOT}/store"
 
 
 def host_path(path: Path, path_map) -> str:
@@ -53,7 +55,8 @@ def device_requests(gpus):
 
 
 def mounts(cfg, env):
-    """Binds, read-only except the outputs: config, DATASET_DIR, every DATASET_ROOTS folder, metrics, models."""
+    """Binds, read-only except the outputs: config, DATASET_DIR, every DATASET_ROOTS folder, metrics, models, and
+    a run store that is a folder (a URL store is reached over the network)."""
     from docker.types import Mount
 
     def bind(source: Path, target: str, read_only: bool) -> Mount:
@@ -66,7 +69,16 @@ def mounts(cfg, env):
               if root.is_dir()]
     binds.append(bind(cfg.path("METRICS_DIR"), CONTAINER_METRICS, False))
     binds.append(bind(cfg.path("MODELS_DIR"), CONTAINER_MODELS, False))
+    if _store_folder(cfg):
+        binds.append(bind(_store_folder(cfg), CONTAINER_STORE, False))
     return binds
+
+
+def _store_folder(cfg) -> Path | None:
+    store = cfg.run_store()
+    if store is None or ("://" in store and not store.startswith("file://")):
+        return None
+    return Path(store.removeprefix("file://"))
 
 
 def container_dataset(cfg, dataset_dir: str) -> str:
@@ -81,11 +93,13 @@ def container_dataset(cfg, dataset_dir: str) -> str:
 
 
 def container_args(cfg, plan: dict) -> list[str]:
-    """The run's configuration options with the worker's paths replaced by the container's."""
+    """The run's configuration options with the worker's paths replaced by the container's (the run store too: the
+    container publishes its runs itself, so a remote engine needs no shared folder)."""
     kept = [a for a in plan["config_args"]
-            if not a.startswith(("--set=DATASET_DIR=", "--set=METRICS_DIR=", "--set=MODELS_DIR="))]
+            if not a.startswith(("--set=DATASET_DIR=", "--set=METRICS_DIR=", "--set=MODELS_DIR=", "--set=RUN_STORE="))]
+    store = CONTAINER_STORE if _store_folder(cfg) else cfg.run_store()
     return kept + [f"--data={container_dataset(cfg, plan['dataset_dir'])}", f"--set=METRICS_DIR={CONTAINER_METRICS}",
-                   f"--set=MODELS_DIR={CONTAINER_MODELS}"]
+                   f"--set=MODELS_DIR={CONTAINER_MODELS}"] + ([f"--set=RUN_STORE={store}"] if store else [])
 
 
 def tasks(env, cfg, plan):
@@ -109,7 +123,7 @@ def tasks(env, cfg, plan):
         image=env.docker_image, docker_url=env.docker_url, mounts=mounts(cfg, env), mount_tmp_dir=False,
         device_requests=device_requests(env.gpus), shm_size=shm_bytes(env.docker_shm_size),
         user=env.docker_user or f"{os.getuid()}:{os.getgid()}", network_mode=env.docker_network_mode,
-        auto_remove=env.docker_auto_remove, pool=env.pool_name, tty=False,
+        auto_remove=env.docker_auto_remove, pool=env.pool_name, tty=False, **task_options(env),
         environment={"ECT_HOME": CONTAINER_ROOT, "HOME": "/tmp", "KERAS_HOME": "/tmp/keras",
                      "MPLCONFIGDIR": "/tmp/matplotlib", "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
@@ -131,7 +145,7 @@ class EctDockerOperator(DockerOperator):
         cfg = load_config()
         for path in (cfg.path("METRICS_DIR"), cfg.path("MODELS_DIR")):  # bind mounts need their sources
             path.mkdir(parents=True, exist_ok=True)
-        self._private_environment = {**self._private_environment, **mlflow_environment(cfg)}
+        self._private_environment = {**self._private_environment, **run_environment(cfg)}
         return super().execute(context)
 
 

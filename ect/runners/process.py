@@ -11,7 +11,8 @@ from collections import deque
 from datetime import timedelta
 
 from ect.errors import RunnerError
-from ect.runners.credentials import mlflow_environment
+from ect.runners.credentials import run_environment
+from ect.runners.placement import task_options
 from ect.runs.commands import ect_command, profile_run_args, warmup_args
 from ect.runs.plan import PlannedRun
 
@@ -67,7 +68,7 @@ def tasks(env, cfg, plan):
     """(warm-up, mapped training) tasks of an environment's DAG, wired to the preflight plan."""
     from airflow.sdk import task
 
-    @task(pool=env.pool_name)
+    @task(pool=env.pool_name, **task_options(env))
     def warm_up(plan: dict) -> None:
         if plan["warmup_minutes"] > 0:
             run_ect(warmup_args(env.name, plan["config_args"]))
@@ -76,11 +77,12 @@ def tasks(env, cfg, plan):
     def planned_runs(plan: dict) -> list[dict]:
         return plan["runs"]
 
-    @task(pool=env.pool_name, retries=env.retries, retry_delay=timedelta(seconds=env.retry_delay_s))
+    @task(pool=env.pool_name, retries=env.retries, retry_delay=timedelta(seconds=env.retry_delay_s),
+          **task_options(env))
     def train(run: dict, plan: dict) -> str:
         args = profile_run_args(env.name, PlannedRun.from_dict(run), plan["config_args"], plan["experiment_name"],
                                 plan["dag_run_id"], cool_down=True)
-        run_ect(args, env=mlflow_environment(cfg))
+        run_ect(args, env=run_environment(cfg))
         return run["run_id"]
 
     return warm_up(plan), train.partial(plan=plan).expand(run=planned_runs(plan))

@@ -20,7 +20,7 @@ from ect.raw.layout import RunKey
 from ect.raw.manifest import read_manifest
 from ect.runs.commands import ect_command, profile_run_args, warmup_args
 from ect.runs.plan import plan_of
-from ect.runs.profiled import raw_folder
+from ect.runs.profiled import run_folder
 from ect.runs.record import require_tracking_settings
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def profile_campaign(cfg: Config, environment: str, options: Sequence[str], expe
         key = RunKey(environment, run.architecture, run.run_id)
         args = profile_run_args(environment, run, list(options), experiment_name)
         code = subprocess.run(ect_command(args)).returncode
-        manifest = read_manifest(raw_folder(cfg, key))
+        manifest = read_manifest(run_folder(cfg, key))
         if code == 0 and manifest is not None and manifest.completed:
             run_J = manifest.energy["training"]["total_energy_J"]
             energy_J += run_J

@@ -10,6 +10,10 @@ its raw run folder:
 
 Idempotent per run id: a completed run is reported, not re-run; the files of a failed or interrupted
 attempt are moved to previous-attempts/<n>/ and the run starts again as attempt n + 1.
+
+With a run store (RUN_STORE), the folder is METRICS_DIR/scratch/<environment>/<architecture>/<run_id>/ and the
+finished run (completed or failed) is published to the store; a run the store did not take fails the command (the
+task's retry publishes it) and stays complete in scratch.
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ect.config import Config
+from ect.errors import StoreError
 from ect.raw.atomic import write_json
 from ect.raw.columns import iso_utc
 from ect.raw.layout import HISTORY_FILE, METRICS_FILE, MetricsDir, RunKey
 from ect.raw.manifest import (Host, Manifest, Sensors, Window, read_manifest, recorded, set_aside_previous_attempt,
                               write_manifest)
+from ect.runs.publish import publish_run
 from ect.runs.record import new_manifest, require_tracking_settings, track_if_enabled
+from ect.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -41,26 +48,42 @@ class RunOutcome:
     manifest: Manifest
 
 
-def raw_folder(cfg: Config, key: RunKey) -> Path:
-    return key.folder(MetricsDir(cfg.path("METRICS_DIR")).raw)
+def run_folder(cfg: Config, key: RunKey) -> Path:
+    """Where a profiled run is measured: METRICS_DIR/raw, or METRICS_DIR/scratch with a run store."""
+    metrics = MetricsDir(cfg.path("METRICS_DIR"))
+    return key.folder(metrics.scratch if cfg.run_store() else metrics.raw)
 
 
 def profile_run(cfg: Config, key: RunKey, repetition: int, experiment_name: str | None = None,
                 dag_run_id: str | None = None) -> RunOutcome:
     require_tracking_settings(cfg, experiment_name)
-    folder = raw_folder(cfg, key)
+    store = open_store(cfg.run_store())
+    folder = run_folder(cfg, key)
     existing = read_manifest(folder)
     if existing is not None and existing.completed:
         log.info(f"run {key.run_id} ({key.environment}/{key.architecture}) is already completed: {folder}; not re-running")
+        _publish(store, folder, key)
         return RunOutcome(folder, "completed", True, existing)
     folder.mkdir(parents=True, exist_ok=True)
     attempt = set_aside_previous_attempt(folder, existing)
     manifest = new_manifest(cfg, "profiled", key, experiment_name, repetition=repetition, attempt=attempt,
                             dag_run_id=dag_run_id)
-    with recorded(folder, manifest):
-        _measure(cfg, key, folder, manifest)
+    try:
+        with recorded(folder, manifest):
+            _measure(cfg, key, folder, manifest)
+    except BaseException:
+        if store is not None:  # the failed run too, so that validation lists it (best effort: the error goes on)
+            publish_run(store, folder, key)
+        raise
     track_if_enabled(cfg, folder, experiment_name)
+    _publish(store, folder, key)
     return RunOutcome(folder, "completed", False, manifest)
+
+
+def _publish(store, folder: Path, key: RunKey) -> None:
+    if store is not None and not publish_run(store, folder, key):
+        raise StoreError(f"run {key} is complete in {folder} but the run store {store!r} did not take it; "
+                         "a retry of this run, or `ect publish`, publishes it")
 
 
 def host_of(choice) -> Host:

@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import re
 import tempfile
 import time
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ from typing import Iterator
 
 from ect import __version__
 from ect.config import Config
-from ect.config.secrets import MlflowSecrets, load_secrets
+from ect.config.secrets import MlflowSecrets, load_secrets, mask_url
 from ect.energy import emissions_gCO2e, to_kWh
 from ect.errors import ConfigError, TrackingError
 from ect.models.saving import MODEL_FILE
@@ -64,17 +63,12 @@ def run_key(manifest: Manifest) -> str:
     return f"train/{manifest.key.name}" if manifest.kind == "train" else manifest.key.name
 
 
-def mask_url(url: str | None) -> str:
-    """The URL without its user:password@ part."""
-    return re.sub(r"(?<=://)[^/@\s]*@", "***@", url or "")
-
-
 def _scrub(text: str, secrets: MlflowSecrets) -> str:
     """An error message fit for files and terminals: no password, user name or URL credentials."""
     for secret in (secrets.password, secrets.username):
         if secret:
             text = text.replace(secret, "***")
-    text = re.sub(r"(?<=://)[^/@\s]*@", "***@", text)
+    text = mask_url(text)
     text = " ".join(text.split())
     return text if len(text) <= 300 else text[:297] + "..."
 

@@ -46,7 +46,8 @@ def test_every_environment_has_a_dag_with_the_expected_graph(monkeypatch):
     assert {"architectures", "repetitions", "profile", "dataset", "initial_epochs", "ft_epochs"} <= set(local.params)
     assert "ect" in local.tags and "energy measurement window" in local.doc_md
     edges = {(t.task_id, d) for t in local.tasks for d in t.downstream_task_ids}
-    assert {("preflight", "warm_up"), ("preflight", "planned_runs"), ("warm_up", "train"), ("planned_runs", "train"),
+    assert {("preflight", "host_check"), ("host_check", "warm_up"), ("host_check", "planned_runs"),
+            ("warm_up", "train"), ("planned_runs", "train"),
             ("train", "validate"), ("validate", "aggregate"), ("aggregate", "regression_check"),
             ("regression_check", "report"), ("report", "all_runs_measured"), ("report", "no_energy_regression")} <= edges
     train = local.get_task("train")

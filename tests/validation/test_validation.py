@@ -4,12 +4,12 @@ valid runs of the same batch are aggregated exactly as without them."""
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from conftest import log_lines
+from raw_runs import write_valid_run
 from ect.aggregate.aggregate import aggregate
 from ect.config import load_config
 from ect.raw.columns import CPU_COLUMNS, GPU_COLUMNS, iso_utc, iso_utc_ms
@@ -17,85 +17,6 @@ from ect.raw.layout import VALIDATION_FILE
 from ect.validation import PASSED, QUARANTINED, Limits, validate_raw, validate_run
 
 LIMITS = Limits()  # the defaults of config/experiment.yaml: gap 20 intervals, 3 samples, 1.5 x the power limit
-COUNTER_BASE_MJ = 987_654_321  # NVML's counter runs since the driver loaded: it never starts at 0
-
-
-# --------------------------------------------------------------------------------------------------------------
-# A valid run, written as ect's profiler writes it
-
-
-def write_valid_run(folder, gpus=1, samples=50, interval_s=0.1, start_ms=1_795_000_000_000,
-                    power=lambda t: 100 + 20 * t, counter=True):
-    """A complete, valid raw run folder `.../<environment>/<architecture>/<run_id>/`.
-
-    `power(t)` is GPU 0's power in W at t seconds after the first sample (GPU k draws k W more).
-    The energy counter, when there is one, is the exact (trapezoidal) integral of that power in mJ;
-    counter="sparse" writes it on every 10th and the last row only (the NVML sensor between window edges).
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    environment, architecture, run_id = folder.parent.parent.name, folder.parent.name, folder.name
-    interval_ms = round(interval_s * 1000)
-    times_ms = [start_ms + i * interval_ms for i in range(samples)]
-
-    with open(folder / "gpu.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, GPU_COLUMNS)
-        writer.writeheader()
-        energy_mJ = [0.0] * gpus
-        previous = [None] * gpus
-        for i, t_ms in enumerate(times_ms):
-            t = (t_ms - start_ms) / 1000
-            for gpu in range(gpus):
-                watts = power(t) + gpu
-                if previous[gpu] is not None:
-                    energy_mJ[gpu] += (previous[gpu] + watts) / 2 * interval_ms  # W x ms = mJ
-                previous[gpu] = watts
-                writer.writerow({
-                    "timestamp": iso_utc_ms(t_ms), "gpu_index": gpu, "name": "NVIDIA H200", "power_W": watts,
-                    "energy_counter_mJ": round(COUNTER_BASE_MJ + energy_mJ[gpu])
-                    if counter is True or (counter == "sparse" and (i % 10 == 0 or i == samples - 1)) else "",
-                    "utilization_gpu_pct": (37 + 7 * i + gpu) % 101, "utilization_memory_pct": (11 + 3 * i) % 101,
-                    "memory_used_MiB": 20_000 + i, "memory_total_MiB": 143_771, "temperature_C": 40 + i % 5,
-                    "power_limit_W": 700.0,
-                })
-
-    with open(folder / "cpu.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, CPU_COLUMNS)
-        writer.writeheader()
-        for i, t_ms in enumerate(times_ms):
-            writer.writerow({
-                "timestamp": iso_utc_ms(t_ms), "process_cpu_pct": 100.0 + i % 7, "process_rss_MiB": 2048.5 + i,
-                "system_cpu_pct": 12.5 + i % 3, "rapl_package_energy_uJ": "", "rapl_dram_energy_uJ": "",
-                "cpu_power_estimated_W": 30.0 + 0.25 * (i % 4), "cpu_power_source": "estimate",
-            })
-
-    (folder / "metrics.json").write_text(json.dumps({
-        "val_loss": 0.4, "val_accuracy": 0.82, "val_precision": 0.81, "val_recall": 0.79, "val_auc": 0.9,
-        "val_f1": 0.8, "gflops": 1.0, "macs": 0.5, "params_total": 1234, "params_trainable": 1234,
-        "trained_epochs": 2, "train_images": 350, "validation_images": 150, "images_seen": 1000,
-    }, indent=2) + "\n")
-
-    # The window lies strictly inside the samples, as the profiler's begin/end samples guarantee.
-    start_s, end_s = (times_ms[1] + 37) / 1000, (times_ms[-2] + 41) / 1000
-    manifest = {
-        "run_id": run_id, "environment": environment, "architecture": architecture, "repetition": 0,
-        "attempt": 1, "status": "completed", "pid": 4242, "experiment_name": "tests",
-        "created": iso_utc(start_ms / 1000 - 5), "seed": 2022,
-        "host": {"hostname": "testhost", "platform": "Linux-test", "cpu_count": 16, "cpu_model": "Test CPU",
-                 "gpus": ["NVIDIA H200"] * gpus, "gpu_driver": "550.00"},
-        "software": {"python": "3.11.0", "ect": "0.1.0", "tensorflow": None, "keras": None, "numpy": None,
-                     "nvidia-ml-py": None, "psutil": None},
-        "sensors": {"sampling_interval_s": interval_s, "used": ["nvml", "process", "estimate"],
-                    "gpu_energy_source": "counter" if counter else "integrated",
-                    "cpu_energy_source": "estimated", "report": {}},
-        "window": {"start": iso_utc(start_s), "end": iso_utc(end_s), "start_unix_s": start_s, "end_unix_s": end_s},
-        "error": None,
-        "finished": iso_utc(times_ms[-1] / 1000 + 1),
-    }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return folder
-
-
 def describe(failures) -> str:
     return "\n".join(f"  {f.file} [{f.column}] {f.check}: {f.details}" for f in failures) or "  (no failures)"
 
