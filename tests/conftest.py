@@ -1,9 +1,15 @@
+import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -105,6 +111,11 @@ def airflow(*args, env, timeout=600, check=True):
     return result
 
 
+def json_lines(output: str) -> list:
+    """The JSON list an `airflow ... -o json` command printed (its log lines may come first)."""
+    return next((json.loads(line) for line in output.splitlines() if line.startswith("[")), [])
+
+
 def free_ports(count: int) -> list[int]:
     """Distinct ports that nothing listens on, on any interface (the log servers bind all of them)."""
     sockets = [socket.socket() for _ in range(count)]
@@ -115,3 +126,67 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+# A real S3-compatible server for the s3:// run store: moto's standalone server.
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "ect-test-key", "AWS_SECRET_ACCESS_KEY": "ect-test-Secret-9d41",
+                  "AWS_DEFAULT_REGION": "us-east-1", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+
+
+def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
+    """Polls url (no proxy) until it answers; fails with the log's tail when the process exits or time runs out."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with opener.open(url, timeout=5):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{url} did not answer: {log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.3)
+
+
+def stop(process: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 30) -> None:
+    """Stops a process started with start_new_session=True, with its children."""
+    try:
+        os.killpg(process.pid, sig)
+        process.wait(timeout=timeout)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory):
+    port = free_ports(1)[0]
+    log_path = tmp_path_factory.mktemp("moto") / "server.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p",
+                                   str(port)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    endpoint = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{endpoint}/moto-api/", server, log_path, timeout=60)
+    yield endpoint
+    stop(server)
+
+
+def new_bucket(endpoint: str) -> str:
+    """A fresh bucket on the S3 server; returns its name."""
+    import s3fs
+
+    bucket = f"ect-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem(key=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"], secret=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                      endpoint_url=endpoint, skip_instance_cache=True).mkdir(bucket)
+    return bucket
+
+
+@pytest.fixture
+def s3_url(s3_endpoint, monkeypatch):
+    """s3://<a fresh bucket>/runs; the standard AWS variables point s3fs at the local server."""
+    for name, value in {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": s3_endpoint}.items():
+        monkeypatch.setenv(name, value)
+    return f"s3://{new_bucket(s3_endpoint)}/runs"

@@ -3,19 +3,12 @@ publishing (manifest last, once), mirroring (only complete runs, only what chang
 that shares nothing with the GPU hosts but the store."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
-import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import REPO, free_ports, run_ect
+from conftest import REPO, S3_CREDENTIALS as CREDENTIALS, run_ect
 from ect import pipeline
 from ect.config import load_config
 from ect.errors import ConfigError, StoreError
@@ -26,42 +19,6 @@ from ect.validation import Limits, validate_run
 from raw_runs import write_valid_run
 
 KEY = RunKey("local", "vgg16", "nightly-rep00")
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "ect-test-key", "AWS_SECRET_ACCESS_KEY": "ect-test-Secret-9d41",
-               "AWS_DEFAULT_REGION": "us-east-1", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory):
-    """moto's standalone S3 server on a free port, answering before the tests start."""
-    port = free_ports(1)[0]
-    log = open(tmp_path_factory.mktemp("moto") / "server.log", "w")
-    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    endpoint = f"http://127.0.0.1:{port}"
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with opener.open(f"{endpoint}/moto-api/", timeout=2):
-                break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"moto_server did not start: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(0.3)
-    yield endpoint
-    os.killpg(server.pid, signal.SIGTERM)
-    server.wait(timeout=20)
-    log.close()
-
-
-@pytest.fixture
-def s3_url(s3_endpoint, monkeypatch):
-    """A fresh bucket; the standard AWS variables point s3fs at the local server."""
-    for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": s3_endpoint}.items():
-        monkeypatch.setenv(name, value)
-    bucket = f"ect-{uuid.uuid4().hex[:12]}"
-    RunStore(f"s3://{bucket}").fs.mkdir(bucket)
-    return f"s3://{bucket}/runs"
 
 
 @pytest.fixture(params=["folder", "s3"])

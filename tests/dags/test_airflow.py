@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import AIRFLOW, REPO, airflow, airflow_env, free_ports
+from conftest import AIRFLOW, REPO, airflow, airflow_env, free_ports, json_lines
 
 pytestmark = pytest.mark.airflow
 
@@ -105,11 +105,6 @@ def test_a_failed_training_task_leaves_the_other_runs_aggregated_and_the_failure
     (missing,) = summary["planned_runs_without_folder"]
     assert missing.startswith("local/vgg16/")
     assert (tmp_path / "out" / "local" / "report.html").exists()
-
-
-def json_lines(output: str) -> list:
-    """The JSON list an `airflow ... -o json` command printed (its log lines may come first)."""
-    return next((json.loads(line) for line in output.splitlines() if line.startswith("[")), [])
 
 
 # This machine's HTTP proxy variables must not apply to the local API server.

@@ -187,3 +187,27 @@ def test_plan_is_repetition_major_with_stable_run_ids():
     plan = plan_runs(["vgg16", "resnet50"], 2, "20261128T020000Z")
     assert [(p.architecture, p.repetition) for p in plan] == [("vgg16", 0), ("resnet50", 0), ("vgg16", 1), ("resnet50", 1)]
     assert plan[3].run_id == "20261128T020000Z-rep01"
+
+
+def test_with_a_run_store_a_run_is_measured_in_scratch_and_a_retry_publishes_what_the_store_did_not_take(
+        synthetic_dataset, tmp_path):
+    metrics = tmp_path / "metrics"
+    (tmp_path / "a-file").write_text("the store's disk is gone")
+    args = ("profile-run", "local", "tiny_cnn", "--repetition", "0", "--run-id", "n1-rep00", "--profile", "demo",
+            "-d", str(synthetic_dataset), "--set", f"METRICS_DIR={metrics}")
+    down = run_ect(*args, "--set", f"RUN_STORE={tmp_path / 'a-file' / 'store'}", cwd=tmp_path)
+    assert down.returncode == 2, down.stdout + down.stderr
+    assert "did not take it" in down.stderr and "`ect publish`" in down.stderr
+    scratch = metrics / "scratch" / "local" / "tiny_cnn" / "n1-rep00"
+    assert read_json(scratch / "manifest.json")["status"] == "completed"
+    assert read_json(scratch / "publish.json")["published"] is False
+    assert not (metrics / "raw").exists()  # measured in scratch, nothing looks published
+
+    store = tmp_path / "store"
+    retry = run_ect(*args, "--set", f"RUN_STORE={store}", cwd=tmp_path)
+    assert retry.returncode == 0, retry.stdout + retry.stderr
+    assert "already completed" in retry.stdout and "published to the run store" in retry.stdout
+    published = store / "raw" / "local" / "tiny_cnn" / "n1-rep00"
+    assert {p.name for p in published.iterdir()} == {"manifest.json", "cpu.csv", "history.csv", "metrics.json"}
+    assert (published / "manifest.json").read_bytes() == (scratch / "manifest.json").read_bytes()
+    assert read_json(scratch / "publish.json")["published"] is True
