@@ -54,3 +54,45 @@ def test_containerised_profiled_run_with_gpus_off_and_a_private_secret(project, 
         xcom = [str(row) for row in db.execute("SELECT value FROM xcom")]
         rendered = [str(row) for row in db.execute("SELECT rendered_fields FROM rendered_task_instance_fields")]
     assert xcom and rendered and not any(SECRET in text for text in xcom + rendered)
+
+
+def test_a_container_publishes_its_run_to_an_s3_store_itself(project, synthetic_dataset, tmp_path, s3_endpoint):
+    """As on a remote Docker engine with no shared folder: the container measures into its host's scratch and
+    publishes to the run store; the Airflow side finds the run in the store alone. The store's credentials come
+    from the ect_store connection and reach the container in its private environment only."""
+    from conftest import S3_CREDENTIALS, new_bucket
+    from ect.store import RunStore
+
+    docker_host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    bucket = new_bucket(s3_endpoint)
+    (project / "config" / "environments.yaml").write_text(
+        "cloud:\n  RUNNER: docker\n  GPUS: none\n  SCHEDULE: null\n  RETRIES: 0\n"
+        f"  DOCKER_URL: {docker_host}\n  DOCKER_IMAGE: {IMAGE}\n  DOCKER_NETWORK_MODE: host\n")
+    (project / "config" / "base.yaml").write_text((project / "config" / "base.yaml").read_text()
+                                                  + f"\nRUN_STORE: s3://{bucket}/runs\n")
+    metrics = tmp_path / "metrics"
+    secret = S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+    env = {**{k: v for k, v in airflow_env(tmp_path / "home", metrics, synthetic_dataset, ect_home=project).items()
+              if not k.startswith("AWS_")},
+           "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+           "AIRFLOW_CONN_ECT_STORE": json.dumps({
+               "conn_type": "aws", "login": S3_CREDENTIALS["AWS_ACCESS_KEY_ID"], "password": secret,
+               "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}})}
+    airflow("db", "migrate", env=env)
+    airflow("dags", "reserialize", env=env)
+    conf = {"profile": "demo", "architectures": ["tiny_cnn"]}
+    result = airflow("dags", "test", "ect_cloud", "--conf", json.dumps(conf), env=env, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+
+    (scratch,) = (metrics / "scratch" / "cloud" / "tiny_cnn").iterdir()
+    assert json.loads((scratch / "publish.json").read_text())["published"] is True
+    store = RunStore(f"s3://{bucket}/runs", {"key": S3_CREDENTIALS["AWS_ACCESS_KEY_ID"], "secret": secret,
+                                             "endpoint_url": s3_endpoint})
+    manifest = json.loads(store.read_text(f"raw/cloud/tiny_cnn/{scratch.name}/manifest.json"))
+    assert manifest["status"] == "completed" and manifest["config"]["root"] == "/ect"  # measured in the container
+    assert len(pd.read_parquet(metrics / "processed" / "runs.parquet")) == 1  # found through the store
+    assert secret not in output
+    for path in [*Path(env["AIRFLOW_HOME"], "logs").rglob("*"), *metrics.rglob("*")]:
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
