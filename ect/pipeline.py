@@ -199,7 +199,7 @@ def regression_step(cfg: Config, environment: str) -> dict:
     e = cfg.experiment
     store = store_of(cfg)
     if store:
-        pull_outputs(store, metrics_dir(cfg))
+        pull_outputs(store, metrics_dir(cfg), samples=False)
     runs = pd.read_parquet(metrics_dir(cfg).processed)
     out = cfg.path("OUTPUT_DIR") / environment
     out.mkdir(parents=True, exist_ok=True)

@@ -242,9 +242,11 @@ def open_store(url: str | None, storage_options: dict | None = None) -> RunStore
     return RunStore(url, storage_options) if url else None
 
 
-def pull_outputs(store: RunStore, metrics: MetricsDir) -> None:
-    """The interim samples and the processed dataset of the store, into METRICS_DIR."""
-    store.pull_tree("interim", metrics.interim)
+def pull_outputs(store: RunStore, metrics: MetricsDir, samples: bool = True) -> None:
+    """The processed dataset of the store and (samples) its interim samples, into METRICS_DIR: only the files that
+    changed (a nightly aggregation adds one part of samples)."""
+    if samples:
+        store.pull_tree("interim", metrics.interim)
     store.pull_tree("processed", metrics.processed.parent)
 
 

@@ -184,6 +184,13 @@ def new_bucket(endpoint: str) -> str:
     return bucket
 
 
+def store_connection(endpoint: str) -> str:
+    """The Airflow connection ect_store of the S3 server, as AIRFLOW_CONN_ECT_STORE takes it."""
+    return json.dumps({"conn_type": "aws", "login": S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                       "password": S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                       "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}})
+
+
 @pytest.fixture
 def s3_url(s3_endpoint, monkeypatch):
     """s3://<a fresh bucket>/runs; the standard AWS variables point s3fs at the local server."""

@@ -130,6 +130,6 @@ def test_an_empty_processed_dataset_gives_a_report_that_says_so(tmp_path):
     from ect.analysis.report import write_report
 
     empty = processed_runs().iloc[0:0]
-    paths = write_report(empty, tmp_path, "Nothing yet")
+    write_report(empty, tmp_path, "Nothing yet")
     assert "No aggregated run yet" in (tmp_path / "report.html").read_text()
     assert json.loads((tmp_path / "results.json").read_text())["n_runs"] == 0

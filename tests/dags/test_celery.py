@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from conftest import (AIRFLOW, REPO, S3_CREDENTIALS, airflow, free_ports, json_lines, new_bucket, stop,
-                      wait_for_http)
+                      store_connection, wait_for_http)
 from ect.store import RunStore
 
 pytestmark = [pytest.mark.celery, pytest.mark.airflow]
@@ -167,9 +167,7 @@ def deployment(synthetic_dataset, s3_endpoint):
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "ECT_DATASET_DIR": str(synthetic_dataset),
             # The store's credentials exist only in this connection, never in ect's configuration.
-            "AIRFLOW_CONN_ECT_STORE": json.dumps({
-                "conn_type": "aws", "login": S3_CREDENTIALS["AWS_ACCESS_KEY_ID"], "password": SECRET,
-                "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}),
+            "AIRFLOW_CONN_ECT_STORE": store_connection(s3_endpoint),
         }
         dep.common, dep.pg_port = common, pg_port
         control = dep.env_of("control")

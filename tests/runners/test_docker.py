@@ -21,6 +21,17 @@ IMAGE = os.environ.get("ECT_CI_DOCKER_IMAGE", "ect-worker:test")
 pytestmark = [pytest.mark.docker, pytest.mark.airflow]
 
 
+def run_cloud_dag(env: dict) -> str:
+    """A migrated metadata DB, then `airflow dags test ect_cloud` of one tiny_cnn run; its output."""
+    airflow("db", "migrate", env=env)
+    airflow("dags", "reserialize", env=env)
+    conf = {"profile": "demo", "architectures": ["tiny_cnn"]}
+    result = airflow("dags", "test", "ect_cloud", "--conf", json.dumps(conf), env=env, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    return output
+
+
 def test_containerised_profiled_run_with_gpus_off_and_a_private_secret(project, synthetic_dataset, tmp_path):
     docker_host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     info = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, text=True)
@@ -31,12 +42,7 @@ def test_containerised_profiled_run_with_gpus_off_and_a_private_secret(project, 
     metrics = tmp_path / "metrics"
     env = {**airflow_env(tmp_path / "home", metrics, synthetic_dataset, ect_home=project),
            "MLFLOW_TRACKING_PASSWORD": SECRET}
-    airflow("db", "migrate", env=env)
-    airflow("dags", "reserialize", env=env)
-    conf = {"profile": "demo", "architectures": ["tiny_cnn"]}
-    result = airflow("dags", "test", "ect_cloud", "--conf", json.dumps(conf), env=env, check=False)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-6000:]
+    output = run_cloud_dag(env)
 
     (folder,) = (metrics / "raw" / "cloud" / "tiny_cnn").iterdir()
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -60,7 +66,7 @@ def test_a_container_publishes_its_run_to_an_s3_store_itself(project, synthetic_
     """As on a remote Docker engine with no shared folder: the container measures into its host's scratch and
     publishes to the run store; the Airflow side finds the run in the store alone. The store's credentials come
     from the ect_store connection and reach the container in its private environment only."""
-    from conftest import S3_CREDENTIALS, new_bucket
+    from conftest import S3_CREDENTIALS, new_bucket, store_connection
     from ect.store import RunStore
 
     docker_host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
@@ -75,15 +81,8 @@ def test_a_container_publishes_its_run_to_an_s3_store_itself(project, synthetic_
     env = {**{k: v for k, v in airflow_env(tmp_path / "home", metrics, synthetic_dataset, ect_home=project).items()
               if not k.startswith("AWS_")},
            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
-           "AIRFLOW_CONN_ECT_STORE": json.dumps({
-               "conn_type": "aws", "login": S3_CREDENTIALS["AWS_ACCESS_KEY_ID"], "password": secret,
-               "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}})}
-    airflow("db", "migrate", env=env)
-    airflow("dags", "reserialize", env=env)
-    conf = {"profile": "demo", "architectures": ["tiny_cnn"]}
-    result = airflow("dags", "test", "ect_cloud", "--conf", json.dumps(conf), env=env, check=False)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-6000:]
+           "AIRFLOW_CONN_ECT_STORE": store_connection(s3_endpoint)}
+    output = run_cloud_dag(env)
 
     (scratch,) = (metrics / "scratch" / "cloud" / "tiny_cnn").iterdir()
     assert json.loads((scratch / "publish.json").read_text())["published"] is True
