@@ -140,3 +140,14 @@ def test_the_dag_steps_on_a_worker_that_shares_only_the_store(store_url, project
     regression = pipeline.regression_step(fresh, "local")
     assert regression["latest_campaign"] == "n1"
     assert json.loads(store.read_text("reports/local/regression.json"))["environment"] == "local"
+
+
+def test_an_s3_store_without_credentials_is_named_before_any_training(s3_endpoint, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(StoreError, match="s3://ect-anything/runs: not reachable or not writable: .*credentials"):
+        RunStore("s3://ect-anything/runs").check()

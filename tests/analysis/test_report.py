@@ -110,6 +110,28 @@ def test_the_airflow_plugin_lists_and_serves_the_report(report, monkeypatch):
     assert client.get("/nothing").status_code == 404
 
 
+def test_with_a_run_store_the_report_page_serves_the_stores_reports(report, s3_url, monkeypatch):
+    """The API server reads the reports every worker pushed to the store (credentials: its AWS_* variables)."""
+    from ect.store import RunStore
+
+    out, _ = report
+    store = RunStore(s3_url)
+    for path in (out / "report.html", out / "results.json"):
+        store.push(path, f"reports/cloud/{path.name}")
+    monkeypatch.setenv("ECT_RUN_STORE", s3_url)
+    monkeypatch.setenv("ECT_OUTPUT_DIR", str(out.parent / "nothing-here"))
+    from fastapi.testclient import TestClient
+
+    monkeypatch.syspath_prepend(str(REPO / "plugins"))
+    import ect_reports
+
+    client = TestClient(ect_reports.reports_app)
+    assert 'href="cloud"' in client.get("/").text
+    served = client.get("/cloud")
+    assert served.status_code == 200 and "Energy of the nightly runs" in served.text
+    assert client.get("/local").status_code == 404
+
+
 def test_cli_analyze_and_check_regression(tmp_path):
     metrics = tmp_path / "metrics"
     (metrics / "processed").mkdir(parents=True)
