@@ -55,7 +55,8 @@ class RunStore:
 
         self.url = url.rstrip("/")
         try:
-            self.fs, root = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
+            # A filesystem of its own: fsspec's cache would hand back one made with other credentials.
+            self.fs, root = fsspec.core.url_to_fs(self.url, skip_instance_cache=True, **(storage_options or {}))
         except (ImportError, ValueError) as error:
             raise StoreError(f"RUN_STORE={mask(url)!r}: {error}") from None
         self.root = root.rstrip("/")
@@ -203,7 +204,11 @@ class RunStore:
             for name, info in sorted(remote.items()):
                 local = local_dir / name
                 if not self._current(local, info):
-                    self._get(f"{relative}/{name}", info, local)
+                    try:
+                        self._get(f"{relative}/{name}", info, local)
+                    except FileNotFoundError:  # replaced by a writer since the listing (a stale sample part)
+                        remote.pop(name)
+                        continue
                     count += 1
         except Exception as error:
             raise self._failed(f"reading {relative}/", error) from None

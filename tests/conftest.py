@@ -161,8 +161,9 @@ def stop(process: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 30) -> 
         process.wait(timeout=timeout)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory):
+    """moto's standalone S3 server on a free port, for the tests of one module (stopped after them)."""
     port = free_ports(1)[0]
     log_path = tmp_path_factory.mktemp("moto") / "server.log"
     with open(log_path, "w") as log:

@@ -95,3 +95,7 @@ def test_a_container_publishes_its_run_to_an_s3_store_itself(project, synthetic_
     for path in [*Path(env["AIRFLOW_HOME"], "logs").rglob("*"), *metrics.rglob("*")]:
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
+        stored = [str(row) for table in ("xcom", "rendered_task_instance_fields", "serialized_dag")
+                  for row in db.execute(f"SELECT * FROM {table}")]
+    assert stored and not any(secret in text for text in stored)
