@@ -58,8 +58,13 @@ def best(function, repeat: int) -> float:
     return min(times)
 
 
+def significant(value: float) -> str:
+    """3 significant digits, without an exponent."""
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def figure(seconds: float, size_mb: float) -> str:
-    return f"{seconds:.3g} s ({size_mb / seconds:.3g} MB/s)"
+    return f"{significant(seconds * 1000)} ms ({significant(size_mb / seconds)} MB/s)"
 
 
 def moto_server(log: Path) -> tuple[subprocess.Popen, str]:
@@ -98,7 +103,7 @@ def main() -> int:
             RunStore(f"s3://{bucket}", options).fs.mkdir(bucket)  # no region: us-east-1, no location constraint
             kinds = {"folder": lambda n: RunStore(str(root / "stores" / f"folder-{n}")),
                      "s3": lambda n: RunStore(f"s3://{bucket}/store-{n}", options)}
-            print(f"{'store':<7} {'publish':>16} {'baseline copy':>16} {'again':>9} {'pull':>16}  (best of {args.repeat})")
+            print(f"{'store':<7} {'publish':>20} {'baseline copy':>20} {'again':>9} {'pull':>20}  (best of {args.repeat})")
             for kind, store_at in kinds.items():
                 count = iter(range(10_000))
                 publish = best(lambda: store_at(next(count)).publish(folder, key), args.repeat)
@@ -111,8 +116,8 @@ def main() -> int:
                 store.publish(folder, key)
                 again = best(lambda: store.publish(folder, key), args.repeat)
                 pull = best(lambda: store.pull_runs(root / "mirrors" / f"{kind}-{next(count)}"), args.repeat)
-                print(f"{kind:<7} {figure(publish, size_mb):>16} {figure(copy, size_mb):>16} {again:>7.3g} s "
-                      f"{figure(pull, size_mb):>16}")
+                print(f"{kind:<7} {figure(publish, size_mb):>20} {figure(copy, size_mb):>20} "
+                      f"{significant(again * 1000):>6} ms {figure(pull, size_mb):>20}")
         finally:
             server.terminate()
             server.wait(timeout=20)
