@@ -326,19 +326,26 @@ def mlflow_sync(args) -> int:
 
 @command("import-legacy", "import the original replication package's raw measurements", config=None,
          description="Import SRC/<environment>/<architecture>/gpu-power-<stamp>.csv and cpu-mem-usage-<stamp>.csv "
-                     "(nvidia-smi and psutil logs of the SEAA 2023 package) as ect raw run folders under DEST, "
-                     "runs numbered 0..n-1 by stamp, power kept at full precision.",
+                     "(nvidia-smi's CSV in any of its formats, and the psutil logs of the SEAA 2023 package) as ect "
+                     "raw run folders under DEST, runs numbered 0..n-1 by stamp, power kept at full precision. A file "
+                     "that cannot be imported is reported (file, line, reason) and skipped; the exit status is 1 if "
+                     "any was.",
          arguments=[
              arg("src", metavar="SRC", help="the original's data/metrics/raw folder"),
              arg("dest", metavar="DEST", help="ect raw folder to write (e.g. data/metrics/raw)"),
              arg("--trim-samples", type=int, default=3, metavar="N",
-                 help="drop the first and last N GPU samples of every file, as the original did (default 3)"),
+                 help="drop the first and last N lines of samples of every GPU file, as the original did (default "
+                      "3; a last line cut while written counts as one of them)"),
+             arg("--model-metrics", metavar="FILE",
+                 help="the original's interim model_metrics Parquet: its per-run model quality becomes the "
+                      "imported runs' metrics.json"),
          ])
 def import_legacy(args) -> int:
     from ect.aggregate.legacy import import_legacy
 
-    import_legacy(Path(args.src), Path(args.dest), trim_samples=args.trim_samples)
-    return 0
+    result = import_legacy(Path(args.src), Path(args.dest), trim_samples=args.trim_samples,
+                           model_metrics=Path(args.model_metrics) if args.model_metrics else None)
+    return 1 if result.failed else 0
 
 
 PROCESSED_HELP = "processed dataset (default: METRICS_DIR/processed/runs.parquet)"

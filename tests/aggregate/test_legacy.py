@@ -57,6 +57,14 @@ def manifest(folder):
 
 
 def run_import(src, dest, **kwargs):
+    """(the run folders imported, the log lines); a file that failed is asserted on by import_with_failures."""
+    with log_lines() as lines:
+        result = import_legacy(src, dest, **kwargs)
+    assert result.failed == [], result.failed
+    return result.imported, lines
+
+
+def import_with_failures(src, dest, **kwargs):
     with log_lines() as lines:
         return import_legacy(src, dest, **kwargs), lines
 
@@ -83,7 +91,7 @@ def test_layout_run_numbering_by_stamp_and_exact_columns(tmp_path):
 def test_values_full_precision_units_and_missing_fields(tmp_path):
     src, dest = tmp_path / "src", tmp_path / "raw"
     gpu = [gpu_line(0, "119.17 W"), gpu_line(1, "[N/A]", usage="[N/A]"),
-           gpu_line(2, "118.97 W", limit="[Not Supported]", sep=", "), gpu_line(3, "", usage="")]
+           gpu_line(2, "118.97 W", usage="[N/A]", limit="[Not Supported]", sep=", "), gpu_line(3, "", usage="")]
     cpu = [cpu_line(0), "2022-12-05T09:55:43,None,,32.0", "2022-12-05 09:55:44.5,3.587,12234.051,None"]
     write_run(src, STAMP_A, gpu, cpu)
     (run,), _ = run_import(src, dest, trim_samples=0)
@@ -92,9 +100,10 @@ def test_values_full_precision_units_and_missing_fields(tmp_path):
                        "power_W": "119.17", "energy_counter_mJ": "", "utilization_gpu_pct": "23.0",
                        "utilization_memory_pct": "8.0", "memory_used_MiB": "23573.0", "memory_total_MiB": "24268.0",
                        "temperature_C": "55", "power_limit_W": "350.0"}
-    assert (rows[1]["power_W"], rows[1]["utilization_gpu_pct"]) == ("", "")
-    assert (rows[2]["power_W"], rows[2]["power_limit_W"]) == ("118.97", "")
-    assert (rows[3]["power_W"], rows[3]["utilization_gpu_pct"]) == ("", "")
+    # Samples without power measure nothing: dropped (and noted); other missing values stay empty.
+    assert len(rows) == 2 and (rows[1]["power_W"], rows[1]["utilization_gpu_pct"], rows[1]["power_limit_W"]) == (
+        "118.97", "", "")
+    assert "dropped 2 sample(s) without a power reading ([N/A] or empty power)" in manifest(run)["legacy"]["notes"]
     cpu_rows = read_rows(run / "cpu.csv")
     assert cpu_rows[0] == {"timestamp": "2022-12-05T09:55:42.658Z", "process_cpu_pct": "12.5",  # .658456 truncated
                            "process_rss_MiB": "12231.543", "system_cpu_pct": "", "rapl_package_energy_uJ": "",
@@ -126,21 +135,26 @@ def test_a_cut_final_field_is_kept_when_it_still_parses(tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["garbage", "line-with,too,few,fields", "BAD"])
-def test_malformed_middle_line_names_file_and_line(tmp_path, bad):
+def test_malformed_middle_line_fails_its_run_naming_file_and_line_and_the_others_are_imported(tmp_path, bad):
     src, dest = tmp_path / "src", tmp_path / "raw"
     gpu = [gpu_line(i) for i in range(6)]
     gpu[2] = gpu_line(2, "abc W") if bad == "BAD" else bad  # line 4 of the file (the header is line 1)
     write_run(src, STAMP_A, gpu)
-    with pytest.raises(LegacyImportError, match=rf"gpu-power-{STAMP_A}\.csv, line 4: malformed"):
-        run_import(src, dest, trim_samples=0)
-    assert not (dest / "cloud").exists()
+    write_run(src, STAMP_B)
+    result, lines = import_with_failures(src, dest, trim_samples=0)
+    (failure,) = result.failed
+    assert f"gpu-power-{STAMP_A}.csv, line 4: malformed" in failure
+    assert [run.name for run in result.imported] == [f"legacy-{STAMP_B}"]
+    assert not (dest / "cloud" / "mobilenet_v2" / f"legacy-{STAMP_A}").exists()
+    assert any(line.startswith("error: not imported:") and "line 4" in line for line in lines)
+    assert "1 runs imported" in lines[-1] and "1 failed" in lines[-1]
 
 
 def test_a_bad_value_in_a_full_last_line_that_is_not_its_final_field_is_an_error(tmp_path):
     src, dest = tmp_path / "src", tmp_path / "raw"
     write_run(src, STAMP_A, [gpu_line(0), gpu_line(1, "abc W")])
-    with pytest.raises(LegacyImportError, match=r"line 3: malformed"):
-        run_import(src, dest, trim_samples=0)
+    result, _ = import_with_failures(src, dest, trim_samples=0)
+    assert len(result.failed) == 1 and "line 3: malformed" in result.failed[0]
 
 
 def test_trim_samples_applies_to_gpu_rows_only(tmp_path):
@@ -229,19 +243,19 @@ def test_existing_incomplete_run_folder_is_refused(tmp_path, content):
     (folder / "gpu.csv").write_text("half written\n")
     if content:
         (folder / "manifest.json").write_text(content)
-    with pytest.raises(LegacyImportError, match=f"legacy-{STAMP_A} exists without a completed manifest"):
-        run_import(src, dest)
+    result, _ = import_with_failures(src, dest)
+    assert len(result.failed) == 1 and f"legacy-{STAMP_A} exists without a completed manifest" in result.failed[0]
     assert (folder / "gpu.csv").read_text() == "half written\n"
 
 
-def test_bad_header_names_the_file_and_the_expected_header(tmp_path):
+def test_a_header_without_power_names_the_file_and_what_is_missing(tmp_path):
     src, dest = tmp_path / "src", tmp_path / "raw"
     folder = write_run(src, STAMP_A)
     path = folder / f"gpu-power-{STAMP_A}.csv"
-    path.write_text("timestamp, name, power.draw [W]\n" + path.read_text().split("\n", 1)[1])
-    with pytest.raises(LegacyImportError) as error:
-        run_import(src, dest)
-    assert str(path) in str(error.value) and GPU_HEADER in str(error.value)
+    path.write_text("timestamp, name, memory.used [MiB]\n" + path.read_text().split("\n", 1)[1])
+    result, _ = import_with_failures(src, dest)
+    (failure,) = result.failed
+    assert str(path) in failure and "no power.draw or gpu_power_draw" in failure
 
 
 def test_missing_source_and_source_without_gpu_files(tmp_path):
