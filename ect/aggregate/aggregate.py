@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -50,25 +51,33 @@ class AggregateResult:
 def _eligible(folders: list[Path], limits) -> tuple[dict[str, tuple[Path, dict]], list[str]]:
     """{run name: (folder, signature)} of the runs that completed and passed validation (validating those
     without a current record; a run whose manifest is not completed is skipped without validating it)."""
-    from ect.validation import PASSED, validate_run
-    from ect.validation.validate import current_validation
+    from ect.validation import PASSED
+    from ect.validation.validate import BATCH_RUNS, current_validation, validate_runs
 
-    eligible, skipped = {}, []
+    def quarantined(name: str, failures) -> str:
+        return f"{name}: quarantined ({'; '.join(f'{f.file} {f.check}' for f in failures[:3])})"
+
+    eligible, skipped, unchecked = {}, [], []
     for folder in folders:
         name = RunKey.of_folder(folder).name
         record = current_validation(folder)  # a current pass implies a completed manifest: no need to read it
-        if record is None or record["status"] != PASSED:
-            manifest = read_manifest(folder)
-            if manifest is None or not manifest.completed:
-                skipped.append(f"{name}: status {manifest.status if manifest else 'unknown'}")
-                continue
-            result = validate_run(folder, limits, force=record is None)  # no current record: not looked up again
-            if result.status != PASSED:
-                skipped.append(f"{name}: quarantined ({'; '.join(f'{f.file} {f.check}' for f in result.failures[:3])})")
-                continue
-            record = {"signature": result.signature}
-        eligible[name] = (folder, record["signature"])
-    return eligible, skipped
+        if record is not None and record["status"] == PASSED:
+            eligible[name] = (folder, record["signature"])
+            continue
+        manifest = read_manifest(folder)
+        if manifest is None or not manifest.completed:
+            skipped.append(f"{name}: status {manifest.status if manifest else 'unknown'}")
+        elif record is None:
+            unchecked.append(folder)
+        else:
+            skipped.append(quarantined(name, [SimpleNamespace(**f) for f in record["failures"]]))
+    for start in range(0, len(unchecked), BATCH_RUNS):  # runs without a current verdict, validated in batches
+        for result in validate_runs(unchecked[start:start + BATCH_RUNS], limits):
+            if result.status == PASSED:
+                eligible[result.run] = (result.folder, result.signature)
+            else:
+                skipped.append(quarantined(result.run, result.failures))
+    return dict(sorted(eligible.items())), skipped
 
 
 def _read_index(index_path: Path) -> dict:

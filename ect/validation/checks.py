@@ -1,15 +1,22 @@
-"""The checks of a raw run folder: files that must parse, then Great Expectations suites over them.
+"""The checks of raw run folders, a batch of runs at a time: files that must parse, then Great Expectations suites.
 
-The CSVs are read as text so that a value such as "119.17 W" is reported as what it is, not
-silently turned into a missing number; derived columns (time steps, counter steps, power over
-the limit) let plain column expectations express the ordering and gap rules.
+The CSVs are read as text so that a value such as "119.17 W" is reported as what it is, not silently turned into a
+missing number; derived columns (time steps, counter steps, power over the limit) let plain column expectations
+express the ordering and gap rules.
+
+A batch is validated in a handful of Great Expectations validations, however many runs it holds: the samples of every
+run as one table per file (and column layout), keyed by run (`_run`), as text and typed; one row per run of
+run-level facts (rows, the largest gap, the column set); one row per run of the manifest. Each failure is attributed
+to its run with the expectation that names it (a fact is reported as the table expectation it stands for, e.g.
+expect_table_row_count_to_be_between) and that run's offending values.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -103,9 +110,7 @@ def _format_expectations(present: set, file: str, columns: tuple[str, ...], nume
     """The contract's columns, numbers where numbers belong, and UTC millisecond timestamps."""
     import great_expectations.expectations as gxe
 
-    expectations = [gxe.ExpectTableColumnsToMatchSet(column_set=list(columns), exact_match=True,
-                                                     meta={"meaning": f"the columns of {file}"})]
-    expectations += [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=NUMBER, meta={"meaning": f"{c} values are numbers"})
+    expectations = [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=NUMBER, meta={"meaning": f"{c} values are numbers"})
                      for c in numeric if c in present]
     if "timestamp" in present:
         expectations.append(gxe.ExpectColumnValuesToMatchRegex(column="timestamp", regex=TIMESTAMP_PATTERN,
@@ -113,15 +118,12 @@ def _format_expectations(present: set, file: str, columns: tuple[str, ...], nume
     return expectations
 
 
-def gpu_expectations(frame: pd.DataFrame, interval_s: float, limits: Limits) -> tuple[list, list]:
-    """(expectations on the text frame, expectations on the typed frame)."""
+def gpu_expectations(present: set, limits: Limits) -> tuple[list, list]:
+    """(expectations on the text frame, expectations on the typed frame) of gpu.csv samples."""
     import great_expectations.expectations as gxe
 
-    present = set(frame.columns)
     text = _format_expectations(present, "gpu.csv", GPU_COLUMNS, GPU_NUMERIC)
-    gpus = frame["gpu_index"].nunique() if "gpu_index" in present else 1
-    typed = [gxe.ExpectTableRowCountToBeBetween(min_value=limits.min_samples * max(gpus, 1),
-                                                meta={"meaning": f"at least {limits.min_samples} samples per GPU"})]
+    typed = []
     text += [gxe.ExpectColumnValuesToNotBeNull(column=c, meta={"meaning": f"{c} is never empty"})
              for c in ("timestamp", "gpu_index", "power_W") if c in present]
     if "power_W" in present:
@@ -134,23 +136,21 @@ def gpu_expectations(frame: pd.DataFrame, interval_s: float, limits: Limits) -> 
         if column in present:
             typed.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, max_value=100,
                                                            meta={"meaning": f"{column} is within 0-100"}))
-    typed += _time_expectations(frame, interval_s, limits)
+    typed += _time_expectations(present)
     if "energy_counter_step_mJ" in present:
         typed.append(gxe.ExpectColumnValuesToBeBetween(column="energy_counter_step_mJ", min_value=0,
                                                        meta={"meaning": "the energy counter never decreases"}))
     return text, typed
 
 
-def cpu_expectations(frame: pd.DataFrame, interval_s: float, limits: Limits) -> tuple[list, list]:
+def cpu_expectations(present: set, limits: Limits) -> tuple[list, list]:
     import great_expectations.expectations as gxe
 
-    present = set(frame.columns)
     text = _format_expectations(present, "cpu.csv", CPU_COLUMNS, CPU_NUMERIC)
     if "cpu_power_source" in present:
         text.append(gxe.ExpectColumnValuesToBeInSet(column="cpu_power_source", value_set=list(CPU_POWER_SOURCES),
                                                     meta={"meaning": f"cpu_power_source is one of {list(CPU_POWER_SOURCES)}"}))
-    typed = [gxe.ExpectTableRowCountToBeBetween(min_value=limits.min_samples,
-                                                meta={"meaning": f"at least {limits.min_samples} samples"})]
+    typed = []
     if "timestamp" in present:
         text.append(gxe.ExpectColumnValuesToNotBeNull(column="timestamp", meta={"meaning": "timestamp is never empty"}))
     for column in ("process_cpu_pct", "process_rss_MiB", "cpu_power_estimated_W"):
@@ -159,7 +159,7 @@ def cpu_expectations(frame: pd.DataFrame, interval_s: float, limits: Limits) -> 
     if "system_cpu_pct" in present:
         typed.append(gxe.ExpectColumnValuesToBeBetween(column="system_cpu_pct", min_value=0, max_value=100,
                                                        meta={"meaning": "system_cpu_pct is within 0-100"}))
-    typed += _time_expectations(frame, interval_s, limits)
+    typed += _time_expectations(present)
     for column in ("rapl_package_step_uJ", "rapl_dram_step_uJ"):
         if column in present:
             typed.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0,
@@ -167,20 +167,15 @@ def cpu_expectations(frame: pd.DataFrame, interval_s: float, limits: Limits) -> 
     return text, typed
 
 
-def _time_expectations(frame: pd.DataFrame, interval_s: float, limits: Limits) -> list:
-    """Order and gaps of the samples (nothing to say about a file with fewer than two samples)."""
+def _time_expectations(present: set) -> list:
+    """The order of the samples (a file with fewer than two samples has no steps: nothing to say; the largest gap
+    is a run-level fact)."""
     import great_expectations.expectations as gxe
 
-    if "timestamp_step_s" not in frame or frame["timestamp_step_s"].notna().sum() == 0:
+    if "timestamp_step_s" not in present:
         return []
-    max_gap_s = limits.max_gap_factor * interval_s
-    return [
-        gxe.ExpectColumnValuesToBeBetween(column="timestamp_step_s", min_value=0, strict_min=True,
-                                          meta={"meaning": "timestamps strictly increase"}),
-        gxe.ExpectColumnMaxToBeBetween(column="timestamp_step_s", max_value=max_gap_s,
-                                       meta={"meaning": f"no gap between samples longer than {max_gap_s:g} s "
-                                                        f"({limits.max_gap_factor:g} x {interval_s:g} s)"}),
-    ]
+    return [gxe.ExpectColumnValuesToBeBetween(column="timestamp_step_s", min_value=0, strict_min=True,
+                                              meta={"meaning": "timestamps strictly increase"})]
 
 
 def manifest_frame(manifest: Manifest, samples: pd.DataFrame | None) -> pd.DataFrame:
@@ -223,6 +218,7 @@ def _batch_definition():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO lines are noise in task logs
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     asset = context.data_sources.add_pandas("ect").add_dataframe_asset("raw")
@@ -240,6 +236,7 @@ class DataDocs:
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
         self.context = gx.get_context(mode="file", project_root_dir=str(project_dir))
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         source = self.context.data_sources.add_or_update_pandas("ect")
@@ -262,7 +259,8 @@ class DataDocs:
         suite = self.context.suites.add(suite)
         definition = self.context.validation_definitions.add(gx.ValidationDefinition(name=key, data=self.batch, suite=suite))
         checkpoint = self.context.checkpoints.add(gx.Checkpoint(name=key, validation_definitions=[definition],
-                                                                actions=[UpdateDataDocsAction(name="data_docs")]))
+                                                                actions=[UpdateDataDocsAction(name="data_docs")],
+                                                                result_format="COMPLETE"))
         result = checkpoint.run(batch_parameters={"dataframe": frame})
         return next(iter(result.run_results.values()))
 
@@ -270,78 +268,181 @@ class DataDocs:
         return self.context.get_docs_sites_urls()[0]["site_url"]
 
 
-def run_expectations(frame: pd.DataFrame, expectations: list, file: str, suite_name: str,
-                     docs: DataDocs | None = None) -> list[Failure]:
-    """Validates `frame` against `expectations`; the failed ones as Failures naming values."""
-    import great_expectations as gx
+def facts_expectations(files: list[str]) -> list:
+    """Run-level facts of each file, reported as the table expectations they stand for."""
+    import great_expectations.expectations as gxe
 
-    if not expectations:
-        return []
-    suite = gx.ExpectationSuite(name=suite_name, expectations=expectations)
-    if docs is None:
-        result = _batch_definition().get_batch(batch_parameters={"dataframe": frame}).validate(suite)
-    else:
-        result = docs.validate(frame, suite, suite_name)
-    failures = []
-    for item in result.results:
-        if item.success:
-            continue
-        config = item.expectation_config
-        meaning = (config.meta or {}).get("meaning", "")
-        if item.exception_info and item.exception_info.get("raised_exception"):
-            observed = f"could not be evaluated: {item.exception_info.get('exception_message')}"
-        elif config.type == "expect_table_columns_to_match_set":
-            expected, seen = set(config.kwargs["column_set"]), set(item.result.get("observed_value") or [])
-            observed = f"missing {sorted(expected - seen)}, unexpected {sorted(seen - expected)}"
-        elif "partial_unexpected_list" in item.result:
-            values = [_plain(v) for v in item.result["partial_unexpected_list"][:5]]
-            observed = f"{item.result.get('unexpected_count')} offending value(s), e.g. {values}"
-        else:
-            observed = f"observed {_plain(item.result.get('observed_value'))}"
-        column = config.kwargs.get("column") or config.kwargs.get("column_B")
-        failures.append(Failure(file, config.type, column, f"expected {meaning}: {observed}"))
-    return failures
+    expectations = []
+    for file in files:
+        prefix = _prefix(file)
+        expectations += [
+            gxe.ExpectColumnValuesToBeInSet(column=f"{prefix}columns_ok", value_set=[True], meta={
+                "file": file, "check": "expect_table_columns_to_match_set", "column": None}),
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A=f"{prefix}rows", column_B=f"{prefix}min_rows", or_equal=True,
+                ignore_row_if="either_value_is_missing",
+                meta={"file": file, "check": "expect_table_row_count_to_be_between", "column": None}),
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A=f"{prefix}max_gap_s", column_B=f"{prefix}max_step_s", or_equal=True,
+                ignore_row_if="either_value_is_missing",
+                meta={"file": file, "check": "expect_column_max_to_be_between", "column": "timestamp_step_s"}),
+        ]
+    return expectations
 
 
-def _plain(value):
-    """numpy scalars (and tuples of them) as plain Python values, for readable messages."""
-    if isinstance(value, tuple):
-        return tuple(_plain(v) for v in value)
-    return value.item() if hasattr(value, "item") else value
+def _prefix(file: str) -> str:
+    return file.split(".")[0] + "_"
 
 
-def check_run(folder: Path, limits: Limits, docs: DataDocs | None = None) -> list[Failure]:
-    """Every failed check of one run folder; empty when the run is valid."""
-    run = RunKey.of_folder(folder).name
+def _facts(file: str, raw: pd.DataFrame, frame: pd.DataFrame, interval_s: float, limits: Limits) -> dict:
+    """One file's run-level facts: its columns, its rows against the fewest allowed, its largest gap."""
+    prefix, per = _prefix(file), file == GPU_FILE
+    expected = set(GPU_COLUMNS if per else CPU_COLUMNS)
+    gpus = raw["gpu_index"].nunique() if per and "gpu_index" in raw else 1
+    steps = frame["timestamp_step_s"] if "timestamp_step_s" in frame else pd.Series(dtype=float)
+    return {f"{prefix}columns_ok": set(raw.columns) == expected, f"{prefix}columns": sorted(raw.columns),
+            f"{prefix}expected_columns": sorted(expected), f"{prefix}rows": len(raw),
+            f"{prefix}min_rows": limits.min_samples * max(gpus, 1),
+            f"{prefix}max_step_s": steps.max() if steps.notna().any() else None,
+            f"{prefix}max_gap_s": limits.max_gap_factor * interval_s, f"{prefix}interval_s": interval_s}
+
+
+def _fact_details(check: str, file: str, facts: dict, limits: Limits) -> str:
+    prefix = _prefix(file)
+    if check == "expect_table_columns_to_match_set":
+        expected, seen = set(facts[f"{prefix}expected_columns"]), set(facts[f"{prefix}columns"])
+        return f"expected the columns of {file}: missing {sorted(expected - seen)}, unexpected {sorted(seen - expected)}"
+    if check == "expect_table_row_count_to_be_between":
+        per = " per GPU" if file == GPU_FILE else ""
+        return f"expected at least {limits.min_samples} samples{per}: observed {facts[f'{prefix}rows']}"
+    max_gap_s, interval_s = facts[f"{prefix}max_gap_s"], facts[f"{prefix}interval_s"]
+    return (f"expected no gap between samples longer than {max_gap_s:g} s ({limits.max_gap_factor:g} x "
+            f"{interval_s:g} s): observed {_plain(facts[f'{prefix}max_step_s'])}")
+
+
+@dataclass
+class _Run:
+    """One run of a batch: what could be read of it, and the failures so far."""
+
+    folder: Path
+    failures: list[Failure]
+    frames: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=dict)  # file: (text, typed)
+    facts: dict = field(default_factory=dict)
+    manifest_row: dict | None = None
+
+
+def _read_run(folder: Path, limits: Limits) -> _Run:
+    """The manifest and the CSVs of a run, with the failures of reading them."""
     manifest_path = folder / MANIFEST_FILE
     if not manifest_path.exists():
-        return [Failure(MANIFEST_FILE, "file_readable", None, "file is missing")]
+        return _Run(folder, [Failure(MANIFEST_FILE, "file_readable", None, "file is missing")])
     data = read_json(manifest_path)
     if data is None:
-        return [Failure(MANIFEST_FILE, "file_readable", None, "not a valid JSON object")]
+        return _Run(folder, [Failure(MANIFEST_FILE, "file_readable", None, "not a valid JSON object")])
     manifest = Manifest.from_dict(data)
     sensors = manifest.sensors
     interval_s = (sensors.sampling_interval_s if sensors else None) or 1.0
     gpu_expected = sensors is not None and sensors.gpu_energy_source not in (None, "unavailable")
     cpu_expected = sensors is not None and bool(set(sensors.used or []) & {"process", "psutil", "rapl", "estimate"})
 
-    failures, energy_samples = [], None
-    for name, expected, frame_of, expectations_of, numeric in (
-        (CPU_FILE, cpu_expected, cpu_frame, cpu_expectations, CPU_NUMERIC),
-        (GPU_FILE, gpu_expected, gpu_frame, gpu_expectations, GPU_NUMERIC),
-    ):
+    run, energy_samples = _Run(folder, []), None
+    for name, expected, frame_of, numeric in ((CPU_FILE, cpu_expected, cpu_frame, CPU_NUMERIC),
+                                              (GPU_FILE, gpu_expected, gpu_frame, GPU_NUMERIC)):
         if not expected and not (folder / name).exists():
             continue
         raw, read_failures = read_text_csv(folder, name)
-        failures += read_failures
+        run.failures += read_failures
         if raw is None:
             continue
         frame = frame_of(raw, limits)
-        text_checks, typed_checks = expectations_of(frame, interval_s, limits)
-        failures += run_expectations(raw, text_checks, name, f"{run} {name} text", docs)
-        failures += run_expectations(_numeric(frame, numeric), typed_checks, name, f"{run} {name} values", docs)
+        run.frames[name] = (raw, _numeric(frame, numeric))
+        run.facts.update(_facts(name, raw, frame, interval_s, limits))
         if name == GPU_FILE or (sensors.cpu_energy_source if sensors else None) != "unavailable":
             energy_samples = raw
-    frame = manifest_frame(manifest, energy_samples)
-    failures += run_expectations(frame, manifest_expectations(frame), MANIFEST_FILE, f"{run} manifest", docs)
-    return failures
+    run.manifest_row = manifest_frame(manifest, energy_samples).iloc[0].to_dict()
+    return run
+
+
+def _failures(frame: pd.DataFrame, expectations: list, file: str, suite_name: str, docs) -> dict[int, list[Failure]]:
+    """Validates a batch's table (its `_run` column names each row's run); the failures of each run, with its own
+    offending values."""
+    import great_expectations as gx
+
+    if not expectations or frame.empty:
+        return {}
+    suite = gx.ExpectationSuite(name=suite_name, expectations=expectations)
+    if docs is None:
+        result = _batch_definition().get_batch(batch_parameters={"dataframe": frame}).validate(
+            suite, result_format="COMPLETE")
+    else:
+        result = docs.validate(frame, suite, suite_name)
+    runs = frame["_run"].to_numpy()
+    found: dict[int, list[Failure]] = {}
+    for item in result.results:
+        if item.success:
+            continue
+        config = item.expectation_config
+        meta = config.meta or {}
+        column = meta.get("column", config.kwargs.get("column") or config.kwargs.get("column_B"))
+        check, failed_file = meta.get("check", config.type), meta.get("file", file)
+        if item.exception_info and item.exception_info.get("raised_exception"):
+            detail = f"expected {meta.get('meaning', '')}: could not be evaluated: " \
+                     f"{item.exception_info.get('exception_message')}"
+            for run in sorted(set(runs.tolist())):
+                found.setdefault(run, []).append(Failure(failed_file, check, column, detail))
+            continue
+        by_run: dict[int, list] = {}
+        for position, value in zip(item.result.get("unexpected_index_list") or [],
+                                   item.result.get("unexpected_list") or []):
+            by_run.setdefault(int(runs[position]), []).append(_plain(value))
+        for run, values in by_run.items():
+            detail = None if "meaning" not in meta else \
+                f"expected {meta['meaning']}: {len(values)} offending value(s), e.g. {values[:5]}"
+            found.setdefault(run, []).append(Failure(failed_file, check, column, detail))
+    return found
+
+
+def _plain(value):
+    """numpy scalars (and tuples of them) as plain Python values, NaN as None, for readable messages."""
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and value != value else value
+
+
+def check_runs(folders: list[Path], limits: Limits, docs: DataDocs | None = None) -> dict[Path, list[Failure]]:
+    """Every failed check of each run folder of a batch (empty for a valid run), in a handful of validations."""
+    runs = [_read_run(folder, limits) for folder in folders]
+    label = RunKey.of_folder(folders[0]).name if len(folders) == 1 else f"batch of {len(folders)} runs"
+    found: list[dict[int, list[Failure]]] = []
+    for file, expectations_of in ((CPU_FILE, cpu_expectations), (GPU_FILE, gpu_expectations)):
+        layouts: dict[tuple, list[int]] = {}
+        for number, run in enumerate(runs):
+            if file in run.frames:
+                layouts.setdefault(tuple(run.frames[file][0].columns), []).append(number)
+        for layout, members in layouts.items():
+            text, typed = (pd.concat([runs[n].frames[file][k].assign(_run=n) for n in members], ignore_index=True)
+                           for k in (0, 1))
+            text_checks, typed_checks = expectations_of(set(typed.columns), limits)
+            found.append(_failures(text, text_checks, file, f"{label} {file} text", docs))
+            found.append(_failures(typed, typed_checks, file, f"{label} {file} values", docs))
+    with_facts = [n for n, run in enumerate(runs) if run.facts]
+    if with_facts:
+        facts = pd.DataFrame([{**runs[n].facts, "_run": n} for n in with_facts])
+        present = [file for file in (CPU_FILE, GPU_FILE) if f"{_prefix(file)}rows" in facts]
+        for run, failures in _failures(facts, facts_expectations(present), "", f"{label} facts", docs).items():
+            found.append({run: [Failure(f.file, f.check, f.column,
+                                        _fact_details(f.check, f.file, runs[run].facts, limits)) for f in failures]})
+    with_manifest = [n for n, run in enumerate(runs) if run.manifest_row is not None]
+    if with_manifest:
+        manifests = pd.DataFrame([{**runs[n].manifest_row, "_run": n} for n in with_manifest])
+        found.append(_failures(manifests, manifest_expectations(manifests), MANIFEST_FILE, f"{label} manifest", docs))
+    for failures in found:
+        for run, items in failures.items():
+            runs[run].failures += items
+    return {run.folder: run.failures for run in runs}
+
+
+def check_run(folder: Path, limits: Limits, docs: DataDocs | None = None) -> list[Failure]:
+    """Every failed check of one run folder; empty when the run is valid."""
+    return check_runs([folder], limits, docs)[folder]

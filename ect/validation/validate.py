@@ -13,11 +13,12 @@ from pathlib import Path
 from ect.raw.atomic import read_json, write_json, write_text
 from ect.raw.columns import now_utc
 from ect.raw.layout import VALIDATION_FILE, RunKey, find_runs, signature
-from ect.validation.checks import DataDocs, Failure, Limits, check_run
+from ect.validation.checks import DataDocs, Failure, Limits, check_runs
 
 log = logging.getLogger(__name__)
 
 PASSED, QUARANTINED = "passed", "quarantined"
+BATCH_RUNS = 100  # runs validated together: a handful of validations each, memory bounded (~1 GB at 1 h of 10 Hz)
 
 
 @dataclass
@@ -44,32 +45,50 @@ def current_validation(folder: Path) -> dict | None:
     return record if record and record.get("signature") == signature(folder) else None
 
 
+def _reused(folder: Path, record: dict) -> RunValidation:
+    return RunValidation(folder, record["status"], [Failure(**f) for f in record["failures"]], reused=True,
+                         signature=record["signature"])
+
+
+def validate_runs(folders: list[Path], limits: Limits, docs: DataDocs | None = None) -> list[RunValidation]:
+    """Validates a batch of runs together and records each one's verdict in its validation.json."""
+    before = {folder: signature(folder) for folder in folders}
+    checked = check_runs(folders, limits, docs)
+    results = []
+    for folder in folders:
+        failures = checked[folder]
+        status = QUARANTINED if failures else PASSED
+        write_json(folder / VALIDATION_FILE, {
+            "status": status, "validated_at": now_utc(), "signature": before[folder],
+            "limits": limits.__dict__, "failures": [f.to_dict() for f in failures],
+        })
+        results.append(RunValidation(folder, status, failures, signature=before[folder]))
+    return results
+
+
 def validate_run(folder: Path, limits: Limits, force: bool = False, docs: DataDocs | None = None) -> RunValidation:
     record = None if force or docs is not None else current_validation(folder)
     if record is not None:
-        failures = [Failure(**f) for f in record["failures"]]
-        return RunValidation(folder, record["status"], failures, reused=True, signature=record["signature"])
-    before = signature(folder)
-    failures = check_run(folder, limits, docs)
-    status = QUARANTINED if failures else PASSED
-    write_json(folder / VALIDATION_FILE, {
-        "status": status, "validated_at": now_utc(), "signature": before,
-        "limits": limits.__dict__, "failures": [f.to_dict() for f in failures],
-    })
-    return RunValidation(folder, status, failures, signature=before)
+        return _reused(folder, record)
+    return validate_runs([folder], limits, docs)[0]
 
 
 def validate_raw(raw_dir: Path, limits: Limits, summary_dir: Path, force: bool = False,
                  data_docs: Path | None = None) -> list[RunValidation]:
-    """Validates every run under raw_dir; writes summary_dir/summary.json and summary.txt, and with
-    `data_docs` a Great Expectations project there whose Data Docs (HTML) show every validation."""
+    """Validates every run under raw_dir whose files changed since its last verdict (all with force), BATCH_RUNS at a
+    time; writes summary_dir/summary.json and summary.txt, and with `data_docs` a Great Expectations project there
+    whose Data Docs (HTML) show every validation (one run at a time, named by run)."""
     folders = find_runs(raw_dir)
     docs = DataDocs(data_docs) if data_docs else None
-    results = []
-    for number, folder in enumerate(folders, start=1):
-        results.append(validate_run(folder, limits, force, docs))
-        if len(folders) >= 20 and (number % 20 == 0 or number == len(folders)):
-            log.info(f"validated {number}/{len(folders)} runs")
+    records = {} if force or docs is not None else {f: current_validation(f) for f in folders}
+    todo = [folder for folder in folders if records.get(folder) is None]
+    size = 1 if docs is not None else BATCH_RUNS
+    fresh = {}
+    for start in range(0, len(todo), size):
+        fresh.update((r.folder, r) for r in validate_runs(todo[start:start + size], limits, docs))
+        if len(todo) > size:
+            log.info(f"validated {min(start + size, len(todo))}/{len(todo)} runs")
+    results = [fresh[folder] if folder in fresh else _reused(folder, records[folder]) for folder in folders]
     write_summary(results, raw_dir, summary_dir)
     log.info(summary_table(results))
     if docs is not None:
