@@ -52,7 +52,7 @@ def _eligible(folders: list[Path], limits) -> tuple[dict[str, tuple[Path, dict]]
     """{run name: (folder, signature)} of the runs that completed and passed validation (validating those
     without a current record; a run whose manifest is not completed is skipped without validating it)."""
     from ect.validation import PASSED
-    from ect.validation.validate import BATCH_RUNS, current_validation, validate_runs
+    from ect.validation.validate import batches, current_validation, validate_runs
 
     def quarantined(name: str, failures) -> str:
         return f"{name}: quarantined ({'; '.join(f'{f.file} {f.check}' for f in failures[:3])})"
@@ -71,8 +71,8 @@ def _eligible(folders: list[Path], limits) -> tuple[dict[str, tuple[Path, dict]]
             unchecked.append(folder)
         else:
             skipped.append(quarantined(name, [SimpleNamespace(**f) for f in record["failures"]]))
-    for start in range(0, len(unchecked), BATCH_RUNS):  # runs without a current verdict, validated in batches
-        for result in validate_runs(unchecked[start:start + BATCH_RUNS], limits):
+    for batch in batches(unchecked):  # runs without a current verdict, validated in batches
+        for result in validate_runs(batch, limits):
             if result.status == PASSED:
                 eligible[result.run] = (result.folder, result.signature)
             else:

@@ -12,13 +12,30 @@ from pathlib import Path
 
 from ect.raw.atomic import read_json, write_json, write_text
 from ect.raw.columns import now_utc
-from ect.raw.layout import VALIDATION_FILE, RunKey, find_runs, signature
+from ect.raw.layout import CPU_FILE, GPU_FILE, VALIDATION_FILE, RunKey, find_runs, signature
 from ect.validation.checks import DataDocs, Failure, Limits, check_runs
 
 log = logging.getLogger(__name__)
 
 PASSED, QUARANTINED = "passed", "quarantined"
-BATCH_RUNS = 100  # runs validated together: a handful of validations each, memory bounded (~1 GB at 1 h of 10 Hz)
+# Runs validated together: a handful of validations a batch. A batch closes at BATCH_RUNS runs or BATCH_BYTES of
+# CSV (held as text and typed while validated: about 20 x its size in memory).
+BATCH_RUNS = 100
+BATCH_BYTES = 50_000_000
+
+
+def batches(folders: list[Path]):
+    """The folders in batches of at most BATCH_RUNS runs and (but for a single larger run) BATCH_BYTES of CSV."""
+    batch, size = [], 0
+    for folder in folders:
+        run_bytes = sum(entry.get(name, [0])[0] for entry in [signature(folder)] for name in (GPU_FILE, CPU_FILE))
+        if batch and (len(batch) == BATCH_RUNS or size + run_bytes > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(folder)
+        size += run_bytes
+    if batch:
+        yield batch
 
 
 @dataclass
@@ -82,12 +99,11 @@ def validate_raw(raw_dir: Path, limits: Limits, summary_dir: Path, force: bool =
     docs = DataDocs(data_docs) if data_docs else None
     records = {} if force or docs is not None else {f: current_validation(f) for f in folders}
     todo = [folder for folder in folders if records.get(folder) is None]
-    size = 1 if docs is not None else BATCH_RUNS
     fresh = {}
-    for start in range(0, len(todo), size):
-        fresh.update((r.folder, r) for r in validate_runs(todo[start:start + size], limits, docs))
-        if len(todo) > size:
-            log.info(f"validated {min(start + size, len(todo))}/{len(todo)} runs")
+    for batch in ([[folder] for folder in todo] if docs is not None else batches(todo)):
+        fresh.update((r.folder, r) for r in validate_runs(batch, limits, docs))
+        if len(batch) < len(todo):
+            log.info(f"validated {len(fresh)}/{len(todo)} runs")
     results = [fresh[folder] if folder in fresh else _reused(folder, records[folder]) for folder in folders]
     write_summary(results, raw_dir, summary_dir)
     log.info(summary_table(results))

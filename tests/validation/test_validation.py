@@ -317,3 +317,19 @@ def test_great_expectations_data_docs_show_every_validation(tmp_path):
     index = docs / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     page = index.read_text()
     assert "local__vgg16__bad__gpu.csv__values" in page and "local__vgg16__good__manifest" in page
+
+
+def test_batches_close_at_their_run_count_or_size(tmp_path, monkeypatch):
+    import ect.validation.validate as validate
+
+    folders = [write_valid_run(tmp_path / "local" / "vgg16" / f"r{k}") for k in range(5)]
+    monkeypatch.setattr(validate, "BATCH_RUNS", 2)
+    assert [len(b) for b in validate.batches(folders)] == [2, 2, 1]
+    one_run = sum((folders[0] / name).stat().st_size for name in ("gpu.csv", "cpu.csv"))
+    monkeypatch.setattr(validate, "BATCH_RUNS", 100)
+    monkeypatch.setattr(validate, "BATCH_BYTES", int(one_run * 2.5))
+    assert [len(b) for b in validate.batches(folders)] == [2, 2, 1]
+    monkeypatch.setattr(validate, "BATCH_BYTES", 1)  # a run larger than a batch is a batch of its own
+    assert [len(b) for b in validate.batches(folders)] == [1, 1, 1, 1, 1]
+    results = validate_raw(tmp_path, LIMITS, tmp_path / "validation")
+    assert [r.status for r in results] == [PASSED] * 5
