@@ -80,7 +80,7 @@ def preflight(environment: str, params: dict, dag_run_id: str,
     return {"environment": environment, "runner": env.runner,
             "config_args": config_options(params.get("profile"), overrides_from(params)),
             "experiment_name": params.get("experiment_name"), "dag_run_id": dag_run_id,
-            "dataset_dir": str(cfg.dataset_dir()),
+            "dataset_dir": str(cfg.path("DATASET_DIR")),  # on the GPU host: host_check checks it there
             "warmup_minutes": cfg.experiment.warmup_time, "cooldown_minutes": cfg.experiment.cooldown,
             "runs": [run.to_dict() for run in runs]}
 

@@ -1,0 +1,17 @@
+"""The DAG steps as plain functions: what preflight checks on any worker and what host_check checks on the GPU host."""
+
+import pytest
+
+from ect import pipeline
+from ect.errors import ConfigError
+
+
+def test_preflight_plans_without_the_dataset_that_only_the_gpu_host_has(project, monkeypatch, tmp_path):
+    monkeypatch.setenv("ECT_HOME", str(project))
+    monkeypatch.setenv("ECT_DATASET_DIR", str(tmp_path / "only-on-the-gpu-host"))
+    checked = []
+    plan = pipeline.preflight("local", {"profile": "demo"}, "manual__1", placement_check=lambda env: checked.append(env.name) or "ok")
+    assert checked == ["local"] and [run["run_id"] for run in plan["runs"]] == ["manual__1-rep00", "manual__1-rep00"]
+    assert plan["dataset_dir"] == str(tmp_path / "only-on-the-gpu-host")
+    with pytest.raises(ConfigError, match="only-on-the-gpu-host does not exist"):
+        pipeline.host_check("local", {"profile": "demo"}, runner_check=lambda env, cfg: "ok")
