@@ -112,12 +112,6 @@ def pull_runs(store: RunStore, raw: Path) -> None:
              f"({pulled.bytes / 1e6:.3g} MB)")
 
 
-def push_files(store: RunStore, folder: Path, relative: str) -> None:
-    """Every file of `folder` (a report, a summary) to relative/ of the store."""
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        store.push(path, f"{relative}/{path.relative_to(folder).as_posix()}")
-
-
 def validate_step(cfg: Config, raw: Path | None = None, summary_dir: Path | None = None, force: bool = False,
                   data_docs: Path | None = None) -> list:
     """Validates every raw run (METRICS_DIR/raw, after mirroring the run store's); the summary goes to
@@ -134,7 +128,7 @@ def validate_step(cfg: Config, raw: Path | None = None, summary_dir: Path | None
         for result in results:
             if not result.reused:
                 store.push(result.folder / VALIDATION_FILE, f"raw/{result.run}/{VALIDATION_FILE}")
-        push_files(store, summary_dir, "validation")
+        store.push_folder(summary_dir, "validation")
     return results
 
 
@@ -254,5 +248,5 @@ def report_step(cfg: Config, environment: str | None, regression: dict | None = 
                          samples_path=MetricsDir(processed.parent.parent).samples,
                          regression=regression, trend_png=out / "trend.png")
     if store:
-        push_files(store, out, f"reports/{name}")
+        store.push_folder(out, f"reports/{name}")
     return paths

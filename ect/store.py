@@ -125,18 +125,10 @@ class RunStore:
         except Exception as error:
             raise self._failed(f"writing {relative}", error) from None
 
-    def push_tree(self, local_dir: Path, relative: str) -> int:
-        """Makes relative/ of the store what local_dir is: every file uploaded, store files local_dir lacks removed."""
-        try:
-            remote = self._listing(relative)
-            files = _files(Path(local_dir))
-            for name, path in files.items():
-                self.put(path, f"{relative}/{name}")
-            for name in sorted(set(remote) - set(files)):
-                self.fs.rm_file(self.path(relative, name))
-            return len(files)
-        except Exception as error:
-            raise self._failed(f"writing {relative}/", error) from None
+    def push_folder(self, local_dir: Path, relative: str) -> None:
+        """Every file of local_dir (a report, a summary; hidden ones left out) to relative/ of the store."""
+        for name, path in _files(Path(local_dir)).items():
+            self.push(path, f"{relative}/{name}")
 
     # --- reading -------------------------------------------------------------------------------------------
 

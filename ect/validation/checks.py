@@ -444,8 +444,3 @@ def check_runs(folders: list[Path], limits: Limits, docs: DataDocs | None = None
         for run, items in failures.items():
             runs[run].failures += items
     return {run.folder: run.failures for run in runs}
-
-
-def check_run(folder: Path, limits: Limits, docs: DataDocs | None = None) -> list[Failure]:
-    """Every failed check of one run folder; empty when the run is valid."""
-    return check_runs([folder], limits, docs)[folder]
