@@ -55,12 +55,3 @@ def now_utc() -> str:
 
 def is_timestamp(text: str) -> bool:
     return bool(_TIMESTAMP.match(text))
-
-
-def timestamps_ms(values):
-    """Timestamps of the contract as ms since the epoch (float64, exact below 2**53); NaN where a value does
-    not parse (the format itself is checked by TIMESTAMP_PATTERN)."""
-    import pandas as pd
-
-    parsed = pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce")
-    return (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "ms")

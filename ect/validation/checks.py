@@ -13,6 +13,8 @@ expect_table_row_count_to_be_between) and that run's offending values.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import os
 import re
@@ -20,11 +22,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from ect.raw.atomic import read_json
-from ect.raw.columns import (CPU_COLUMNS, CPU_NUMERIC, CPU_POWER_SOURCES, GPU_COLUMNS, GPU_NUMERIC, TIMESTAMP_PATTERN,
-                             timestamps_ms)
+from ect.raw.columns import (CPU_COLUMNS, CPU_NUMERIC, CPU_POWER_SOURCES, GPU_COLUMNS, GPU_NUMERIC, TIMESTAMP_PATTERN)
 from ect.raw.layout import CPU_FILE, GPU_FILE, MANIFEST_FILE, RunKey
 from ect.raw.manifest import Manifest
 
@@ -49,8 +54,9 @@ class Failure:
         return {"file": self.file, "check": self.check, "column": self.column, "details": self.details}
 
 
-def read_text_csv(folder: Path, name: str) -> tuple[pd.DataFrame | None, list[Failure]]:
-    """A CSV as a frame of strings, or the reason it cannot be read."""
+def read_text_csv(folder: Path, name: str) -> tuple[pa.Table | None, list[Failure]]:
+    """A CSV as a table of strings (empty fields null), or the reason it cannot be read. A last line cut while being
+    written is reported and left out."""
     path = folder / name
     if not path.exists():
         return None, [Failure(name, "file_readable", None, "file is missing")]
@@ -61,52 +67,99 @@ def read_text_csv(folder: Path, name: str) -> tuple[pd.DataFrame | None, list[Fa
     if not data.endswith(b"\n"):
         last = data.rsplit(b"\n", 1)[-1].decode(errors="replace")
         failures.append(Failure(name, "file_complete", None, f"last line is truncated (no line end): {last[:80]!r}"))
+        data = data[:data.rfind(b"\n") + 1] or data
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
-        return None, failures + [Failure(name, "file_readable", None, f"cannot be parsed as CSV: {error}")]
-    return frame, failures
+        names = next(csv.reader([data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")]))
+        table = pacsv.read_csv(io.BytesIO(data), convert_options=pacsv.ConvertOptions(
+            column_types={column: pa.string() for column in names}, strings_can_be_null=True, null_values=[""]))
+    except (pa.ArrowInvalid, UnicodeDecodeError, StopIteration):
+        # pandas names what is wrong (line and field counts); it also reads what pyarrow refuses, e.g. short rows
+        try:
+            frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""])
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
+            return None, failures + [Failure(name, "file_readable", None, f"cannot be parsed as CSV: {error}")]
+        table = pa.Table.from_pandas(frame.astype(object), preserve_index=False)
+    return table, failures
 
 
-def _steps(frame: pd.DataFrame, column: str, by: str | None = None) -> pd.Series:
-    """Each value minus the previous one that is present (a counter need not be read on every row)."""
-    values = pd.to_numeric(frame[column], errors="coerce").dropna()
-    steps = values.groupby(frame[by][values.index]).diff() if by else values.diff()
-    return steps.reindex(frame.index)
-
-
-def gpu_frame(raw: pd.DataFrame, limits: Limits) -> pd.DataFrame:
-    """Typed GPU samples plus derived columns, for the expectations."""
-    frame = raw.copy()
-    if "power_limit_W" in raw:
-        frame["power_limit_max_W"] = limits.power_limit_factor * pd.to_numeric(raw["power_limit_W"], errors="coerce")
-    if "timestamp" in raw and "gpu_index" in raw:
-        frame["timestamp_step_s"] = timestamps_ms(raw["timestamp"]).groupby(raw["gpu_index"]).diff() / 1000
-    if "energy_counter_mJ" in raw and "gpu_index" in raw:
-        frame["energy_counter_step_mJ"] = _steps(raw, "energy_counter_mJ", "gpu_index")
-    return frame
-
-
-def cpu_frame(raw: pd.DataFrame, limits: Limits) -> pd.DataFrame:
-    frame = raw.copy()
-    if "timestamp" in raw:
-        frame["timestamp_step_s"] = timestamps_ms(raw["timestamp"]).diff() / 1000
-    for column in ("rapl_package_energy_uJ", "rapl_dram_energy_uJ"):
-        if column in raw:
-            frame[column.replace("_energy_uJ", "_step_uJ")] = _steps(raw, column)
-    return frame
-
-
-def _numeric(frame: pd.DataFrame, columns) -> pd.DataFrame:
-    """Numeric columns as numbers (text that is no number becomes NaN; the regex check reports it)."""
-    typed = frame.copy()
-    present = [column for column in columns if column in typed]
+def _floats(values: pa.ChunkedArray) -> np.ndarray:
+    """Text as float64, NaN where empty or not a number (the regex expectation reports those)."""
     try:  # the usual case, every value a number: one conversion in C
-        typed[present] = typed[present].astype(float)
-    except (ValueError, TypeError):
-        for column in present:
-            typed[column] = pd.to_numeric(typed[column], errors="coerce")
-    return typed
+        return _nan_filled(pc.cast(values, pa.float64()))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        numbers = pc.if_else(pc.match_substring_regex(values.cast(pa.string()), NUMBER), values, None)
+        return _nan_filled(pc.cast(numbers, pa.float64()))
+
+
+def _milliseconds(values: pa.ChunkedArray) -> np.ndarray:
+    """Timestamps of the contract as ms since the epoch (float64, exact below 2**53); NaN where a value is not one."""
+    values = values.cast(pa.string())
+    try:
+        times = pc.cast(values, pa.timestamp("ms", tz="UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        times = pc.cast(pc.if_else(pc.match_substring_regex(values, TIMESTAMP_PATTERN), values, None),
+                        pa.timestamp("ms", tz="UTC"))
+    return _nan_filled(times.cast(pa.int64()).cast(pa.float64()))
+
+
+def _nan_filled(values: pa.ChunkedArray) -> np.ndarray:
+    return values.fill_null(np.nan).to_numpy()
+
+
+def _grouped_steps(values: np.ndarray, keys: list) -> np.ndarray:
+    """Each value minus the previous present one of its group (a counter need not be read on every row); NaN on
+    the first of a group, where a value is missing, and where a group key is."""
+    series = pd.Series(values)
+    present = series.notna().to_numpy()
+    steps = series[present].groupby([key[present] for key in keys]).diff()
+    return steps.reindex(series.index).to_numpy()
+
+
+@dataclass
+class _Samples:
+    """One file's samples of a batch's runs with the same columns: as text, typed with derived columns, and per-run
+    figures for the run-level facts."""
+
+    text: pd.DataFrame
+    typed: pd.DataFrame
+    first_ms: pd.Series  # per run (`_run`): the first and last sample time
+    last_ms: pd.Series
+    max_step_s: pd.Series
+    rows: pd.Series
+    gpus: pd.Series
+
+
+def _samples(file: str, tables: dict[int, pa.Table], limits: Limits) -> _Samples:
+    """The tables of a batch's runs (by run number) as one table keyed by `_run`, text and typed."""
+    table = pa.concat_tables([t.append_column("_run", pa.array(np.full(t.num_rows, n, dtype=np.int64)))
+                              for n, t in tables.items()])
+    runs = table["_run"].to_numpy()
+    numeric = GPU_NUMERIC if file == GPU_FILE else CPU_NUMERIC
+    typed = pd.DataFrame({c: _floats(table[c]) for c in table.column_names if c in numeric})
+    typed["_run"] = runs
+    times = _milliseconds(table["timestamp"]) if "timestamp" in table.column_names else None
+    series = [runs]
+    if file == GPU_FILE:
+        if "gpu_index" not in table.column_names:
+            series = None
+        else:
+            series.append(table["gpu_index"].to_pandas().to_numpy())
+        if "power_limit_W" in typed:
+            typed["power_limit_max_W"] = limits.power_limit_factor * typed["power_limit_W"]
+        if "energy_counter_mJ" in typed and series:
+            typed["energy_counter_step_mJ"] = _grouped_steps(typed["energy_counter_mJ"].to_numpy(), series)
+    else:
+        for column in ("rapl_package_energy_uJ", "rapl_dram_energy_uJ"):
+            if column in typed:
+                typed[column.replace("_energy_uJ", "_step_uJ")] = _grouped_steps(typed[column].to_numpy(), series)
+    if times is not None and series:
+        typed["timestamp_step_s"] = _grouped_steps(times, series) / 1000
+    by_run = typed.groupby("_run")
+    present_times = pd.Series(times if times is not None else np.full(len(runs), np.nan)).groupby(runs)
+    gpus = (pd.Series(series[1]).groupby(runs).nunique() if file == GPU_FILE and series else by_run.size() * 0 + 1)
+    steps = typed["timestamp_step_s"] if "timestamp_step_s" in typed else pd.Series(np.nan, index=typed.index)
+    return _Samples(table.to_pandas(), typed, present_times.min(), present_times.max(), steps.groupby(runs).max(),
+                    pd.Series({n: t.num_rows for n, t in tables.items()}), gpus)
 
 
 def _format_expectations(present: set, file: str, columns: tuple[str, ...], numeric: tuple[str, ...]) -> list:
@@ -181,19 +234,18 @@ def _time_expectations(present: set) -> list:
                                               meta={"meaning": "timestamps strictly increase"})]
 
 
-def manifest_frame(manifest: Manifest, samples: pd.DataFrame | None) -> pd.DataFrame:
-    """The manifest as a one-row frame, with the window measured against the samples that carry the energy."""
+def manifest_row(manifest: Manifest, first_ms: float | None, last_ms: float | None) -> dict:
+    """The manifest as one row, with the window measured against the first and last time of the samples that carry
+    the energy."""
     window, sensors = manifest.window, manifest.sensors
     row = {key: getattr(manifest, key) for key in ("run_id", "environment", "architecture", "status")}
     row["sampling_interval_s"] = sensors.sampling_interval_s if sensors else None
     row["window_start_unix_s"] = window.start_unix_s if window else None
     row["window_end_unix_s"] = window.end_unix_s if window else None
-    if samples is not None and "timestamp" in samples and row["window_start_unix_s"] is not None:
-        times_ms = timestamps_ms(samples["timestamp"]).dropna()
-        if len(times_ms):
-            row["window_start_after_first_sample_ms"] = round(row["window_start_unix_s"] * 1000) - times_ms.min()
-            row["window_end_before_last_sample_ms"] = times_ms.max() - round(row["window_end_unix_s"] * 1000)
-    return pd.DataFrame([row])
+    if row["window_start_unix_s"] is not None and first_ms is not None:
+        row["window_start_after_first_sample_ms"] = round(row["window_start_unix_s"] * 1000) - first_ms
+        row["window_end_before_last_sample_ms"] = last_ms - round(row["window_end_unix_s"] * 1000)
+    return row
 
 
 def manifest_expectations(frame: pd.DataFrame) -> list:
@@ -214,6 +266,15 @@ def manifest_expectations(frame: pd.DataFrame) -> list:
     return expectations
 
 
+def _quiet_and_unhashed() -> None:
+    """Great Expectations' INFO lines are noise in task logs; and it fingerprints every batch by hashing all its
+    values (a batch marker ect never reads), which costs more than validating a batch of runs' samples."""
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    pandas_execution_engine.HASH_THRESHOLD = 0
+
+
 @lru_cache(maxsize=1)
 def _batch_definition():
     """One ephemeral Great Expectations context per process, made on first use (no network, no files)."""
@@ -221,7 +282,7 @@ def _batch_definition():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO lines are noise in task logs
+    _quiet_and_unhashed()
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     asset = context.data_sources.add_pandas("ect").add_dataframe_asset("raw")
@@ -239,7 +300,7 @@ class DataDocs:
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        _quiet_and_unhashed()
         self.context = gx.get_context(mode="file", project_root_dir=str(project_dir))
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         source = self.context.data_sources.add_or_update_pandas("ect")
@@ -297,16 +358,14 @@ def _prefix(file: str) -> str:
     return file.split(".")[0] + "_"
 
 
-def _facts(file: str, raw: pd.DataFrame, frame: pd.DataFrame, interval_s: float, limits: Limits) -> dict:
+def _facts(file: str, columns: list[str], samples: _Samples, run: int, interval_s: float, limits: Limits) -> dict:
     """One file's run-level facts: its columns, its rows against the fewest allowed, its largest gap."""
-    prefix, per = _prefix(file), file == GPU_FILE
-    expected = set(GPU_COLUMNS if per else CPU_COLUMNS)
-    gpus = raw["gpu_index"].nunique() if per and "gpu_index" in raw else 1
-    steps = frame["timestamp_step_s"] if "timestamp_step_s" in frame else pd.Series(dtype=float)
-    return {f"{prefix}columns_ok": set(raw.columns) == expected, f"{prefix}columns": sorted(raw.columns),
-            f"{prefix}expected_columns": sorted(expected), f"{prefix}rows": len(raw),
-            f"{prefix}min_rows": limits.min_samples * max(gpus, 1),
-            f"{prefix}max_step_s": steps.max() if steps.notna().any() else None,
+    prefix, expected = _prefix(file), set(GPU_COLUMNS if file == GPU_FILE else CPU_COLUMNS)
+    max_step = samples.max_step_s.get(run, np.nan)
+    return {f"{prefix}columns_ok": set(columns) == expected, f"{prefix}columns": sorted(columns),
+            f"{prefix}expected_columns": sorted(expected), f"{prefix}rows": int(samples.rows[run]),
+            f"{prefix}min_rows": limits.min_samples * max(int(samples.gpus.get(run, 1)), 1),
+            f"{prefix}max_step_s": None if max_step != max_step else float(max_step),
             f"{prefix}max_gap_s": limits.max_gap_factor * interval_s, f"{prefix}interval_s": interval_s}
 
 
@@ -329,12 +388,26 @@ class _Run:
 
     folder: Path
     failures: list[Failure]
-    frames: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=dict)  # file: (text, typed)
+    manifest: Manifest | None = None
+    tables: dict[str, pa.Table] = field(default_factory=dict)  # file: its samples as text
     facts: dict = field(default_factory=dict)
     manifest_row: dict | None = None
 
+    @property
+    def interval_s(self) -> float:
+        return (self.manifest.sensors.sampling_interval_s if self.manifest.sensors else None) or 1.0
 
-def _read_run(folder: Path, limits: Limits) -> _Run:
+    @property
+    def energy_file(self) -> str | None:
+        """The file whose samples carry the energy (the window must lie inside them)."""
+        sensors = self.manifest.sensors
+        if GPU_FILE in self.tables:
+            return GPU_FILE
+        cpu_energy = (sensors.cpu_energy_source if sensors else None) != "unavailable"
+        return CPU_FILE if CPU_FILE in self.tables and cpu_energy else None
+
+
+def _read_run(folder: Path) -> _Run:
     """The manifest and the CSVs of a run, with the failures of reading them."""
     manifest_path = folder / MANIFEST_FILE
     if not manifest_path.exists():
@@ -342,27 +415,17 @@ def _read_run(folder: Path, limits: Limits) -> _Run:
     data = read_json(manifest_path)
     if data is None:
         return _Run(folder, [Failure(MANIFEST_FILE, "file_readable", None, "not a valid JSON object")])
-    manifest = Manifest.from_dict(data)
-    sensors = manifest.sensors
-    interval_s = (sensors.sampling_interval_s if sensors else None) or 1.0
+    run = _Run(folder, [], Manifest.from_dict(data))
+    sensors = run.manifest.sensors
     gpu_expected = sensors is not None and sensors.gpu_energy_source not in (None, "unavailable")
     cpu_expected = sensors is not None and bool(set(sensors.used or []) & {"process", "psutil", "rapl", "estimate"})
-
-    run, energy_samples = _Run(folder, []), None
-    for name, expected, frame_of, numeric in ((CPU_FILE, cpu_expected, cpu_frame, CPU_NUMERIC),
-                                              (GPU_FILE, gpu_expected, gpu_frame, GPU_NUMERIC)):
+    for name, expected in ((CPU_FILE, cpu_expected), (GPU_FILE, gpu_expected)):
         if not expected and not (folder / name).exists():
             continue
-        raw, read_failures = read_text_csv(folder, name)
+        table, read_failures = read_text_csv(folder, name)
         run.failures += read_failures
-        if raw is None:
-            continue
-        frame = frame_of(raw, limits)
-        run.frames[name] = (raw, _numeric(frame, numeric))
-        run.facts.update(_facts(name, raw, frame, interval_s, limits))
-        if name == GPU_FILE or (sensors.cpu_energy_source if sensors else None) != "unavailable":
-            energy_samples = raw
-    run.manifest_row = manifest_frame(manifest, energy_samples).iloc[0].to_dict()
+        if table is not None:
+            run.tables[name] = table
     return run
 
 
@@ -415,20 +478,27 @@ def _plain(value):
 
 def check_runs(folders: list[Path], limits: Limits, docs: DataDocs | None = None) -> dict[Path, list[Failure]]:
     """Every failed check of each run folder of a batch (empty for a valid run), in a handful of validations."""
-    runs = [_read_run(folder, limits) for folder in folders]
+    runs = [_read_run(folder) for folder in folders]
     label = RunKey.of_folder(folders[0]).name if len(folders) == 1 else f"batch of {len(folders)} runs"
     found: list[dict[int, list[Failure]]] = []
+    times: dict[tuple[int, str], tuple] = {}  # (run, file): its first and last sample time
     for file, expectations_of in ((CPU_FILE, cpu_expectations), (GPU_FILE, gpu_expectations)):
         layouts: dict[tuple, list[int]] = {}
         for number, run in enumerate(runs):
-            if file in run.frames:
-                layouts.setdefault(tuple(run.frames[file][0].columns), []).append(number)
+            if file in run.tables:
+                layouts.setdefault(tuple(run.tables[file].column_names), []).append(number)
         for layout, members in layouts.items():
-            text, typed = (pd.concat([runs[n].frames[file][k].assign(_run=n) for n in members], ignore_index=True)
-                           for k in (0, 1))
-            text_checks, typed_checks = expectations_of(set(typed.columns), limits)
-            found.append(_failures(text, text_checks, file, f"{label} {file} text", docs))
-            found.append(_failures(typed, typed_checks, file, f"{label} {file} values", docs))
+            samples = _samples(file, {n: runs[n].tables[file] for n in members}, limits)
+            for n in members:
+                runs[n].facts.update(_facts(file, list(layout), samples, n, runs[n].interval_s, limits))
+                first, last = samples.first_ms.get(n, np.nan), samples.last_ms.get(n, np.nan)
+                times[n, file] = (None, None) if first != first else (float(first), float(last))
+            text_checks, typed_checks = expectations_of(set(samples.typed.columns) | set(layout), limits)
+            found.append(_failures(samples.text, text_checks, file, f"{label} {file} text", docs))
+            found.append(_failures(samples.typed, typed_checks, file, f"{label} {file} values", docs))
+    for n, run in enumerate(runs):
+        if run.manifest is not None:
+            run.manifest_row = manifest_row(run.manifest, *times.get((n, run.energy_file), (None, None)))
     with_facts = [n for n, run in enumerate(runs) if run.facts]
     if with_facts:
         facts = pd.DataFrame([{**runs[n].facts, "_run": n} for n in with_facts])
