@@ -30,12 +30,20 @@ temperature.gpu). timestamp and a power field are required; fields ect has no co
 from __future__ import annotations
 
 import csv
+import io
 import logging
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 from ect.aggregate.model_metrics import attach_model_metrics, read_model_metrics
 from ect.errors import LegacyImportError
@@ -65,7 +73,11 @@ ORIGINAL_QUERY = ("timestamp", "name", "utilization.gpu", "utilization.memory", 
 CPU_HEADER = ("timestamp", "cpu usage (%)", "memory usage (MB)", "temperature (Celsius)")
 CPU_HEADERS = (CPU_HEADER, CPU_HEADER[:3])  # the original's Windows sampler wrote no temperature column
 MISSING = {"", "[N/A]", "[Not Supported]", "[Unknown Error]", "[GPU is lost]", "N/A", "None"}
+MISSING_VALUES = pa.array(sorted(MISSING))
 NUMBER = re.compile(r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?:[A-Za-z%/]+)?")
+# What the pyarrow reader accepts as is; anything else goes to the line-by-line parser, which decides and names the line.
+PLAIN_TIMESTAMP = r"^\d{4}(?:-\d\d-\d\d|/\d\d/\d\d)[ T](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?$"
+PLAIN_NUMBER = r"^(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?:[A-Za-z%/]+)?$"
 LEGACY_GPU_NAME = re.compile(r"gpu-power-(\d{8}T\d{6})\.csv")
 EPOCH = datetime(1970, 1, 1)
 TIMEZONE = "unknown: nvidia-smi local time written as UTC"
@@ -161,11 +173,15 @@ def _cut_short(fields: list[str], width: int, parse) -> bool:
     return True
 
 
-def _lines(path: Path) -> list[tuple[int, list[str]]]:
+def _lines(text: str) -> list[tuple[int, list[str]]]:
     """(line number, fields) of every non-empty line."""
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle, skipinitialspace=True)
-        return [(reader.line_num, fields) for fields in reader if fields]
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+    return [(reader.line_num, fields) for fields in reader if fields]
+
+
+def _first_line(text: str) -> list[str]:
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+    return next((fields for fields in reader if fields), [])
 
 
 def _parse(path: Path, lines: list[tuple[int, list[str]]], width: int, parse: Callable[[list[str]], dict],
@@ -192,6 +208,115 @@ def _parse(path: Path, lines: list[tuple[int, list[str]]], width: int, parse: Ca
     return rows, False
 
 
+def _as_columns(rows: list[dict], columns: tuple[str, ...]) -> dict[str, list]:
+    return {column: [row.get(column) for row in rows] for column in columns}
+
+
+# The pyarrow path: a file of plain lines (no quotes, every line complete, every value of the forms below, times
+# increasing) read as whole columns, to the same values the line parser gives. Anything else returns None, and the
+# line parser reads the file: it decides, and names the line of any error.
+
+def _plain_table(text: str, names: list[str], header: bool) -> pa.Table | None:
+    """Every line of samples as strings, or None."""
+    if '"' in text or "\x00" in text or text[:1] in ("", "\r", "\n") or len(set(names)) != len(names):
+        return None
+    try:
+        return pa_csv.read_csv(
+            io.BytesIO(text.encode()),
+            read_options=pa_csv.ReadOptions(column_names=names, skip_rows=int(header), use_threads=False),
+            convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
+                                                  strings_can_be_null=False))
+    except pa.ArrowInvalid:  # a line with another number of fields, bad UTF-8
+        return None
+
+
+def _plain_ms(values: pa.ChunkedArray) -> np.ndarray | None:
+    """Milliseconds since the epoch, sub-millisecond digits truncated as _ms does."""
+    values = pc.ascii_trim_whitespace(values)
+    if not pc.all(pc.match_substring_regex(values, PLAIN_TIMESTAMP)).as_py():
+        return None
+    try:
+        ns = pc.cast(pc.replace_substring(values, "/", "-"), pa.timestamp("ns"))
+    except pa.ArrowInvalid:  # no such day
+        return None
+    return ns.cast(pa.int64()).to_numpy() // 1_000_000
+
+
+def _plain_numbers(values: pa.ChunkedArray) -> list | None:
+    """_number of each value: floats, None where missing."""
+    values = pc.ascii_trim_whitespace(values)
+    missing = pc.sum(pc.is_in(values, value_set=MISSING_VALUES)).as_py() or 0
+    numbers = pc.struct_field(pc.extract_regex(values, PLAIN_NUMBER), [0])
+    if numbers.null_count != missing:
+        return None
+    try:
+        return pc.cast(numbers, pa.float64()).to_pylist()
+    except pa.ArrowInvalid:
+        return None
+
+
+def _plain_integers(values: pa.ChunkedArray) -> list | None:
+    try:
+        return pc.cast(pc.ascii_trim_whitespace(values), pa.int64()).to_pylist()
+    except pa.ArrowInvalid:
+        return None
+
+
+def _plain_temperatures(values: pa.ChunkedArray) -> list | None:
+    """_temperature of each value: ints where only digits, else as _number."""
+    values = pc.ascii_trim_whitespace(values)
+    digits = pc.match_substring_regex(values, r"^[0-9]+$")
+    numbers = _plain_numbers(values)
+    if numbers is None:
+        return None
+    integers = pc.cast(pc.if_else(digits, values, None), pa.int64()).to_pylist()
+    return [number if integer is None else integer for integer, number in zip(integers, numbers)]
+
+
+def _increasing(t_ms: np.ndarray, series: list | None) -> bool:
+    if series is None:
+        return bool(np.all(np.diff(t_ms) > 0))
+    series = np.asarray(series)
+    return all(np.all(np.diff(t_ms[series == s]) > 0) for s in np.unique(series))
+
+
+def _plain_gpu(text: str, names: list[str], header: bool, positions: dict[str, int]) -> dict[str, list] | None:
+    table = _plain_table(text, names, header)
+    if table is None:
+        return None
+    field = {column: table.column(position) for column, position in positions.items()}
+    t_ms = _plain_ms(field["timestamp"])
+    columns = {column: (_plain_temperatures if column == "temperature_C" else _plain_numbers)(values)
+               for column, values in field.items() if column not in ("timestamp", "gpu_index", "name")}
+    index = _plain_integers(field["gpu_index"]) if "gpu_index" in field else None
+    if t_ms is None or None in columns.values() or ("gpu_index" in field and index is None) \
+            or not _increasing(t_ms, index):
+        return None
+    rows = table.num_rows
+    names_ = [name.strip() for name in field["name"].to_pylist()] if "name" in field else [""] * rows
+    return {"t_ms": t_ms.tolist(), "timestamp": _iso(t_ms), "energy_counter_mJ": [None] * rows,
+            "gpu_index": index or [0] * rows, "name": names_, **columns}
+
+
+def _plain_cpu(text: str, header: tuple[str, ...]) -> dict[str, list] | None:
+    table = _plain_table(text, list(header), True)
+    if table is None:
+        return None
+    t_ms = _plain_ms(table.column(0))
+    cpu, rss = _plain_numbers(table.column(1)), _plain_numbers(table.column(2))
+    temperature_ok = len(header) < 4 or _plain_numbers(table.column(3)) is not None
+    if t_ms is None or cpu is None or rss is None or not temperature_ok or not _increasing(t_ms, None):
+        return None
+    rows = table.num_rows
+    return {"t_ms": t_ms.tolist(), "timestamp": _iso(t_ms), "process_cpu_pct": cpu, "process_rss_MiB": rss,
+            **dict.fromkeys(CPU_COLUMNS[3:-1], [None] * rows), "cpu_power_source": ["none"] * rows}
+
+
+def _iso(t_ms: np.ndarray) -> list[str]:
+    """iso_utc_ms of each time."""
+    return [text + "Z" for text in np.datetime_as_string(t_ms.astype("datetime64[ms]"), unit="ms").tolist()]
+
+
 def _is_timestamp(text: str) -> bool:
     try:
         _ms(text)
@@ -200,45 +325,63 @@ def _is_timestamp(text: str) -> bool:
     return True
 
 
-def read_gpu_file(path: Path, notes: list[str]) -> tuple[list[dict], bool, dict[str, str]]:
-    """An nvidia-smi log: (rows, whether its last line was cut, {contract column: the field it came from})."""
-    lines = _lines(path)
-    if not lines:
+def read_gpu_file(path: Path, notes: list[str]) -> tuple[dict[str, list], bool, dict[str, str]]:
+    """An nvidia-smi log: ({column: values}, whether its last line was cut, {contract column: the field it came
+    from})."""
+    text = path.read_bytes().decode("utf-8-sig")
+    first = _first_line(text)
+    if not first:
         raise LegacyImportError(f"{path}: empty file (expected nvidia-smi's CSV)")
-    if _is_timestamp(lines[0][1][0]):  # --format=csv,noheader
-        if len(lines[0][1]) != len(ORIGINAL_QUERY):
-            raise LegacyImportError(f"{path}: no header line, and {len(lines[0][1])} fields where a file without a "
+    header = not _is_timestamp(first[0])
+    if not header:  # --format=csv,noheader
+        if len(first) != len(ORIGINAL_QUERY):
+            raise LegacyImportError(f"{path}: no header line, and {len(first)} fields where a file without a "
                                     f"header must have the original's {len(ORIGINAL_QUERY)} ({','.join(ORIGINAL_QUERY)})")
-        names, data = list(ORIGINAL_QUERY), lines
+        names = list(ORIGINAL_QUERY)
         notes.append(f"no header: read as the original's query ({','.join(ORIGINAL_QUERY)})")
     else:
-        names, data = [_field_name(field) for field in lines[0][1]], lines[1:]
+        names = [_field_name(field) for field in first]
     try:
         positions, sources, ignored = gpu_format(names)
     except ValueError as error:
-        raise LegacyImportError(f"{path}: unexpected header {','.join(lines[0][1])!r}: {error}; expected "
+        raise LegacyImportError(f"{path}: unexpected header {','.join(first)!r}: {error}; expected "
                                 "nvidia-smi's --query-gpu fields (see README, import-legacy)") from None
     if ignored:
         notes.append(f"fields without a column in gpu.csv, not imported: {', '.join(ignored)}")
-    rows, cut = _parse(path, data, len(names), _gpu_parser(positions), notes)
-    return rows, cut, sources
+    columns = _plain_gpu(text, names, header, positions)
+    if columns is not None:
+        return columns, False, sources
+    lines = _lines(text)
+    rows, cut = _parse(path, lines[1:] if header else lines, len(names), _gpu_parser(positions), notes)
+    return _as_columns(rows, ("t_ms",) + GPU_COLUMNS), cut, sources
 
 
-def read_cpu_file(path: Path, notes: list[str]) -> tuple[list[dict], bool]:
-    """The original's psutil sampler log: (rows, whether its last line was cut)."""
-    lines = _lines(path)
-    header = tuple(field.strip() for field in lines[0][1]) if lines else ()
+def read_cpu_file(path: Path, notes: list[str]) -> tuple[dict[str, list], bool]:
+    """The original's psutil sampler log: ({column: values}, whether its last line was cut)."""
+    text = path.read_bytes().decode("utf-8-sig")
+    header = tuple(field.strip() for field in _first_line(text))
     if header not in CPU_HEADERS:
         expected = " or ".join(",".join(h) for h in CPU_HEADERS)
         raise LegacyImportError(f"{path}: unexpected header {','.join(header)!r}; expected {expected!r}")
-    return _parse(path, lines[1:], len(header), _cpu_row, notes)
+    columns = _plain_cpu(text, header)
+    if columns is not None:
+        return columns, False
+    rows, cut = _parse(path, _lines(text)[1:], len(header), _cpu_row, notes)
+    return _as_columns(rows, ("t_ms",) + CPU_COLUMNS), cut
 
 
-def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
+def _selected(samples: dict[str, list], rows: slice | list[int]) -> dict[str, list]:
+    if isinstance(rows, slice):
+        return {column: values[rows] for column, values in samples.items()}
+    return {column: [values[i] for i in rows] for column, values in samples.items()}
+
+
+def _write_csv(path: Path, columns: tuple[str, ...], samples: dict[str, list]) -> None:
+    blank = [None] * len(samples["t_ms"])
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns, extrasaction="ignore")  # floats as repr: full precision
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(handle)  # floats as repr: full precision
+        writer.writerow(columns)
+        writer.writerows(zip(*(samples.get(column, blank) for column in columns)))
 
 
 def _assumptions(sources: dict[str, str]) -> list[str]:
@@ -281,25 +424,25 @@ def _import_run(src: Path, gpu_file: Path, stamp: str, repetition: int, dest: Pa
         raise LegacyImportError(f"{folder} exists without a completed manifest; not overwriting it "
                                 f"(remove it to import {gpu_file} again)")
     notes: list[str] = []
-    gpu_rows, cut, sources = read_gpu_file(gpu_file, notes)
+    gpu, cut, sources = read_gpu_file(gpu_file, notes)
     # The original's skipfooter counted lines: a last line cut while written is one of the trailing ones.
     trailing = trim_samples - 1 if cut and trim_samples > 0 else trim_samples
-    lines_in_file = len(gpu_rows) + cut
-    if sum(row["power_W"] is not None for row in gpu_rows[trim_samples:len(gpu_rows) - trailing]) < 2:
+    lines_in_file = len(gpu["t_ms"]) + cut
+    kept = _selected(gpu, slice(trim_samples, len(gpu["t_ms"]) - trailing))
+    if sum(power is not None for power in kept["power_W"]) < 2:
         log.warning(f"{gpu_file}: {lines_in_file} lines of samples, fewer than 2 left after dropping "
                     f"{trim_samples} at each end; run skipped")
         return "short", None
-    kept = gpu_rows[trim_samples:len(gpu_rows) - trailing]
     notes.append(f"dropped the first and last {trim_samples} lines of samples (the original's skiprows/skipfooter"
                  + (", the cut last line counted as one of them" if cut and trim_samples else "")
-                 + f"); kept {len(kept)} of {lines_in_file}")
-    unpowered = sum(row["power_W"] is None for row in kept)
+                 + f"); kept {len(kept['t_ms'])} of {lines_in_file}")
+    unpowered = kept["power_W"].count(None)
     if unpowered:  # a sample without power measures nothing: the energy bridges it, as for any missing sample
-        kept = [row for row in kept if row["power_W"] is not None]
+        kept = _selected(kept, [i for i, power in enumerate(kept["power_W"]) if power is not None])
         notes.append(f"dropped {unpowered} sample(s) without a power reading ([N/A] or empty power)")
     cpu_file = gpu_file.with_name(f"cpu-mem-usage-{stamp}.csv")
-    cpu_rows = read_cpu_file(cpu_file, notes)[0] if cpu_file.exists() else None
-    if cpu_rows is None:
+    cpu = read_cpu_file(cpu_file, notes)[0] if cpu_file.exists() else None
+    if cpu is None:
         notes.append(f"no {cpu_file.name}: GPU side only, no cpu.csv")
         log.warning(f"{gpu_file} has no cpu partner {cpu_file.name}: importing the GPU side only")
     else:
@@ -307,27 +450,27 @@ def _import_run(src: Path, gpu_file: Path, stamp: str, repetition: int, dest: Pa
 
     folder.mkdir(parents=True)
     _write_csv(folder / GPU_FILE, GPU_COLUMNS, kept)
-    if cpu_rows is not None:
-        _write_csv(folder / CPU_FILE, CPU_COLUMNS, cpu_rows)
-    window = Window(min(r["t_ms"] for r in kept) / 1000, max(r["t_ms"] for r in kept) / 1000)
+    if cpu is not None:
+        _write_csv(folder / CPU_FILE, CPU_COLUMNS, cpu)
+    window = Window(min(kept["t_ms"]) / 1000, max(kept["t_ms"]) / 1000)
     others = sorted(p.name for p in gpu_file.parent.iterdir()
                     if p.is_file() and not p.name.startswith(("gpu-power-", "cpu-mem-usage-")))
-    gpus = {row["gpu_index"]: row["name"] for row in kept}
+    gpus = dict(zip(kept["gpu_index"], kept["name"]))
     manifest = Manifest(
         key.run_id, key.environment, key.architecture, repetition=repetition, attempt=1, status=COMPLETED,
         source="legacy-import", created=now_utc(), host=Host(gpus=[gpus[i] for i in sorted(gpus)]), window=window,
         training=window.to_dict(),
-        sensors=Sensors(sampling_interval_s=1.0, used=["nvidia-smi"] + (["psutil"] if cpu_rows is not None else []),
+        sensors=Sensors(sampling_interval_s=1.0, used=["nvidia-smi"] + (["psutil"] if cpu is not None else []),
                         gpu_energy_source="integrated", cpu_energy_source="unavailable"),
         legacy={"gpu_file": gpu_file.relative_to(src).as_posix(),
-                "cpu_file": cpu_file.relative_to(src).as_posix() if cpu_rows is not None else None,
+                "cpu_file": cpu_file.relative_to(src).as_posix() if cpu is not None else None,
                 "stamp": stamp, "trim_samples": trim_samples, "timezone": TIMEZONE,
-                "gpu_samples_in_file": lines_in_file, "gpu_samples_kept": len(kept),
-                "gpu_fields": sources, "cpu_samples": None if cpu_rows is None else len(cpu_rows),
+                "gpu_samples_in_file": lines_in_file, "gpu_samples_kept": len(kept["t_ms"]),
+                "gpu_fields": sources, "cpu_samples": None if cpu is None else len(cpu["t_ms"]),
                 "other_files_in_folder": others, "notes": notes, "assumptions": _assumptions(sources)},
     )
     write_manifest(folder, manifest)  # last: only a finished folder looks complete
-    log.info(f"imported {label}: {len(kept)} GPU samples")
+    log.info(f"imported {label}: {len(kept['t_ms'])} GPU samples")
     return "imported", folder
 
 
@@ -349,9 +492,7 @@ def import_legacy(src: Path, dest: Path, trim_samples: int = 3, model_metrics: P
     if not gpu_files:
         raise LegacyImportError(f"{src}: no gpu-power-*.csv files under <environment>/<architecture>/")
     metrics = read_model_metrics(model_metrics) if model_metrics else None  # a bad file fails before any import
-    counts = {"imported": 0, "done": 0, "short": 0}
-    imported: list[Path] = []
-    failed: list[str] = []
+    jobs = []  # (gpu file, stamp, repetition) of every run, in order
     for folder in sorted({path.parent for path in gpu_files}):
         runs = []
         for path in sorted(folder.glob("gpu-power-*.csv")):
@@ -364,17 +505,23 @@ def import_legacy(src: Path, dest: Path, trim_samples: int = 3, model_metrics: P
         for cpu_file in sorted(folder.glob("cpu-mem-usage-*.csv")):
             if cpu_file.stem.removeprefix("cpu-mem-usage-") not in stamps:
                 log.warning(f"{cpu_file} has no gpu-power partner; ignored")
-        for repetition, (stamp, path) in enumerate(sorted(runs)):
-            try:
-                outcome, run_folder = _import_run(src, path, stamp, repetition, dest, trim_samples)
-            except (LegacyImportError, OSError, UnicodeDecodeError) as error:
-                reason = str(error) if isinstance(error, LegacyImportError) else f"{path}: cannot be read ({error})"
-                log.error(f"not imported: {reason}")
-                failed.append(reason)
-                continue
-            counts[outcome] += 1
-            if run_folder:
-                imported.append(run_folder)
+        jobs += [(path, stamp, repetition) for repetition, (stamp, path) in enumerate(sorted(runs))]
+
+    def run(job: tuple[Path, str, int]) -> tuple[str, Path | str | None]:
+        path, stamp, repetition = job
+        try:
+            return _import_run(src, path, stamp, repetition, dest, trim_samples)
+        except (LegacyImportError, OSError, UnicodeDecodeError) as error:
+            reason = str(error) if isinstance(error, LegacyImportError) else f"{path}: cannot be read ({error})"
+            log.error(f"not imported: {reason}")
+            return "failed", reason
+
+    # pyarrow parses with the GIL released: a second thread keeps the other core busy.
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        outcomes = list(pool.map(run, jobs))
+    counts = {outcome: sum(o == outcome for o, _ in outcomes) for outcome in ("imported", "done", "short")}
+    imported = [folder for outcome, folder in outcomes if outcome == "imported"]
+    failed = [reason for outcome, reason in outcomes if outcome == "failed"]
     log.info(f"legacy import {src} -> {dest}: {counts['imported']} runs imported, {counts['done']} already "
              f"imported, {counts['short']} skipped as too short, {len(failed)} failed")
     if metrics is not None:
