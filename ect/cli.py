@@ -380,22 +380,47 @@ def export(args) -> int:
              arg("--title", help="the report's title"),
          ])
 def analyze(args) -> int:
+    import pandas as pd
+
+    from ect.analysis.report import summary_table
     from ect.pipeline import report_step
 
     cfg = _load(args)
-    paths = report_step(cfg, args.environment, processed=_processed(args, cfg),
+    processed = _processed(args, cfg)
+    paths = report_step(cfg, args.environment, processed=processed,
                         out=Path(args.out) if args.out else None, title=args.title or "Energy cost of training",
                         outliers=args.outliers, require_runs=True)
+    runs = pd.read_parquet(processed)
+    if args.environment:
+        runs = runs[runs["environment"] == args.environment]
+    summary = summary_table(runs)
+    print(text_table(["environment", "architecture", "runs", "median kJ", "median Wh", "gCO2e", "F1"],
+                     [[r.environment, r.architecture, r.runs, r.median_total_energy_J / 1000,
+                       r.median_energy_kWh * 1000, r.median_emissions_gCO2e, r.median_val_f1]
+                      for r in summary.itertuples()]))
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0
 
 
+def text_table(header: list[str], rows: list[list]) -> str:
+    """A terminal table: numbers to 4 significant digits, missing values as "-", columns aligned."""
+    def cell(value) -> str:
+        if value is None or (isinstance(value, float) and value != value):
+            return "-"
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    cells = [header] + [[cell(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+
+
 @command("check-regression", "compare the latest DAG run's energy with the previous ones",
-         description="For each architecture, the median energy of the environment's latest DAG run (or campaign) "
-                     "against the previous REGRESSION: BASELINE_RUNS ones, with a one-sided Mann-Whitney test and "
-                     "REGRESSION: THRESHOLD. Writes OUTPUT_DIR/ENVIRONMENT/regression.json, trend.csv and trend.png; "
-                     "exit status 1 on a regression.",
+         description="For each architecture, the environment's latest DAG run (or campaign) against the previous "
+                     "REGRESSION: BASELINE_RUNS ones: regression, no regression or inconclusive, from the interval of "
+                     "the energy ratio against REGRESSION: THRESHOLD (README, Analysis). Prints a table, writes "
+                     "OUTPUT_DIR/ENVIRONMENT/regression.json, trend.csv and trend.png; exit status 1 on a regression "
+                     "(unless REGRESSION: FAIL_RUN is false).",
          arguments=[arg("environment", metavar="ENVIRONMENT", help=ENVIRONMENT_HELP)])
 def check_regression(args) -> int:
     from ect.analysis.regression import raise_on_regression
@@ -404,12 +429,25 @@ def check_regression(args) -> int:
     cfg = _load(args)
     cfg.environment(args.environment)
     result = regression_step(cfg, args.environment)
+    verdicts = result["architectures"]
+    print(text_table(["environment", "architecture", "runs", "baseline runs", "median kJ", "median Wh", "change",
+                      "verdict"],
+                     [[args.environment, architecture, v["latest_runs"], v["baseline_runs"], v["latest_median"] / 1000,
+                       v["latest_median"] / 3600, "-" if v["relative_change"] is None
+                       else f"{100 * v['relative_change']:+.3g} %", v["status"]] for architecture, v in verdicts.items()]))
+    for architecture, v in verdicts.items():
+        print(f"{architecture}: {v['decided_by']}")
     try:
         raise_on_regression(result)
     except EnergyRegression as error:
         print(f"ect check-regression: {error}", file=sys.stderr)
         return 1
-    print(f"no energy regression on {args.environment} (latest run {result['latest_campaign']})")
+    if not verdicts:
+        print(f"no aggregated run of {args.environment} yet")
+    elif result["regressions"]:
+        print(f"energy regression on {args.environment} reported only (REGRESSION: FAIL_RUN is false)")
+    else:
+        print(f"no energy regression on {args.environment} (latest run {result['latest_campaign']})")
     return 0
 
 

@@ -204,18 +204,20 @@ def regression_step(cfg: Config, environment: str) -> dict:
         if store:
             store.push(out / "regression.json", f"reports/{environment}/regression.json")
         return result
-    result = check_regressions(runs, environment, RegressionSettings(e.regression_baseline_runs,
-                                                                    e.regression_threshold, e.regression_alpha))
+    settings = RegressionSettings(e.regression_baseline_runs, e.regression_threshold, e.regression_alpha,
+                                  e.regression_min_runs)
+    result = {**check_regressions(runs, environment, settings), "fail_run": e.regression_fail_run}
     table = trend_table(runs, environment)
     table.to_csv(out / "trend.csv")
     if len(table):
-        plot_trend(table, out / "trend.png")
+        plot_trend(table, out / "trend.png", result)
     write_json(out / "regression.json", result)
     if store:
         for name in ("regression.json", "trend.csv", "trend.png"):
             if (out / name).exists():
                 store.push(out / name, f"reports/{environment}/{name}")
-    log.info(f"regressions: {result['regressions'] or 'none'} (latest campaign {result['latest_campaign']})")
+    log.info(f"regressions: {result['regressions'] or 'none'}, inconclusive: {result['inconclusive'] or 'none'} "
+             f"(latest campaign {result['latest_campaign']})")
     return result
 
 

@@ -136,14 +136,31 @@ def training_curves(history: pd.DataFrame, run, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_trend(table: pd.DataFrame, path: Path, metric_label: str = "median energy per run (J)") -> Path:
-    """One line per architecture of a regression trend_table over the campaigns' start times."""
+def plot_trend(table: pd.DataFrame, path: Path, regression: dict | None = None) -> Path:
+    """One line per architecture of a regression trend_table (J) over the campaigns' start times, in kJ; with a
+    check_regressions result, each architecture's threshold band (baseline median to baseline median x
+    (1 + THRESHOLD)) shaded and its latest point marked by verdict."""
     plt = _pyplot()
     starts_utc = pd.to_datetime(table["start"], utc=True).dt.tz_localize(None)
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    verdicts = (regression or {}).get("architectures", {})
+    threshold = (regression or {}).get("settings", {}).get("threshold")
+    markers = {"regression": ("X", "red"), "inconclusive": ("D", "orange")}
     for architecture in [c for c in table.columns if c != "start"]:
-        ax.plot(starts_utc, table[architecture], marker="o", label=str(architecture))
-    ax.set(xlabel="campaign start (UTC)", ylabel=metric_label, title="Energy per training run over the nightly campaigns")
-    ax.legend()
+        line, = ax.plot(starts_utc, table[architecture] / 1000, marker="o", label=str(architecture))
+        verdict = verdicts.get(str(architecture), {})
+        if verdict.get("baseline_median") and threshold is not None:
+            base_kJ = verdict["baseline_median"] / 1000
+            ax.axhspan(base_kJ, base_kJ * (1 + threshold), color=line.get_color(), alpha=0.12, lw=0)
+        if verdict.get("status") in markers and table[architecture].notna().any():
+            marker, color = markers[verdict["status"]]
+            last = table[architecture].last_valid_index()
+            ax.plot([starts_utc.loc[last]], [table.at[last, architecture] / 1000], marker=marker,
+                    color=color, markersize=12, linestyle="none", label=f"{architecture}: {verdict['status']}")
+    title = "Median energy per training run over the DAG runs"
+    if threshold is not None:
+        title += f"\n(shaded: baseline median to +{100 * threshold:g} %, the regression threshold)"
+    ax.set(xlabel="DAG run start (UTC)", ylabel="median energy per run (kJ)", title=title)
+    ax.legend(fontsize="small")
     fig.autofmt_xdate()
     return _save(fig, path)

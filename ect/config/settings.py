@@ -270,7 +270,12 @@ class Experiment:
     analysis_remove_outliers: bool = setting(False, boolean, "Analysis: drop Tukey outliers per group first (reported).")
     regression_baseline_runs: int = setting(5, positive_int, "Regression check: previous DAG runs in the baseline.")
     regression_threshold: float = setting(0.05, positive_number, "Regression check: relative increase of the median energy that alerts.")
-    regression_alpha: float = setting(0.05, open_fraction, "Regression check: significance level of its one-sided test.")
+    regression_alpha: float = setting(0.05, open_fraction, "Regression check: significance level of its one-sided test "
+                                      "(the bootstrap interval of the change is at 1 - 2 * ALPHA).")
+    regression_min_runs: int = setting(5, positive_int, "Regression check: repetitions needed on each side (latest "
+                                       "DAG run, baseline) for a verdict; fewer give 'inconclusive'.")
+    regression_fail_run: bool = setting(True, boolean, "Regression check: a regression fails the DAG run (false: "
+                                        "reported and logged only, for smoke-run profiles such as demo).")
     skip_corrupt_images: bool = setting(False, boolean, "Skip corrupt or non-image files with a warning instead of failing.")
 
 

@@ -19,7 +19,7 @@ NOISE_SD = 0.02  # of the mean
 
 
 def history(seed: int, campaigns: int = 6, repetitions: int = 5, environment: str = "gpu-node",
-            latest_increase: dict[str, float] | None = None) -> pd.DataFrame:
+            latest_increase: dict[str, float] | None = None, noise: float = NOISE_SD) -> pd.DataFrame:
     """Nightly campaigns (02:00 UTC) of every architecture with normal noise around stable means;
     latest_increase multiplies the means of the last campaign (0.10 = +10 %)."""
     rng = np.random.default_rng(seed)
@@ -39,7 +39,7 @@ def history(seed: int, campaigns: int = 6, repetitions: int = 5, environment: st
                     "campaign_id": campaign,
                     "repetition": repetition,
                     "start": night_start + pd.Timedelta(minutes=10 * (a * repetitions + repetition)),
-                    "total_energy_J": rng.normal(mean_J, NOISE_SD * mean_J),
+                    "total_energy_J": rng.normal(mean_J, noise * mean_J),
                 })
     return pd.DataFrame(rows)
 
@@ -55,7 +55,7 @@ def test_injected_increase_is_a_regression():
     assert mobilenet["latest_runs"] == 5 and mobilenet["baseline_runs"] == 25
     assert mobilenet["baseline_campaigns"] == 5
     for architecture in ("cnn", "resnet"):
-        assert result["architectures"][architecture]["status"] == "ok"
+        assert result["architectures"][architecture]["status"] == "no regression"
         assert abs(result["architectures"][architecture]["relative_change"]) < 0.05
     json.dumps(result, allow_nan=False)
 
@@ -66,7 +66,7 @@ def test_result_names_latest_and_baseline_campaigns():
     result = check_regressions(df, "gpu-node", RegressionSettings(baseline_runs=3))
     assert result["latest_campaign"] == order[-1]
     assert result["baseline_campaigns"] == order[-4:-1]
-    assert result["settings"] == {"baseline_runs": 3, "threshold": 0.05, "alpha": 0.05,
+    assert result["settings"] == {"baseline_runs": 3, "threshold": 0.05, "alpha": 0.05, "min_runs": 5,
                                   "metric": "total_energy_J"}
     assert result["architectures"]["cnn"]["baseline_runs"] == 15
 
@@ -88,7 +88,7 @@ def test_baseline_median_is_median_of_campaign_medians():
 def test_no_injection_is_no_regression():
     result = check_regressions(history(seed=3), "gpu-node", RegressionSettings())
     assert result["regressions"] == []
-    assert {r["status"] for r in result["architectures"].values()} == {"ok"}
+    assert {r["status"] for r in result["architectures"].values()} == {"no regression"}
 
 
 def test_increase_within_threshold_is_no_regression():
@@ -108,23 +108,72 @@ def test_noise_rarely_raises_false_alarms():
     assert false_alarms <= 1
 
 
-def test_single_repetition_falls_back_to_threshold():
-    df = history(seed=5, repetitions=1, latest_increase={"resnet": 0.10})
+def test_a_single_repetition_is_inconclusive_and_says_what_would_decide():
+    df = history(seed=5, repetitions=1, latest_increase={"resnet": 0.30})
     result = check_regressions(df, "gpu-node", RegressionSettings())
     resnet = result["architectures"]["resnet"]
-    assert resnet["p_value"] is None
-    assert resnet["decided_by"].startswith("threshold only")
-    assert resnet["latest_runs"] == 1
-    assert result["regressions"] == ["resnet"]
+    assert resnet["status"] == "inconclusive" and resnet["regression"] is False and resnet["p_value"] is None
+    assert resnet["decided_by"].startswith("needs 4 more latest repetition(s)")
+    assert "1 latest and 5 baseline run(s)" in resnet["decided_by"]
+    assert result["regressions"] == [] and "resnet" in result["inconclusive"]
+    raise_on_regression(result)  # inconclusive never fails a DAG run
 
 
-def test_too_few_repetitions_for_the_test_fall_back_to_threshold():
-    # 3 latest vs 3 baseline runs: the exact test's smallest p-value is 1/C(6, 3) = 0.05, never < alpha.
-    df = history(seed=6, campaigns=2, repetitions=3, latest_increase={"cnn": 0.10})
+def test_an_interval_straddling_the_threshold_is_inconclusive():
+    # +5 % exactly, 2 % noise, 5 runs: the interval spans the 5 % threshold.
+    df = history(seed=6, campaigns=3, latest_increase={"cnn": 0.05})
     cnn = check_regressions(df, "gpu-node", RegressionSettings())["architectures"]["cnn"]
-    assert cnn["p_value"] is not None
-    assert cnn["decided_by"].startswith("threshold only")
-    assert cnn["regression"] is True
+    assert cnn["status"] == "inconclusive"
+    low, high = cnn["ratio_interval"]
+    assert low < 1.05 < high
+    assert "straddles the threshold +5 %" in cnn["decided_by"] and "more repetition" in cnn["decided_by"]
+
+
+@pytest.mark.parametrize("repetitions", [1, 5, 30])
+@pytest.mark.parametrize("noise", [0.02, 0.05, 0.10])
+def test_campaigns_from_one_distribution_never_give_regression(repetitions, noise):
+    """Thirty histories without any change, at realistic run-to-run noise (2-10 % of the mean)."""
+    verdicts = [r["status"] for seed in range(30)
+                for r in check_regressions(history(seed=1000 + seed, campaigns=3, repetitions=repetitions,
+                                                   noise=noise), "gpu-node")["architectures"].values()]
+    assert "regression" not in verdicts
+    if repetitions == 1:
+        assert set(verdicts) == {"inconclusive"}
+
+
+def test_a_fifteen_percent_shift_with_ten_runs_and_two_percent_noise_is_a_regression():
+    df = history(seed=21, campaigns=2, repetitions=10, latest_increase={"cnn": 0.15})
+    result = check_regressions(df, "gpu-node", RegressionSettings(baseline_runs=1))
+    cnn = result["architectures"]["cnn"]
+    assert cnn["status"] == "regression" and result["regressions"] == ["cnn"]
+    assert cnn["ratio_interval"][0] > 1.05 and cnn["p_value"] < 0.05
+    assert "above the threshold +5 %" in cnn["decided_by"]
+
+
+def test_runs_too_few_for_any_interval_are_inconclusive_even_when_min_runs_allows():
+    # 3 latest vs 3 baseline runs: the rank statistic's smallest tail is 1/C(6, 3) = 0.05, above ALPHA / 3.
+    df = history(seed=6, campaigns=2, repetitions=3, latest_increase={"cnn": 0.30})
+    cnn = check_regressions(df, "gpu-node", RegressionSettings(min_runs=3))["architectures"]["cnn"]
+    assert cnn["status"] == "inconclusive" and cnn["ratio_interval"] is None
+    assert "too few for an interval at level 0.0167" in cnn["decided_by"]
+    # One architecture alone keeps the whole ALPHA: then 3 against 3 can decide.
+    alone = df[df["architecture"] == "cnn"]
+    cnn = check_regressions(alone, "gpu-node", RegressionSettings(min_runs=3))["architectures"]["cnn"]
+    assert cnn["status"] == "regression" and cnn["ratio_interval"][0] > 1.05
+
+
+def test_the_rank_interval_matches_its_definition():
+    from ect.analysis.regression import _rank_sum_cdf, ratio_interval
+    # U's null distribution for 2 vs 2: 0, 1, 2, 2, 3, 4 over 6 arrangements.
+    assert list(_rank_sum_cdf(2, 2) * 6) == pytest.approx([1, 2, 4, 5, 6])
+    from scipy import stats
+    x, y = np.array([3.0, 5, 8, 9, 12]), np.array([1.0, 2, 4, 6, 7, 10, 11])
+    test = stats.mannwhitneyu(x, y, alternative="greater", method="exact")
+    assert test.pvalue == pytest.approx(1 - _rank_sum_cdf(5, 7)[int(test.statistic) - 1], rel=1e-12)
+    latest, baseline = np.array([110.0, 111, 112, 113, 114]), np.array([100.0, 101, 102, 103, 104])
+    low, high = ratio_interval(latest, baseline, 0.05)
+    ratios = np.sort(np.divide.outer(latest, baseline).ravel())
+    assert (low, high) == (pytest.approx(ratios[4]), pytest.approx(ratios[-5]))  # P(U <= 4) = 12/252 <= 0.05
 
 
 def test_single_campaign_has_no_baseline():
@@ -144,7 +193,7 @@ def test_new_architecture_has_no_baseline():
     new = df[(df["campaign_id"] == latest) & (df["architecture"] == "cnn")].assign(architecture="vit")
     result = check_regressions(pd.concat([df, new]), "gpu-node", RegressionSettings())
     assert result["architectures"]["vit"]["status"] == "no baseline"
-    assert result["architectures"]["cnn"]["status"] == "ok"
+    assert result["architectures"]["cnn"]["status"] == "no regression"
 
 
 def test_unknown_environment_gives_empty_result():
@@ -201,8 +250,8 @@ def test_raise_on_regression_names_architecture():
     message = str(raised.value)
     assert "mobilenet" in message and "cnn" not in message
     assert f"{mobilenet['relative_change'] * 100:+.1f} %" in message
-    assert f"{mobilenet['latest_median']:.1f} J" in message
-    assert f"{mobilenet['p_value']:.3g}" in message
+    assert f"{mobilenet['latest_median'] / 1000:.4g} kJ" in message
+    assert "interval of the change" in message and "above the threshold +5 %" in message
 
 
 def test_raise_on_regression_message_format():
@@ -210,10 +259,18 @@ def test_raise_on_regression_message_format():
               "settings": {"baseline_runs": 5, "threshold": 0.05, "alpha": 0.05, "metric": "total_energy_J"},
               "architectures": {"resnet": {"regression": True, "relative_change": 0.1004, "latest_median": 1100.4,
                                            "baseline_median": 1000.0, "p_value": 0.0001,
-                                           "decided_by": "threshold and one-sided Mann-Whitney U test"}},
+                                           "decided_by": "90 % interval of the change +8.0 % to +12.0 %"}},
               "regressions": ["resnet"]}
-    with pytest.raises(EnergyRegression, match=r"resnet: \+10\.0 % \(median 1100\.4 J vs baseline 1000\.0 J, p = 0\.0001"):
+    with pytest.raises(EnergyRegression, match=r"resnet: \+10\.0 % \(median 1\.1 kJ vs baseline 1 kJ; 90 % interval"):
         raise_on_regression(result)
+
+
+def test_a_profile_that_does_not_fail_runs_only_warns(caplog):
+    result = {**check_regressions(history(seed=1, latest_increase={"mobilenet": 0.10}), "gpu-node"),
+              "fail_run": False}
+    assert result["regressions"] == ["mobilenet"]
+    raise_on_regression(result)
+    assert any("mobilenet" in r.message and "FAIL_RUN is false" in r.message for r in caplog.records)
 
 
 def test_raise_on_regression_is_silent_without_regressions():

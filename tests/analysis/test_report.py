@@ -14,18 +14,19 @@ from conftest import REPO, run_ect
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def processed_runs(seed=0, campaigns=6, increase=None) -> pd.DataFrame:
-    """A processed dataset: 2 environments x 3 architectures x `campaigns` nightly runs, known medians."""
+def processed_runs(seed=0, campaigns=6, increase=None, repetitions=1) -> pd.DataFrame:
+    """A processed dataset: 2 environments x 3 architectures x `campaigns` nightly runs of `repetitions` each, known
+    medians."""
     rng = np.random.default_rng(seed)
     rows = []
     for env, factor in (("local", 1.0), ("cloud", 1.3)):
         for arch, median_J, gflops in (("vgg16", 400e3, 15.5), ("resnet50", 300e3, 4.1), ("mobilenet_v2", 100e3, 0.3)):
-            for night in range(campaigns):
+            for night, repetition in [(n, r) for n in range(campaigns) for r in range(repetitions)]:
                 energy = median_J * factor * rng.lognormal(0, 0.02)
                 if increase and night == campaigns - 1 and (env, arch) == increase:
                     energy *= 1.10
                 rows.append({
-                    "environment": env, "architecture": arch, "run_id": f"night{night}-rep00",
+                    "environment": env, "architecture": arch, "run_id": f"night{night}-rep{repetition:02d}",
                     "campaign_id": f"night{night}", "start": pd.Timestamp("2026-11-01", tz="UTC") + pd.Timedelta(days=night),
                     "duration_s": energy / 250, "total_energy_J": energy, "energy_kWh": energy / 3.6e6,
                     "emissions_gCO2e": energy / 3.6e6 * 232, "energy_per_image_J": energy / 1e4,
@@ -135,13 +136,21 @@ def test_with_a_run_store_the_report_page_serves_the_stores_reports(report, s3_u
 def test_cli_analyze_and_check_regression(tmp_path):
     metrics = tmp_path / "metrics"
     (metrics / "processed").mkdir(parents=True)
-    processed_runs(increase=("local", "vgg16")).to_parquet(metrics / "processed" / "runs.parquet")
+    processed_runs(increase=("local", "vgg16"), repetitions=5).to_parquet(metrics / "processed" / "runs.parquet")
     env = {"ECT_HOME": str(REPO), "ECT_METRICS_DIR": str(metrics), "ECT_OUTPUT_DIR": str(tmp_path / "out")}
     analyzed = run_ect("analyze", "--environment", "local", cwd=tmp_path, env=env)
     assert analyzed.returncode == 0, analyzed.stderr
+    assert analyzed.stdout.splitlines()[0].split() == ["environment", "architecture", "runs", "median", "kJ",
+                                                       "median", "Wh", "gCO2e", "F1"]
+    vgg16 = next(line for line in analyzed.stdout.splitlines() if line.startswith("local") and "vgg16" in line)
+    assert vgg16.split()[2] == "30" and all(len(v.replace(".", "").lstrip("0")) <= 4 for v in vgg16.split()[3:])
     assert (tmp_path / "out" / "local" / "report.html").exists()
     checked = run_ect("check-regression", "local", cwd=tmp_path, env=env)
     assert checked.returncode == 1 and "vgg16: +" in checked.stderr and " %" in checked.stderr
+    lines = {line.split()[1]: line for line in checked.stdout.splitlines() if line.startswith("local ")}
+    assert lines["vgg16"].endswith(" regression") and not lines["vgg16"].endswith("no regression")
+    assert lines["resnet50"].endswith("no regression") and lines["mobilenet_v2"].endswith("no regression")
+    assert "vgg16: 96.7 % interval of the change" in checked.stdout
     result = json.loads((tmp_path / "out" / "local" / "regression.json").read_text())
     assert result["regressions"] == ["vgg16"] and (tmp_path / "out" / "local" / "trend.png").exists()
     clean = run_ect("check-regression", "cloud", cwd=tmp_path, env=env)
