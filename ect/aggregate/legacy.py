@@ -23,6 +23,9 @@ temperature.gpu). timestamp and a power field are required; fields ect has no co
   (skiprows/skipfooter=3): a last line cut mid-write, even right after its timestamp, is one of the trailing ones.
 - A truncated last line (a crash or kill while writing) is dropped and noted; a malformed line anywhere
   else fails that run (naming the file and line), never the import of the others.
+- Plain files are read with pyarrow as whole columns, two runs at a time; a file with anything unusual (quotes, a
+  ragged or cut line, a value of another form, time going backwards) is read by the line-by-line parser, which
+  gives the same values and names the line of an error.
 - Idempotent: a run folder whose manifest says completed is skipped, never overwritten; any other existing
   run folder is an error.
 """
