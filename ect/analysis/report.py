@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ect import __version__
 from ect.analysis import plots
 from ect.analysis.stats import analyze
 from ect.raw.atomic import write_json, write_text
@@ -35,16 +36,39 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _cell(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return repr(value) if isinstance(value, float) else str(value)
+    """A value as people read it: numbers to 4 significant digits, "–" where there is none (results.json and the
+    CSVs keep every digit)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    """A Markdown table; numbers at full precision (repr), never rounded."""
+    """A Markdown table, numbers to 4 significant digits."""
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def readable_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """summary_table with readable headers and the units of the figures (kJ, Wh, gCO2e, s)."""
+    t = summary_table(runs)
+    return pd.DataFrame({
+        "Environment": t["environment"], "Architecture": t["architecture"], "Runs": t["runs"],
+        "Median energy (kJ)": t["median_total_energy_J"] / 1e3, "Median energy (Wh)": t["median_energy_kWh"] * 1e3,
+        "Median emissions (gCO2e)": t["median_emissions_gCO2e"], "Median duration (s)": t["median_duration_s"],
+        "Median energy per image (J)": t["median_energy_per_image_J"], "Median F1": t["median_val_f1"],
+        "Energy sources": t["energy_sources"],
+    })
+
+
+def run_label(run) -> str:
+    """A run as people name it: "vgg16 · rep 3 · local"."""
+    repetition = run.get("repetition")
+    rep = f" · rep {int(repetition)}" if repetition is not None and repetition == repetition else ""
+    return f"{run['architecture']}{rep} · {run['environment']}"
 
 
 class Document:
@@ -61,6 +85,14 @@ class Document:
         self.md += [text, ""]
         self.html.append(f"<p>{html.escape(text)}</p>")
 
+    def items(self, texts: list[str]) -> None:
+        self.md += [f"- {text}" for text in texts] + [""]
+        self.html.append("<ul class='findings'>" + "".join(f"<li>{html.escape(t)}</li>" for t in texts) + "</ul>")
+
+    def footer(self, text: str) -> None:
+        self.md += ["---", "", f"*{text}*", ""]
+        self.html.append(f"<footer>{html.escape(text)}</footer>")
+
     def table(self, frame: pd.DataFrame) -> None:
         self.md += [markdown_table(frame), ""]
         self.html.append(frame.map(_cell).to_html(index=False, border=0, classes="ect"))
@@ -72,28 +104,88 @@ class Document:
                          f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
     def write(self, out_dir: Path) -> tuple[Path, Path]:
-        style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-                 "table.ect{border-collapse:collapse;margin:1em 0;font-size:90%}"
-                 "table.ect td,table.ect th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%}")
         page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.md[0][2:])}</title>" \
-               f"<style>{style}</style></head><body>{''.join(self.html)}</body></html>"
+               f"<style>{STYLE}</style></head><body>{''.join(self.html)}</body></html>"
         return write_text(out_dir / "report.md", "\n".join(self.md) + "\n"), write_text(out_dir / "report.html", page)
+
+
+# Tables scroll inside themselves, never the page: a 1280 px window shows the whole page.
+STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#1b1f23;"
+         "line-height:1.45}h1,h2,h3{font-weight:600}"
+         "table.ect{display:block;max-width:100%;overflow-x:auto;border-collapse:collapse;margin:1em 0;font-size:90%}"
+         "table.ect td,table.ect th{border:1px solid #d0d7de;padding:3px 8px;text-align:right}"
+         "table.ect td:first-child,table.ect th{text-align:left}table.ect th{background:#f6f8fa}"
+         "img{max-width:100%}ul.findings li{margin:.3em 0}footer{margin-top:3em;color:#57606a;font-size:85%;"
+         "border-top:1px solid #d0d7de;padding-top:1em}")
+METRIC_LABELS = {"total_energy_J": "Energy per run", "energy_per_image_J": "Energy per image",
+                 "gpu_utilization_mean_pct": "GPU utilisation", "val_f1": "Validation F1"}
 
 
 def _comparison_tables(doc: Document, name: str, comparison: dict) -> None:
     """One comparison of groups (e.g. architectures on one environment) for one metric."""
+    label = METRIC_LABELS.get(name, name)
     if comparison.get("skipped"):
-        doc.paragraph(f"{name}: not tested ({comparison['skipped']}).")
+        doc.paragraph(f"{label}: not tested ({comparison['skipped']}).")
         return
-    kruskal = comparison["kruskal_wallis"]
-    doc.paragraph(f"{name}: Kruskal-Wallis H = {_cell(kruskal.get('H'))}, p = {_cell(kruskal.get('p'))}, "
-                  f"eta squared = {_cell(kruskal.get('eta_squared'))}; Levene p = {_cell(comparison['levene'].get('p'))}.")
-    if comparison.get("dunn"):
-        pairs = pd.DataFrame(comparison["dunn"])
-        cliffs = {(c["a"], c["b"]): c for c in comparison.get("cliffs_delta", [])}
-        pairs["cliffs_delta"] = [cliffs.get((a, b), {}).get("delta") for a, b in zip(pairs["a"], pairs["b"])]
-        pairs["magnitude"] = [cliffs.get((a, b), {}).get("magnitude") for a, b in zip(pairs["a"], pairs["b"])]
-        doc.table(pairs)
+    kruskal, levene = comparison["kruskal_wallis"], comparison["levene"]
+    if kruskal.get("H") is None:
+        text = f"{label}: Kruskal-Wallis {kruskal.get('reason', 'not tested')}"
+    else:
+        text = (f"{label}: Kruskal-Wallis H = {_cell(kruskal['H'])}, p = {_cell(kruskal['p'])}, eta squared = "
+                f"{_cell(kruskal['eta_squared'])}" + (f" ({kruskal['eta_squared_note']})" if kruskal.get("eta_squared_note") else ""))
+    text += "; Levene " + (levene.get("reason", "not tested") if levene.get("p") is None else f"p = {_cell(levene['p'])}")
+    doc.paragraph(text + ".")
+    tested = [pair for pair in comparison.get("dunn", []) if pair.get("p") is not None]
+    if not tested:
+        if comparison.get("dunn"):
+            doc.paragraph(f"Dunn's pairwise test and Cliff's delta {comparison['dunn'][0]['reason']}.")
+        return
+    cliffs = {(c["a"], c["b"]): c for c in comparison.get("cliffs_delta", [])}
+    doc.table(pd.DataFrame({
+        "A": [p["a"] for p in tested], "B": [p["b"] for p in tested], "Dunn z": [p["z"] for p in tested],
+        "p": [p["p"] for p in tested], "p adjusted": [p["p_adjusted"] for p in tested],
+        "significant": [p["significant"] for p in tested],
+        "Cliff's delta": [cliffs.get((p["a"], p["b"]), {}).get("delta") for p in tested],
+        "magnitude": [cliffs.get((p["a"], p["b"]), {}).get("magnitude") or "–" for p in tested],
+    }))
+
+
+def findings(runs: pd.DataFrame, results: dict, alpha: float) -> list[str]:
+    """What the report found, in sentences: the largest reduction (with its interval where n allows), the best
+    architecture per environment, the environment effect per architecture."""
+    from ect.analysis.regression import ratio_interval
+    from ect.analysis.stats import MIN_TEST_N
+
+    lines = []
+    largest = (results.get("energy_reduction") or {}).get("largest")
+    if largest:
+        values = {f"{a}@{e}": g["total_energy_J"].dropna().to_numpy(float)
+                  for (a, e), g in runs.groupby(["architecture", "environment"])}
+        source, target = values[largest["from"]], values[largest["to"]]
+        text = (f"Largest reduction of the median energy: {_cell(100 * largest['reduction'])} % by running "
+                f"{largest['to'].replace('@', ' on ')} instead of {largest['from'].replace('@', ' on ')} "
+                f"({_cell(largest['from_median_J'] / 1e3)} kJ to {_cell(largest['to_median_J'] / 1e3)} kJ per run)")
+        low, high = ratio_interval(target, source, alpha) if min(len(source), len(target)) >= MIN_TEST_N else (0, math.inf)
+        if math.isfinite(high):
+            text += f"; {_cell(100 * (1 - 2 * alpha))} % interval {_cell(100 * (1 - high))} % to {_cell(100 * (1 - low))} %"
+        else:
+            text += f"; no interval: n = {len(source)} and {len(target)} runs (needs >= {MIN_TEST_N} each)"
+        lines.append(text + ".")
+    medians = runs.groupby(["environment", "architecture"])["total_energy_J"].median().dropna()
+    for environment, group in medians.groupby(level="environment"):
+        if len(group) > 1:
+            best = group.idxmin()[1]
+            lines.append(f"On {environment}, {best} costs the least energy per run: median {_cell(group.min() / 1e3)} "
+                         f"kJ, against {_cell(group.max() / 1e3)} kJ for {group.idxmax()[1]}.")
+    for architecture, group in medians.groupby(level="architecture"):
+        if len(group) > 1:
+            tested = (results.get("by_architecture", {}).get(str(architecture), {}).get("metrics", {})
+                      .get("total_energy_J", {}).get("kruskal_wallis", {}))
+            evidence = (f"Kruskal-Wallis p = {_cell(tested['p'])}" if tested.get("p") is not None
+                        else tested.get("reason", "not tested"))
+            lines.append(f"{architecture}: {group.idxmin()[0]} needs {_cell(100 * (1 - group.min() / group.max()))} % "
+                         f"less energy per run than {group.idxmax()[0]} (medians; {evidence}).")
+    return lines or ["Too few runs for any finding."]
 
 
 def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0.05, correction: str = "holm",
@@ -118,28 +210,31 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
     doc.paragraph(f"{len(runs)} run(s) of {runs['architecture'].nunique()} architecture(s) on "
                   f"{runs['environment'].nunique()} environment(s); tests at alpha = {alpha}, Dunn's p-values "
                   f"corrected with {correction}; outlier removal {'on' if outliers else 'off'}.")
+    doc.heading("Findings")
+    doc.items(findings(runs, results, alpha))
     doc.heading("Energy per architecture and environment")
-    doc.table(summary_table(runs))
-    largest = (results.get("energy_reduction") or {}).get("largest")
-    if largest:
-        doc.paragraph(f"Largest reduction of the median energy: {largest['reduction'] * 100!r} % by running "
-                      f"{largest['to']} instead of {largest['from']}.")
+    doc.table(readable_summary(runs))
     doc.figure(plots.energy_boxplot(runs, figures / "energy_boxplot.png"), "Energy per run (box plots)")
     doc.figure(plots.median_bars(runs, figures / "median_energy.png"), "Median energy per run")
     doc.heading("Energy vs quality: the Pareto front")
     front = results.get("pareto_front") or []
     if front:
-        doc.table(pd.DataFrame(front))
-    doc.figure(plots.pareto_scatter(runs, front, figures / "pareto.png"), "Median energy vs median F1")
+        doc.table(pd.DataFrame({"Architecture": [f["architecture"] for f in front],
+                                "Environment": [f["environment"] for f in front],
+                                "Median energy (kJ)": [f["median_total_energy_J"] / 1e3 for f in front],
+                                "Median F1": [f["median_val_f1"] for f in front]}))
+        doc.figure(plots.pareto_scatter(runs, front, figures / "pareto.png"), "Median energy vs median F1")
+    else:
+        doc.paragraph("No Pareto front: no run has a validation F1 (e.g. runs imported without --model-metrics).")
     if runs["gflops"].notna().any():
         doc.figure(plots.energy_vs_gflops(runs, figures / "energy_vs_gflops.png"), "Energy per image vs GFLOPs")
     if samples_path is not None and samples_path.exists():
         latest = runs.sort_values("start").iloc[-1]
         samples = pd.read_parquet(samples_path, filters=[("run_id", "==", latest["run_id"])])
         doc.figure(plots.power_timeline(samples, latest, figures / "power_timeline.png"),
-                   f"Power over time of run {latest['run_id']} ({latest['architecture']}, {latest['environment']})")
+                   f"Power over time of the latest run ({run_label(latest)})")
     doc.heading("Statistics")
-    for scope, label in (("by_environment", "environment"), ("by_architecture", "architecture")):
+    for scope, label in (("by_environment", "Environment"), ("by_architecture", "Architecture")):
         for key, entry in results.get(scope, {}).items():
             doc.heading(f"{label} {key}: across {entry['across']}s", level=3)
             if "skipped" in entry:
@@ -153,19 +248,38 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
         if removed:
             doc.table(pd.DataFrame(removed))
     if regression is not None:
-        doc.heading("Nightly regression check")
-        rows = [{"architecture": arch, **{k: v for k, v in entry.items() if not isinstance(v, (list, dict))}}
-                for arch, entry in regression.get("architectures", {}).items()]
-        doc.paragraph(f"Latest DAG run {regression.get('latest_campaign')} against "
-                      f"{len(regression.get('baseline_campaigns', []))} previous run(s); regressions: "
-                      f"{', '.join(regression.get('regressions', [])) or 'none'}.")
-        if rows:
-            doc.table(pd.DataFrame(rows))
-        if trend_png is not None and trend_png.exists():
-            doc.figure(trend_png, "Median energy per DAG run")
+        _regression_section(doc, regression, trend_png)
+    latest_run = runs.sort_values("start")["campaign_id"].iloc[-1] if "campaign_id" in runs else None
+    doc.footer(f"Generated {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M} UTC by ect {__version__}"
+               + (f" after DAG run {latest_run}" if latest_run else "") + ". Numbers here are rounded to 4 "
+               "significant digits; results.json beside this page and the processed runs "
+               + (f"({samples_path.parent}) " if samples_path is not None else "") + "keep every digit.")
     markdown, page = doc.write(out_dir)
     return {"results": str(out_dir / "results.json"), "markdown": str(markdown), "html": str(page),
             "figures": str(figures)}
+
+
+def _regression_section(doc: Document, regression: dict, trend_png: Path | None) -> None:
+    doc.heading("Nightly regression check")
+    verdicts = regression.get("architectures", {})
+    doc.paragraph(f"Latest DAG run {regression.get('latest_campaign')} against "
+                  f"{len(regression.get('baseline_campaigns', []))} previous run(s); regressions: "
+                  f"{', '.join(regression.get('regressions', [])) or 'none'}"
+                  + (f"; inconclusive: {', '.join(regression['inconclusive'])}" if regression.get("inconclusive") else "")
+                  + ".")
+    if verdicts:
+        doc.table(pd.DataFrame({
+            "Architecture": list(verdicts), "Runs": [v["latest_runs"] for v in verdicts.values()],
+            "Baseline runs": [v["baseline_runs"] for v in verdicts.values()],
+            "Median (kJ)": [v["latest_median"] / 1e3 for v in verdicts.values()],
+            "Baseline median (kJ)": [None if v["baseline_median"] is None else v["baseline_median"] / 1e3
+                                     for v in verdicts.values()],
+            "Change (%)": [None if v["relative_change"] is None else 100 * v["relative_change"]
+                           for v in verdicts.values()],
+            "Verdict": [v["status"] for v in verdicts.values()], "Why": [v["decided_by"] for v in verdicts.values()],
+        }))
+    if trend_png is not None and trend_png.exists():
+        doc.figure(trend_png, "Median energy per DAG run")
 
 
 def list_reports(output_dir: Path) -> dict[str, float]:

@@ -22,6 +22,7 @@ METRICS = ("total_energy_J", "energy_per_image_J", "gpu_utilization_mean_pct", "
 CELL = ["architecture", "environment"]
 CORRECTIONS = ("holm", "bonferroni", "none")
 TUKEY_K = 1.5
+MIN_TEST_N = 3  # values per group below which a test, a post-hoc comparison or an effect size says nothing
 # Romano et al. (2006): upper bounds of |delta| for negligible, small and medium effects.
 CLIFF_THRESHOLDS = ((0.147, "negligible"), (0.33, "small"), (0.474, "medium"))
 
@@ -54,6 +55,19 @@ def group_values(df: pd.DataFrame, metric: str, by: By) -> dict[str, np.ndarray]
             for key, group in present.groupby(by, sort=True)}
 
 
+def too_few(groups: dict[str, np.ndarray], minimum: int = MIN_TEST_N) -> str | None:
+    """Why a test is not run for lack of values ("n = 1 per group (needs >= 3)"); None when every group has enough."""
+    small = {name: len(values) for name, values in groups.items() if len(values) < minimum}
+    if not small:
+        return None
+    if len(small) == len(groups):
+        low, high = min(small.values()), max(small.values())
+        sizes = f"n = {low}" if low == high else f"n = {low} to {high}"
+        return f"not tested: {sizes} per group (needs >= {minimum})"
+    named = ", ".join(f"{name} (n = {n})" for name, n in small.items())
+    return f"not tested: too few values in {named} (needs >= {minimum} per group)"
+
+
 def _check_correction(correction: str) -> None:
     if correction not in CORRECTIONS:
         raise ValueError(f"unknown p-value correction {correction!r}; use one of {', '.join(CORRECTIONS)}")
@@ -82,10 +96,12 @@ def shapiro_by_group(df: pd.DataFrame, metric: str, by: By, alpha: float = 0.05)
     for name, values in group_values(df, metric, by).items():
         n = len(values)
         if n < 3:
-            results[name] = {"n": n, "W": None, "p": None, "normal": None, "reason": "fewer than 3 values"}
+            results[name] = {"n": n, "W": None, "p": None, "normal": None,
+                             "reason": f"not tested: n = {n} (needs >= 3)"}
         elif np.ptp(values) == 0:
             # scipy answers W = p = 1 with a warning; a constant sample says nothing about normality.
-            results[name] = {"n": n, "W": None, "p": None, "normal": None, "reason": "all values are equal"}
+            results[name] = {"n": n, "W": None, "p": None, "normal": None,
+                             "reason": "not tested: all values are equal"}
         else:
             w, p = stats.shapiro(values)
             results[name] = {"n": n, "W": float(w), "p": float(p), "normal": bool(p >= alpha)}
@@ -96,32 +112,41 @@ def levene(df: pd.DataFrame, metric: str, by: By, alpha: float = 0.05) -> dict:
     """Levene's test (Brown-Forsythe, centred on the median) for equal variances across groups."""
     groups = group_values(df, metric, by)
     if len(groups) < 2:
-        return {"statistic": None, "p": None, "equal_variances": None, "reason": "fewer than 2 groups"}
+        return {"statistic": None, "p": None, "equal_variances": None, "reason": "not tested: fewer than 2 groups"}
+    if reason := too_few(groups):
+        return {"statistic": None, "p": None, "equal_variances": None, "reason": reason}
     with np.errstate(divide="ignore", invalid="ignore"):
         statistic, p = stats.levene(*groups.values(), center="median")
     if not math.isfinite(statistic):
         return {"statistic": None, "p": None, "equal_variances": None,
-                "reason": "undefined: no spread around the median within any group"}
+                "reason": "not tested: no spread around the median within any group"}
     return {"statistic": float(statistic), "p": float(p), "equal_variances": bool(p >= alpha)}
 
 
 def kruskal_wallis(df: pd.DataFrame, metric: str, by: By, alpha: float = 0.05) -> dict:
-    """Kruskal-Wallis H test with eta squared = (H - k + 1) / (n - k)."""
+    """Kruskal-Wallis H test with eta squared = (H - k + 1) / (n - k), 0 where H < k - 1 (no effect beyond chance;
+    the raw estimate is kept with a note)."""
     groups = group_values(df, metric, by)
     k = len(groups)
     n = int(sum(len(values) for values in groups.values()))
     undefined = {"H": None, "p": None, "k": k, "n": n, "eta_squared": None, "significant": None}
     if k < 2:
-        return {**undefined, "reason": "fewer than 2 groups"}
+        return {**undefined, "reason": "not tested: fewer than 2 groups"}
+    if reason := too_few(groups):
+        return {**undefined, "reason": reason}
     if np.ptp(np.concatenate(list(groups.values()))) == 0:
-        return {**undefined, "reason": "all values are equal"}
+        return {**undefined, "reason": "not tested: all values are equal"}
     try:
         h, p = stats.kruskal(*groups.values())
     except ValueError as error:
-        return {**undefined, "reason": str(error)}
-    eta_squared = (h - k + 1) / (n - k) if n > k else None
-    return {"H": float(h), "p": float(p), "k": k, "n": n, "eta_squared": _number(eta_squared),
-            "significant": bool(p < alpha)}
+        return {**undefined, "reason": f"not tested: {error}"}
+    result = {"H": float(h), "p": float(p), "k": k, "n": n, "eta_squared": None, "significant": bool(p < alpha)}
+    estimate = (h - k + 1) / (n - k)
+    result["eta_squared"] = max(0.0, float(estimate))
+    if estimate < 0:
+        result["eta_squared_note"] = (f"H below k - 1 = {k - 1}: no effect beyond chance (raw estimate "
+                                      f"{estimate:.3g}, reported as 0)")
+    return result
 
 
 def dunn(df: pd.DataFrame, metric: str, by: By, correction: str = "holm", alpha: float = 0.05) -> list[dict]:
@@ -132,9 +157,10 @@ def dunn(df: pd.DataFrame, metric: str, by: By, correction: str = "holm", alpha:
         return []
     pairs = list(combinations(groups, 2))
     pooled = np.concatenate(list(groups.values()))
-    if np.ptp(pooled) == 0:
-        return [{"a": a, "b": b, "z": None, "p": None, "p_adjusted": None, "significant": None,
-                 "reason": "all values are equal"} for a, b in pairs]
+    reason = too_few(groups) or ("not tested: all values are equal" if np.ptp(pooled) == 0 else None)
+    if reason:
+        return [{"a": a, "b": b, "z": None, "p": None, "p_adjusted": None, "significant": None, "reason": reason}
+                for a, b in pairs]
     n_total = len(pooled)
     ranks = stats.rankdata(pooled, method="average")
     ends = np.cumsum([len(values) for values in groups.values()])[:-1]
@@ -171,9 +197,14 @@ def cliffs_delta(a, b) -> dict:
 
 
 def cliffs_by_pair(df: pd.DataFrame, metric: str, by: By) -> list[dict]:
-    """Cliff's delta for every pair of groups (a before b in sorted order)."""
+    """Cliff's delta for every pair of groups (a before b in sorted order) of at least MIN_TEST_N values each."""
     groups = group_values(df, metric, by)
-    return [{"a": a, "b": b, **cliffs_delta(groups[a], groups[b])} for a, b in combinations(groups, 2)]
+    results = []
+    for a, b in combinations(groups, 2):
+        reason = too_few({a: groups[a], b: groups[b]})
+        results.append({"a": a, "b": b, "delta": None, "magnitude": None, "reason": reason} if reason
+                       else {"a": a, "b": b, **cliffs_delta(groups[a], groups[b])})
+    return results
 
 
 def compare_groups(df: pd.DataFrame, metric: str, by: By, alpha: float = 0.05, correction: str = "holm") -> dict:

@@ -2,6 +2,7 @@
 the Airflow UI plugin that serves it; the regression check from the command line."""
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -10,8 +11,10 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, run_ect
+from ect import __version__
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = REPO / ".home" / "test-artifacts"
 
 
 def processed_runs(seed=0, campaigns=6, increase=None, repetitions=1) -> pd.DataFrame:
@@ -60,9 +63,39 @@ def test_results_have_the_papers_statistics(report):
 def test_markdown_report_has_tables_and_figures(report):
     out, paths = report
     markdown = (out / "report.md").read_text()
-    assert "| environment | architecture | runs |" in markdown and "Largest reduction of the median energy" in markdown
+    assert "| Environment | Architecture | Runs | Median energy (kJ) | Median energy (Wh) |" in markdown
+    assert markdown.index("## Findings") < markdown.index("## Energy per architecture and environment")
+    assert "Largest reduction of the median energy: " in markdown and "% interval" in markdown
+    assert "On local, mobilenet_v2 costs the least energy per run" in markdown
+    assert f"by ect {__version__} after DAG run night5" in markdown and "keep every digit" in markdown
+    cells = [cell.strip() for line in markdown.splitlines() if line.startswith("| ") for cell in line.split("|")]
+    numbers = [c for c in cells if re.fullmatch(r"-?[\d.]+(e[-+]?\d+)?", c)]
+    assert numbers and all(significant_digits(n) <= 4 for n in numbers), [n for n in numbers if significant_digits(n) > 4]
     for figure in ("energy_boxplot", "median_energy", "pareto", "energy_vs_gflops"):
         assert f"(figures/{figure}.png)" in markdown and (out / "figures" / f"{figure}.png").stat().st_size > 5000
+
+
+def significant_digits(number: str) -> int:
+    return len(number.lstrip("-").lower().split("e")[0].replace(".", "").lstrip("0")) or 1
+
+
+def test_statistics_at_one_run_per_group_say_not_tested_and_leave_no_field_empty(tmp_path):
+    from ect.analysis.report import write_report
+
+    write_report(processed_runs(campaigns=1), tmp_path, "One run each")
+    markdown = (tmp_path / "report.md").read_text()
+    assert "Kruskal-Wallis not tested: n = 1 per group (needs >= 3); Levene not tested: n = 1 per group" in markdown
+    assert "Dunn's pairwise test and Cliff's delta not tested" in markdown
+    assert "H = ," not in markdown and "p = ," not in markdown and "| |" not in markdown
+    assert "no interval: n = 1 and 1 runs (needs >= 3 each)" in markdown
+
+
+def test_a_report_without_f1_says_why_there_is_no_pareto_plot(tmp_path):
+    from ect.analysis.report import write_report
+
+    paths = write_report(processed_runs().assign(val_f1=np.nan), tmp_path, "No F1")
+    assert "No Pareto front: no run has a validation F1" in (tmp_path / "report.md").read_text()
+    assert not (tmp_path / "figures" / "pareto.png").exists() and paths["html"]
 
 
 @pytest.mark.browser
@@ -70,26 +103,33 @@ def test_html_report_shows_its_figures_and_tables_in_a_headless_browser(report, 
     assert BROWSER, "chromium is not installed (.ci/run installs it)"
     out, paths = report
     page = (out / "report.html").read_text()
-    # Reports, once the page has loaded, how many tables it has and the rendered width of every image.
-    probe = ("<script>window.addEventListener('load', () => { document.title = 'tables=' + "
-             "document.querySelectorAll('table').length + ' images=' + "
+    # Reports, once the page has loaded in a 1280 x 900 window: its tables, the rendered width of every image, whether
+    # the page scrolls sideways and the most significant digits of any number in a table.
+    probe = ("<script>window.addEventListener('load', () => { const digits = t => t.replace(/^-/, '')"
+             ".split(/e/i)[0].replace('.', '').replace(/^0+/, '').length; document.title = 'tables=' + "
+             "document.querySelectorAll('table').length + ' scroll=' + (document.documentElement.scrollWidth - "
+             "window.innerWidth) + ' digits=' + Math.max(...[...document.querySelectorAll('td')].flatMap(td => "
+             "(td.textContent.match(/\\d+(?:\\.\\d+)?(?:e[-+]?\\d+)?/gi) || []).map(digits))) + ' images=' + "
              "[...document.images].map(i => i.complete ? i.naturalWidth : 0).join(','); });</script>")
     (tmp_path / "probe.html").write_text(page.replace("</body>", probe + "</body>"))
     flags = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000"]
+             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--window-size=1280,900"]
     dom = subprocess.run([*flags, "--dump-dom", f"file://{tmp_path / 'probe.html'}"], capture_output=True,
                          text=True, timeout=120).stdout
     title = dom.split("<title>", 1)[1].split("</title>", 1)[0]
-    tables = int(title.split("tables=")[1].split()[0])
-    widths = [int(w) for w in title.split("images=")[1].split(",")]
-    assert tables >= 3 and len(widths) >= 4 and all(w > 300 for w in widths), title
-    subprocess.run([*flags, "--window-size=1200,1600", f"--screenshot={tmp_path / 'report.png'}",
-                    f"file://{out / 'report.html'}"], capture_output=True, timeout=120)
+    probed = dict(item.split("=", 1) for item in title.split())
+    widths = [int(w) for w in probed["images"].split(",")]
+    assert int(probed["tables"]) >= 3 and len(widths) >= 4 and all(w > 300 for w in widths), title
+    assert int(probed["scroll"]) <= 0, f"the page scrolls sideways at 1280 px: {title}"
+    assert int(probed["digits"]) <= 4, f"a table number has more than 4 significant digits: {title}"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)  # kept for people to look at after the run
+    subprocess.run([*flags, f"--screenshot={ARTIFACTS / 'report-1280x900.png'}", f"file://{out / 'report.html'}"],
+                   capture_output=True, timeout=120)
     from PIL import Image
 
-    pixels = np.asarray(Image.open(tmp_path / "report.png").convert("L"))
-    assert pixels.std() > 20  # text, tables and plots, not a blank page
+    pixels = np.asarray(Image.open(ARTIFACTS / "report-1280x900.png").convert("L"))
+    assert pixels.shape == (900, 1280) and pixels.std() > 20  # text, tables and plots, not a blank page
 
 
 def test_the_airflow_plugin_lists_and_serves_the_report(report, monkeypatch):

@@ -51,8 +51,8 @@ def test_shapiro_equals_scipy():
 
 def test_shapiro_small_and_constant_groups_say_why():
     result = shapiro_by_group(runs({"two": [1.0, 2.0], "flat": [5.0, 5.0, 5.0]}), "total_energy_J", "architecture")
-    assert result["two"] == {"n": 2, "W": None, "p": None, "normal": None, "reason": "fewer than 3 values"}
-    assert result["flat"]["W"] is None and result["flat"]["reason"] == "all values are equal"
+    assert result["two"] == {"n": 2, "W": None, "p": None, "normal": None, "reason": "not tested: n = 2 (needs >= 3)"}
+    assert result["flat"]["W"] is None and result["flat"]["reason"] == "not tested: all values are equal"
 
 
 def test_levene_equals_scipy_median_centred():
@@ -75,10 +75,12 @@ def test_kruskal_equals_scipy_with_eta_squared():
 # N(N+1)/12 - 30/(12(N-1)) = 56/12 - 30/72 = 14/3 - 5/12 = 51/12 = 4.25.
 # sigma_ab = sqrt(4.25 (1/3 + 1/2)), sigma_ac = the same, sigma_bc = sqrt(4.25 (1/2 + 1/2)).
 # Two-sided p = 2 (1 - Phi(|z|)) = erfc(|z| / sqrt 2).
-TIES = {"a": [1, 2, 2], "b": [2, 3], "c": [4, 4]}
-Z_AB = (7 / 3 - 4) / math.sqrt(4.25 * (1 / 3 + 1 / 2))
-Z_AC = (7 / 3 - 6.5) / math.sqrt(4.25 * (1 / 3 + 1 / 2))
-Z_BC = (4 - 6.5) / math.sqrt(4.25 * (1 / 2 + 1 / 2))
+# Pooled ranks: 1 -> 1, the three 2s -> 3, the 3s -> 5.5, the 4s -> 7.5, 5 -> 9; mean ranks a 7/3, b 14/3, c 8.
+# Rank variance with ties: 9 * 10 / 12 - (24 + 6 + 6) / (12 * 8) = 7.125.
+TIES = {"a": [1, 2, 2], "b": [2, 3, 3], "c": [4, 4, 5]}
+Z_AB = (7 / 3 - 14 / 3) / math.sqrt(7.125 * (1 / 3 + 1 / 3))
+Z_AC = (7 / 3 - 8) / math.sqrt(7.125 * (1 / 3 + 1 / 3))
+Z_BC = (14 / 3 - 8) / math.sqrt(7.125 * (1 / 3 + 1 / 3))
 
 
 def two_sided_p(z):
@@ -92,17 +94,17 @@ def test_dunn_with_ties_equals_hand_computation():
         assert pair["z"] == pytest.approx(z, rel=1e-12)
         assert pair["p"] == pytest.approx(two_sided_p(z), rel=1e-9)
         assert pair["p_adjusted"] == pair["p"]
-    assert result[0]["z"] == pytest.approx(-0.885614, abs=1e-6)
+    assert result[0]["z"] == pytest.approx(-1.070607, abs=1e-6)
 
 
 def test_dunn_holm_and_bonferroni_by_hand():
     p_ab, p_ac, p_bc = (two_sided_p(z) for z in (Z_AB, Z_AC, Z_BC))
-    assert p_ac < p_bc < p_ab  # about 0.027, 0.225, 0.376
-    # Holm: sorted p times (3, 2, 1), then a running maximum: ab's 1 x 0.376 is raised to bc's 2 x 0.225.
+    assert p_ac < p_bc < p_ab  # about 0.0093, 0.126, 0.284
+    # Holm: sorted p times (3, 2, 1), then a running maximum (ab's 1 x 0.284 stays above bc's 2 x 0.126).
     holm = {(pair["a"], pair["b"]): pair["p_adjusted"] for pair in dunn(runs(TIES), "total_energy_J", "architecture")}
     assert holm[("a", "c")] == pytest.approx(3 * p_ac)
     assert holm[("b", "c")] == pytest.approx(2 * p_bc)
-    assert holm[("a", "b")] == pytest.approx(2 * p_bc)
+    assert holm[("a", "b")] == pytest.approx(max(p_ab, 2 * p_bc))
     bonferroni = dunn(runs(TIES), "total_energy_J", "architecture", correction="bonferroni")
     for pair, p in zip(bonferroni, (p_ab, p_ac, p_bc)):
         assert pair["p_adjusted"] == pytest.approx(min(1.0, 3 * p))
@@ -245,24 +247,52 @@ def test_analyze_is_json_and_says_what_it_skipped():
 
 def test_degenerate_inputs_do_not_crash_and_say_why():
     single = compare_groups(runs({"only": [1.0, 2.0, 3.0]}), "total_energy_J", "architecture")
-    assert single["kruskal_wallis"]["reason"] == "fewer than 2 groups"
-    assert single["levene"]["reason"] == "fewer than 2 groups" and single["dunn"] == []
+    assert single["kruskal_wallis"]["reason"] == "not tested: fewer than 2 groups"
+    assert single["levene"]["reason"] == "not tested: fewer than 2 groups" and single["dunn"] == []
 
     tiny = compare_groups(runs({"one": [5.0], "two": [1.0, 2.0]}), "total_energy_J", "architecture")
-    assert tiny["shapiro"]["one"]["reason"] == "fewer than 3 values"
-    assert tiny["kruskal_wallis"]["p"] is not None and tiny["kruskal_wallis"]["eta_squared"] == pytest.approx(
-        (tiny["kruskal_wallis"]["H"] - 2 + 1) / (3 - 2))
-    ones = kruskal_wallis(runs({"x": [5.0], "y": [1.0]}), "total_energy_J", "architecture")
-    assert ones["p"] is not None and ones["eta_squared"] is None  # n - k = 0
-    assert tiny["cliffs_delta"][0]["delta"] == 1.0
+    assert tiny["shapiro"]["one"]["reason"] == "not tested: n = 1 (needs >= 3)"
+    assert tiny["kruskal_wallis"]["p"] is None and tiny["kruskal_wallis"]["H"] is None
+    assert tiny["kruskal_wallis"]["reason"] == "not tested: n = 1 to 2 per group (needs >= 3)"
+    assert tiny["levene"]["p"] is None and tiny["levene"]["reason"] == tiny["kruskal_wallis"]["reason"]
+    assert tiny["cliffs_delta"][0]["delta"] is None and tiny["cliffs_delta"][0]["magnitude"] is None
+    assert tiny["dunn"][0]["p"] is None and tiny["dunn"][0]["reason"].startswith("not tested: n = 1 to 2")
 
-    flat = compare_groups(runs({"a": [7.0, 7.0, 7.0], "b": [7.0, 7.0]}), "total_energy_J", "architecture")
-    assert flat["kruskal_wallis"]["reason"] == "all values are equal" and flat["kruskal_wallis"]["p"] is None
+    flat = compare_groups(runs({"a": [7.0, 7.0, 7.0], "b": [7.0, 7.0, 7.0]}), "total_energy_J", "architecture")
+    assert flat["kruskal_wallis"]["reason"] == "not tested: all values are equal" and flat["kruskal_wallis"]["p"] is None
     assert flat["levene"]["statistic"] is None and "spread" in flat["levene"]["reason"]
-    assert flat["dunn"][0]["reason"] == "all values are equal"
+    assert flat["dunn"][0]["reason"] == "not tested: all values are equal"
     assert flat["cliffs_delta"][0] == {"a": "a", "b": "b", "delta": 0.0, "magnitude": "negligible"}
     for result in (single, tiny, flat):
         json.dumps(result, allow_nan=False)
 
     assert energy_reduction_table(cells({("vgg", "local"): (100, 0.9)}))["largest"] is None
     assert pareto_front(cells({("vgg", "local"): (100, 0.9)}))[0]["group"] == "vgg@local"
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_no_test_runs_where_its_preconditions_fail_and_no_field_is_left_empty(n):
+    """Three architectures of n runs each, clearly apart: at n = 1 and 2 nothing is tested and every result says
+    why; at n = 3 every test runs and fills its fields."""
+    rng = np.random.default_rng(n)
+    groups = {name: list(base + rng.normal(0, 1, n)) for name, base in (("a", 100.0), ("b", 120.0), ("c", 140.0))}
+    result = compare_groups(runs(groups), "total_energy_J", "architecture")
+    tests = [result["levene"], result["kruskal_wallis"], *result["dunn"], *result["cliffs_delta"]]
+    if n < 3:
+        for test in tests:
+            assert test["reason"] == f"not tested: n = {n} per group (needs >= 3)", test
+            assert all(test[key] is None for key in ("p", "statistic", "H", "z", "delta", "magnitude") if key in test)
+    else:
+        for test in tests:
+            assert not test.get("reason"), test
+            assert all(value is not None for value in test.values()), test
+        assert result["kruskal_wallis"]["eta_squared"] >= 0
+        assert {pair["magnitude"] for pair in result["cliffs_delta"]} == {"large"}
+
+
+def test_eta_squared_is_never_negative_and_says_why():
+    # Three groups that overlap completely: H is below k - 1 and the raw estimate is negative.
+    same = {"a": [1.0, 4.0, 7.0], "b": [2.0, 5.0, 8.0], "c": [3.0, 6.0, 9.0]}
+    result = kruskal_wallis(runs(same), "total_energy_J", "architecture")
+    assert result["H"] < 2 and result["eta_squared"] == 0.0
+    assert "no effect beyond chance" in result["eta_squared_note"] and "raw estimate -" in result["eta_squared_note"]
