@@ -122,8 +122,8 @@ def _compare(latest_J: pd.Series, baseline: pd.DataFrame, settings: RegressionSe
     else:
         low, high = ratio_interval(latest_J.to_numpy(float), baseline_J.to_numpy(float), alpha)
         interval = None if math.isinf(high) else (low, high)
-        span = (f"{100 * (1 - 2 * alpha):.3g} % interval of the change {100 * (low - 1):+.1f} % to "
-                f"{100 * (high - 1):+.1f} %")
+        span = (f"{100 * (1 - 2 * alpha):.3g} % interval of the change {100 * (low - 1):+.3g} % to "
+                f"{100 * (high - 1):+.3g} %")
         if interval is None:
             status = "inconclusive"
             decided_by = (f"{n} latest and {m} baseline runs are too few for an interval at level {alpha:.3g}; "

@@ -95,7 +95,11 @@ class Document:
 
     def table(self, frame: pd.DataFrame) -> None:
         self.md += [markdown_table(frame), ""]
-        self.html.append(frame.map(_cell).to_html(index=False, border=0, classes="ect"))
+        head = "".join(f"<th>{html.escape(str(column))}</th>" for column in frame.columns)
+        body = "".join("<tr>" + "".join(
+            f"<td class='num'>{_cell(v)}</td>" if isinstance(v, (int, float)) and not isinstance(v, bool)
+            else f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in frame.astype(object).itertuples(index=False))
+        self.html.append(f"<table class='ect'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
     def figure(self, path: Path, caption: str) -> None:
         self.md += [f"![{caption}]({path.relative_to(self.figures_dir.parent).as_posix()})", ""]
@@ -113,8 +117,8 @@ class Document:
 STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#1b1f23;"
          "line-height:1.45}h1,h2,h3{font-weight:600}"
          "table.ect{display:block;max-width:100%;overflow-x:auto;border-collapse:collapse;margin:1em 0;font-size:90%}"
-         "table.ect td,table.ect th{border:1px solid #d0d7de;padding:3px 8px;text-align:right}"
-         "table.ect td:first-child,table.ect th{text-align:left}table.ect th{background:#f6f8fa}"
+         "table.ect td,table.ect th{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}"
+         "table.ect td.num{text-align:right;white-space:nowrap}table.ect th{background:#f6f8fa}"
          "img{max-width:100%}ul.findings li{margin:.3em 0}footer{margin-top:3em;color:#57606a;font-size:85%;"
          "border-top:1px solid #d0d7de;padding-top:1em}")
 METRIC_LABELS = {"total_energy_J": "Energy per run", "energy_per_image_J": "Energy per image",
