@@ -1,38 +1,64 @@
 """An Airflow UI page with ect's latest energy reports: the cross-environment one and one per environment.
 
-Mounted at /ect-reports/ on the API server and linked from the navigation as "Energy reports". With RUN_STORE the
+Mounted at /ect-reports/ on the API server and linked from the navigation as "Energy reports". Behind Airflow's own
+authentication (the auth manager of the rest of the UI): the UI's session cookie or an API token (Authorization:
+Bearer); without either, a browser is sent to the login page and any other client gets 401. With RUN_STORE the
 reports are read from the run store (credentials: the API server's own AWS_* variables, or the ect_store
 connection), else from OUTPUT_DIR.
 """
 
 from __future__ import annotations
 
+import json
+
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import HTMLResponse
 
-from ect.analysis.report import index_page, list_reports
+from ect.analysis.report import index_page, list_reports, report_headline
 from ect.config import load_config
 from ect.runners.credentials import use_store_credentials
 from ect.store import open_store
 
-reports_app = FastAPI(title="ect energy reports")
+
+async def signed_in(request: Request, credentials=Depends(bearer_scheme)):
+    """The caller as Airflow's auth manager knows it (token or the UI's cookie); else the login page or 401.
+    (Airflow authenticates its own API routes, not the apps plugins mount.)"""
+    try:
+        return await get_user(request, None, credentials)
+    except HTTPException as error:
+        if error.status_code == status.HTTP_401_UNAUTHORIZED and "text/html" in request.headers.get("accept", ""):
+            login = get_auth_manager().get_url_login(next_url=str(request.url))
+            raise HTTPException(status.HTTP_307_TEMPORARY_REDIRECT, headers={"Location": login}) from None
+        raise
+
+
+reports_app = FastAPI(title="ect energy reports", dependencies=[Depends(signed_in)])
 
 
 def _reports():
-    """({name: modification time}, a reader of a report's HTML by name)."""
+    """({name: modification time}, a reader of a report's file by name and file name)."""
     use_store_credentials()
     cfg = load_config()
     store = open_store(cfg.run_store())
     if store is not None:
-        return store.reports(), lambda name: store.read_text(f"reports/{name}/report.html")
+        return store.reports(), lambda name, file="report.html": store.read_text(f"reports/{name}/{file}")
     output_dir = cfg.path("OUTPUT_DIR")
-    return list_reports(output_dir), lambda name: (output_dir / name / "report.html").read_text()
+    return list_reports(output_dir), lambda name, file="report.html": (output_dir / name / file).read_text()
 
 
 @reports_app.get("/", response_class=HTMLResponse)
 def index() -> str:
-    return index_page(_reports()[0])
+    reports, read = _reports()
+    headlines = {}
+    for name in reports:
+        try:
+            headlines[name] = report_headline(json.loads(read(name, "results.json")))
+        except Exception:  # a report without results.json (or unreadable) is still listed
+            headlines[name] = "no results.json beside the report"
+    return index_page(reports, headlines)
 
 
 @reports_app.get("/{name}", response_class=HTMLResponse)

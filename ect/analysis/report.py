@@ -292,10 +292,42 @@ def list_reports(output_dir: Path) -> dict[str, float]:
     return {p.parent.name: p.stat().st_mtime for p in Path(output_dir).glob("*/report.html") if p.is_file()}
 
 
-def index_page(reports: dict[str, float]) -> str:
-    """The list of reports, newest first."""
-    items = "".join(f'<li><a href="{html.escape(name)}">{html.escape(name)}</a> '
-                    f"(updated {pd.Timestamp(mtime, unit='s', tz='UTC'):%Y-%m-%d %H:%M} UTC)</li>"
-                    for name, mtime in sorted(reports.items(), key=lambda item: -item[1]))
-    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>ect energy reports</title></head><body>"
-            f"<h1>ect energy reports</h1><ul>{items or '<li>No report yet: run an ect DAG.</li>'}</ul></body></html>")
+CROSS_ENVIRONMENT = "report"  # OUTPUT_DIR/report/: every environment's runs together
+INDEX_STYLE = ("body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1b1f23;background:#fff}"
+               "header{background:#017cee;color:#fff;padding:14px 24px;font-size:20px;font-weight:600}"
+               "main{max-width:1100px;margin:24px auto;padding:0 24px}table{border-collapse:collapse;width:100%}"
+               "th,td{text-align:left;padding:8px 12px;border-bottom:1px solid #e1e4e8;vertical-align:top}"
+               "th{background:#f6f8fa;font-weight:600}a{color:#017cee;text-decoration:none}a:hover{text-decoration:underline}"
+               ".muted{color:#57606a}")
+
+
+def report_headline(results: dict) -> str:
+    """A report's headline numbers from its results.json: runs, the largest reduction, the regression verdicts."""
+    parts = [f"{results.get('n_runs', 0)} run(s)"]
+    largest = (results.get("energy_reduction") or {}).get("largest")
+    if largest:
+        parts.append(f"largest reduction {_cell(100 * largest['reduction'])} % "
+                     f"({largest['from'].replace('@', ' on ')} → {largest['to'].replace('@', ' on ')})")
+    verdicts = (results.get("regression") or {}).get("architectures") or {}
+    if verdicts:
+        regressed = [a for a, v in verdicts.items() if v.get("status") == "regression"]
+        parts.append(f"regression: {', '.join(regressed)}" if regressed else "no regression")
+    return "; ".join(parts)
+
+
+def index_page(reports: dict[str, float], headlines: dict[str, str] | None = None) -> str:
+    """The list of reports, newest first, with their headline numbers; styled like the Airflow UI."""
+    headlines = headlines or {}
+    rows = "".join(
+        f'<tr><td><a href="{html.escape(name)}">'
+        f"{'All environments (cross-environment report)' if name == CROSS_ENVIRONMENT else html.escape(name)}</a></td>"
+        f"<td>{pd.Timestamp(mtime, unit='s', tz='UTC'):%Y-%m-%d %H:%M} UTC</td>"
+        f"<td>{html.escape(headlines.get(name, ''))}</td></tr>"
+        for name, mtime in sorted(reports.items(), key=lambda item: -item[1]))
+    body = (f"<table><thead><tr><th>Report</th><th>Updated</th><th>Headline</th></tr></thead><tbody>{rows}</tbody></table>"
+            if rows else "<p class='muted'>No report yet: trigger an ect DAG (e.g. ect_local) and come back when it "
+                         "has finished.</p>")
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Energy reports · ect</title>"
+            f"<style>{INDEX_STYLE}</style></head><body><header>Energy reports</header><main>"
+            "<p class='muted'>The latest report of each training environment and the cross-environment one. Each "
+            f"report says which DAG run it comes from.</p>{body}</main></body></html>")

@@ -5,6 +5,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -144,8 +145,14 @@ def test_the_airflow_plugin_lists_and_serves_the_report(report, monkeypatch):
     assert plugin.external_views[0]["href"] == "/ect-reports/"
     from fastapi.testclient import TestClient
 
-    client = TestClient(plugin.fastapi_apps[0]["app"])
-    assert f'href="{out.name}"' in client.get("/").text
+    app = plugin.fastapi_apps[0]["app"]
+    module = sys.modules[plugin.__module__]
+    client = TestClient(app)
+    assert client.get("/").status_code == 401 and client.get(f"/{out.name}").status_code == 401  # no credentials
+    # Signed in (the real auth manager's tokens are tested with a real API server, tests/dags/test_airflow.py):
+    monkeypatch.setitem(app.dependency_overrides, module.signed_in, lambda: "a signed-in user")
+    listing = client.get("/").text
+    assert f'href="{out.name}"' in listing and "36 run(s); largest reduction 80.39 %" in listing
     served = client.get(f"/{out.name}")
     assert served.status_code == 200 and "Energy of the nightly runs" in served.text and "<img" in served.text
     assert client.get("/nothing").status_code == 404
@@ -166,11 +173,26 @@ def test_with_a_run_store_the_report_page_serves_the_stores_reports(report, s3_u
     monkeypatch.syspath_prepend(str(REPO / "plugins"))
     import ect_reports
 
+    monkeypatch.setitem(ect_reports.reports_app.dependency_overrides, ect_reports.signed_in, lambda: "signed in")
     client = TestClient(ect_reports.reports_app)
     assert 'href="cloud"' in client.get("/").text
     served = client.get("/cloud")
     assert served.status_code == 200 and "Energy of the nightly runs" in served.text
     assert client.get("/local").status_code == 404
+
+
+def test_a_browser_without_a_session_is_sent_to_airflows_login(monkeypatch):
+    from airflow.api_fastapi.app import create_auth_manager
+    from fastapi.testclient import TestClient
+
+    monkeypatch.syspath_prepend(str(REPO / "plugins"))
+    import ect_reports
+
+    create_auth_manager()  # what the API server does at start
+    client = TestClient(ect_reports.reports_app, follow_redirects=False)
+    page = client.get("/local", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert page.status_code == 307 and "/login" in page.headers["location"] and "next=" in page.headers["location"]
+    assert client.get("/local", headers={"Authorization": "Bearer not-a-token"}).status_code in (401, 403)
 
 
 def test_cli_analyze_and_check_regression(tmp_path):

@@ -152,6 +152,22 @@ def warm_up(base_url: str) -> None:
             return
 
 
+def check_the_report_page_is_behind_airflows_login(base_url: str, airflow_home: Path) -> None:
+    """/ect-reports/: 401 without credentials, a browser sent to the login page, the list with an API token."""
+    reports = f"{base_url}/ect-reports/"
+    assert http_get(reports)[0] == 401 and http_get(f"{reports}local")[0] == 401
+    browser = LOCAL_HTTP.open(urllib.request.Request(reports, headers={"Accept": "text/html"}), timeout=60)
+    assert "/login" in browser.geturl() and "next=" in browser.geturl()
+    # `airflow standalone` writes the simple auth manager's generated admin password here.
+    password = json.loads((airflow_home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+    login = urllib.request.Request(f"{base_url}/auth/token", data=json.dumps({"username": "admin", "password": password})
+                                   .encode(), headers={"Content-Type": "application/json"})
+    token = json.loads(LOCAL_HTTP.open(login, timeout=60).read())["access_token"]
+    listing = LOCAL_HTTP.open(urllib.request.Request(reports, headers={"Authorization": f"Bearer {token}"}), timeout=60)
+    page = listing.read().decode()
+    assert listing.status == 200 and 'href="local"' in page and "1 run(s)" in page, page[-2000:]
+
+
 def test_trigger_path_with_a_real_scheduler_and_api_server(airflow_home, project, tmp_path):
     root, env = airflow_home
     # Manual runs only: unpausing a nightly DAG would also start the latest scheduled (full-size) run.
@@ -190,6 +206,7 @@ def test_trigger_path_with_a_real_scheduler_and_api_server(airflow_home, project
         assert state == "success", f"state {state}; log tail:\n{log_tail(log_path)}"
         runs = pd.read_parquet(tmp_path / "metrics" / "processed" / "runs.parquet")
         assert list(runs["run_id"]) == ["triggered-1-rep00"]
+        check_the_report_page_is_behind_airflows_login(base_url, Path(env["AIRFLOW_HOME"]))
     finally:
         os.killpg(server.pid, signal.SIGINT)
         try:
