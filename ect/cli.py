@@ -451,6 +451,37 @@ def check_regression(args) -> int:
     return 0
 
 
+@command("compare", "compare two campaigns (DAG runs) per architecture",
+         description="The energy of campaign SECOND against campaign FIRST (DAG run ids, or campaign ids as in run "
+                     "ids), per environment and architecture that ran in both: median change, its interval and the "
+                     "verdict (regression, no regression or inconclusive, as the regression check judges). Prints a "
+                     "table; writes compare.json, report.md and report.html to --out (default "
+                     "OUTPUT_DIR/compare/FIRST_vs_SECOND).",
+         arguments=[arg("first", metavar="FIRST", help="the earlier campaign or DAG run id"),
+                    arg("second", metavar="SECOND", help="the later campaign or DAG run id"),
+                    arg("--processed", metavar="FILE", help=PROCESSED_HELP),
+                    arg("--out", metavar="DIR", help="output folder")])
+def compare(args) -> int:
+    import pandas as pd
+
+    from ect.analysis.regression import RegressionSettings, campaign_key, compare_campaigns
+    from ect.analysis.report import comparison_frame, write_comparison
+
+    cfg = _load(args)
+    e = cfg.experiment
+    settings = RegressionSettings(e.regression_baseline_runs, e.regression_threshold, e.regression_alpha,
+                                  e.regression_min_runs)
+    result = compare_campaigns(pd.read_parquet(_processed(args, cfg)), args.first, args.second, settings)
+    frame = comparison_frame(result).drop(columns=["Why"])
+    print(text_table(list(frame.columns), frame.astype(object).values.tolist()))
+    for row in result["comparisons"]:
+        print(f"{row['architecture']} on {row['environment']}: {row['decided_by']}")
+    out = Path(args.out) if args.out else (cfg.path("OUTPUT_DIR") / "compare"
+                                           / f"{campaign_key(args.first)}_vs_{campaign_key(args.second)}")
+    print(f"report: {write_comparison(result, out)['html']}")
+    return 0
+
+
 @command("pools", "print the Airflow pools of the environments (for `airflow pools import`)",
          description="Print one Airflow pool per GPU host (POOL, default ect_<environment>, with POOL_SLOTS slots), "
                      "and with RUN_STORE the one-slot pool ect_run_store of the tasks that write the store, as JSON: "

@@ -249,6 +249,30 @@ def report_step(cfg: Config, environment: str | None, regression: dict | None = 
                          outliers=outliers or e.analysis_remove_outliers,
                          samples_path=MetricsDir(processed.parent.parent).samples,
                          regression=regression, trend_png=out / "trend.png")
+    if environment is not None and not runs.empty and "campaign_id" in runs:
+        keep_report(out, str(runs.sort_values("start")["campaign_id"].iloc[-1]))
     if store:
         store.push_folder(out, f"reports/{name}")
     return paths
+
+
+REPORT_FILES = ("report.html", "report.md", "results.json", "regression.json", "trend.csv", "trend.png", "figures")
+
+
+def keep_report(out: Path, campaign: str) -> Path:
+    """A copy of the report in out/<campaign>/ (the DAG run's own, kept when later runs replace out's), written
+    beside it and renamed into place."""
+    import shutil
+
+    kept, partial = out / campaign, out / f".{campaign}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for name in REPORT_FILES:
+        source = out / name
+        if source.is_dir():
+            shutil.copytree(source, partial / name)
+        elif source.exists():
+            shutil.copy2(source, partial / name)
+    shutil.rmtree(kept, ignore_errors=True)
+    partial.rename(kept)
+    return kept

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ect.errors import EnergyRegression
+from ect.errors import ConfigError, EnergyRegression
+from ect.raw.layout import campaign_of, run_id_for
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,40 @@ def check_regressions(df: pd.DataFrame, environment: str,
         "regressions": [a for a, r in architectures.items() if r["regression"]],
         "inconclusive": [a for a, r in architectures.items() if r["status"] == "inconclusive"],
     }
+
+
+def campaign_key(name: str) -> str:
+    """A DAG run id as it appears in campaign_id (run folder names): "manual__2026-12-01T03:52:18+00:00" ->
+    "manual__2026-12-01T03_52_18_00_00"."""
+    return campaign_of(run_id_for(name, 0))
+
+
+def compare_campaigns(df: pd.DataFrame, first: str, second: str,
+                      settings: RegressionSettings = RegressionSettings()) -> dict:
+    """The second campaign (DAG run) against the first, per environment and architecture that ran in both, judged as
+    the regression check judges a latest run against its baseline (alpha shared out over the pairs compared).
+    Raises ConfigError naming a campaign without runs and the campaigns there are."""
+    runs = df[df[settings.metric].notna()]
+    known = sorted(str(c) for c in runs["campaign_id"].unique())
+    sides = {}
+    for name in (first, second):
+        side = runs[runs["campaign_id"] == campaign_key(name)]
+        if side.empty:
+            raise ConfigError(f"no runs of campaign {name!r} (with {settings.metric}); campaigns: "
+                              f"{', '.join(known) or 'none'}")
+        sides[name] = side
+    cells = {name: set(zip(side["environment"], side["architecture"])) for name, side in sides.items()}
+    both = sorted(cells[first] & cells[second])
+    alpha = settings.alpha / max(1, len(both))
+    comparisons = []
+    for environment, architecture in both:
+        a, b = (sides[name][(sides[name]["environment"] == environment) & (sides[name]["architecture"] == architecture)]
+                for name in (first, second))
+        comparisons.append({"environment": environment, "architecture": architecture,
+                            **_compare(b[settings.metric], a, settings, alpha)})
+    return {"first": first, "second": second, "settings": dataclasses.asdict(settings), "comparisons": comparisons,
+            "only_in_first": [list(cell) for cell in sorted(cells[first] - cells[second])],
+            "only_in_second": [list(cell) for cell in sorted(cells[second] - cells[first])]}
 
 
 def trend_table(df: pd.DataFrame, environment: str, metric: str = "total_energy_J") -> pd.DataFrame:

@@ -286,6 +286,46 @@ def _regression_section(doc: Document, regression: dict, trend_png: Path | None)
         doc.figure(trend_png, "Median energy per DAG run")
 
 
+def comparison_frame(result: dict) -> pd.DataFrame:
+    """compare_campaigns' result as people read it: one row per environment and architecture."""
+    rows = result["comparisons"]
+    return pd.DataFrame({
+        "Environment": [r["environment"] for r in rows], "Architecture": [r["architecture"] for r in rows],
+        f"Runs {result['first']}": [r["baseline_runs"] for r in rows],
+        f"Runs {result['second']}": [r["latest_runs"] for r in rows],
+        "Median before (kJ)": [r["baseline_median"] / 1e3 for r in rows],
+        "Median after (kJ)": [r["latest_median"] / 1e3 for r in rows],
+        "Change (%)": [100 * r["relative_change"] for r in rows],
+        "Interval (%)": ["–" if r["ratio_interval"] is None else
+                         f"{100 * (r['ratio_interval'][0] - 1):+.3g} to {100 * (r['ratio_interval'][1] - 1):+.3g}"
+                         for r in rows],
+        "Verdict": [r["status"] for r in rows], "Why": [r["decided_by"] for r in rows],
+    }, columns=["Environment", "Architecture", f"Runs {result['first']}", f"Runs {result['second']}",
+                "Median before (kJ)", "Median after (kJ)", "Change (%)", "Interval (%)", "Verdict", "Why"])
+
+
+def write_comparison(result: dict, out_dir: Path) -> dict:
+    """compare.json (every digit) and a report section comparing two campaigns, report.md and report.html."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "compare.json", result)
+    doc = Document(f"{result['second']} against {result['first']}", out_dir / "figures")
+    threshold = result["settings"]["threshold"]
+    doc.paragraph(f"Median energy per run of each architecture and environment that ran in both campaigns; a change "
+                  f"counts as a regression when its whole interval lies above +{100 * threshold:g} % "
+                  f"(REGRESSION: THRESHOLD), with at least {result['settings']['min_runs']} runs on each side.")
+    if result["comparisons"]:
+        doc.table(comparison_frame(result))
+    else:
+        doc.paragraph("No architecture ran in both campaigns on the same environment.")
+    for key, label in (("only_in_first", result["first"]), ("only_in_second", result["second"])):
+        if result[key]:
+            doc.paragraph(f"Only in {label}: " + ", ".join(f"{a} on {e}" for e, a in result[key]) + ".")
+    doc.footer(f"Generated {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M} UTC by ect {__version__}; compare.json "
+               "beside this page keeps every digit.")
+    markdown, page = doc.write(out_dir)
+    return {"results": str(out_dir / "compare.json"), "markdown": str(markdown), "html": str(page)}
+
+
 def list_reports(output_dir: Path) -> dict[str, float]:
     """{name: modification time} of the reports under OUTPUT_DIR: "report" (all environments) and one per
     environment."""

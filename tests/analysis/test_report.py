@@ -226,3 +226,39 @@ def test_an_empty_processed_dataset_gives_a_report_that_says_so(tmp_path):
     write_report(empty, tmp_path, "Nothing yet")
     assert "No aggregated run yet" in (tmp_path / "report.html").read_text()
     assert json.loads((tmp_path / "results.json").read_text())["n_runs"] == 0
+
+
+def test_compare_two_campaigns_in_the_terminal_and_as_a_report(tmp_path):
+    metrics = tmp_path / "metrics"
+    (metrics / "processed").mkdir(parents=True)
+    processed_runs(increase=("local", "vgg16"), repetitions=10).to_parquet(metrics / "processed" / "runs.parquet")
+    env = {"ECT_HOME": str(REPO), "ECT_METRICS_DIR": str(metrics), "ECT_OUTPUT_DIR": str(tmp_path / "out")}
+    compared = run_ect("compare", "night4", "night5", cwd=tmp_path, env=env)
+    assert compared.returncode == 0, compared.stderr
+    rows = {tuple(line.split()[:2]): line for line in compared.stdout.splitlines() if line.startswith(("local", "cloud"))}
+    assert len(rows) == 6
+    assert rows[("local", "vgg16")].rstrip().endswith(" regression") and "no regression" not in rows[("local", "vgg16")]
+    assert all(line.rstrip().endswith("no regression") for key, line in rows.items() if key != ("local", "vgg16"))
+    assert "vgg16 on local: " in compared.stdout and "interval of the change" in compared.stdout
+    out = tmp_path / "out" / "compare" / "night4_vs_night5"
+    result = json.loads((out / "compare.json").read_text())
+    assert {(r["environment"], r["architecture"], r["status"]) for r in result["comparisons"]} >= {
+        ("local", "vgg16", "regression"), ("cloud", "vgg16", "no regression")}
+    assert "| Environment | Architecture | Runs night4 | Runs night5 |" in (out / "report.md").read_text()
+    unknown = run_ect("compare", "night4", "night9", cwd=tmp_path, env=env)
+    assert unknown.returncode != 0 and "no runs of campaign 'night9'" in unknown.stderr and "night5" in unknown.stderr
+
+
+def test_each_dag_runs_report_is_kept_and_the_latest_is_linked_as_before(tmp_path):
+    metrics = tmp_path / "metrics"
+    (metrics / "processed").mkdir(parents=True)
+    env = {"ECT_HOME": str(REPO), "ECT_METRICS_DIR": str(metrics), "ECT_OUTPUT_DIR": str(tmp_path / "out")}
+    for campaigns in (5, 6):  # two nights: night4 is the latest, then night5
+        processed_runs(campaigns=campaigns).to_parquet(metrics / "processed" / "runs.parquet")
+        assert run_ect("analyze", "--environment", "local", cwd=tmp_path, env=env).returncode == 0
+    local = tmp_path / "out" / "local"
+    assert "after DAG run night5" in (local / "report.html").read_text()
+    for night in ("night4", "night5"):
+        kept = (local / night / "report.html").read_text()
+        assert f"after DAG run {night}" in kept and (local / night / "figures" / "energy_boxplot.png").exists()
+    assert not list(local.glob(".*partial"))

@@ -7,7 +7,7 @@ from ect.cli import build_parser
 def test_help_lists_every_command():
     help_text = build_parser().format_help()
     for command in ("make-dataset", "train", "profile", "profile-run", "warmup", "validate", "aggregate", "publish",
-                    "import-legacy", "export", "analyze", "check-regression", "mlflow-sync", "pools", "config"):
+                    "import-legacy", "export", "analyze", "check-regression", "compare", "mlflow-sync", "pools", "config"):
         assert command in help_text
 
 
