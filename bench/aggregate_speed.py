@@ -250,7 +250,7 @@ def baseline_aggregate(raw_dir: Path, out_dir: Path, environments: dict) -> pd.D
         })
 
     runs = samples.groupby(KEY, sort=True).apply(per_run).reset_index()
-    intensity = runs["environment"].map(lambda e: environments[e].carbon_intensity_gco2e_per_kwh)
+    intensity = runs["environment"].map(lambda e: environments[e].carbon_intensity()[0])
     pue = runs["environment"].map(lambda e: environments[e].pue)
     runs["energy_kWh"] = runs["total_energy_J"] / 3.6e6
     runs["emissions_gCO2e"] = runs["energy_kWh"] * pue * intensity

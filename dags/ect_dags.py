@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.sdk import DAG, Asset, Param, TriggerRule, get_current_context, task
+from airflow.timetables.trigger import CronTriggerTimetable
 
 from ect import pipeline
 from ect.architectures import ARCHITECTURES
@@ -30,21 +31,38 @@ PROCESSED = Asset("ect_processed")
 
 
 def params() -> dict:
-    """The trigger form; empty values fall back to the configuration (and the profile)."""
+    """The trigger form: choices where there are some, each description saying what an empty value falls back to."""
+    e = CONFIG.experiment
+    profiles = available_profiles(CONFIG.root / "config")
     return {
-        "architectures": Param(None, type=["null", "array"], items={"enum": list(ARCHITECTURES)}, minItems=1,
-                               description="Architectures to profile (default: ARCHITECTURES)."),
+        "architectures": Param(None, type=["null", "array"], items={"type": "string", "enum": list(ARCHITECTURES)},
+                               examples=list(ARCHITECTURES), minItems=1,
+                               description=f"Architectures to profile. Empty: {', '.join(e.architectures)} "
+                                           "(ARCHITECTURES of the configuration or the profile)."),
         "repetitions": Param(None, type=["null", "integer"], minimum=1,
-                             description="Profiled runs per architecture (default: REPETITIONS)."),
-        "profile": Param(None, type=["null", "string"], enum=[None, *available_profiles(CONFIG.root / "config")],
-                         description="Named profile from config/profiles/ (e.g. demo)."),
+                             description=f"Profiled runs per architecture. Empty: {e.repetitions} (REPETITIONS)."),
+        "profile": Param("", type="string", enum=["", *profiles],
+                         values_display={"": "none: config/*.yaml as they are", **{p: p for p in profiles}},
+                         description="Named profile from config/profiles/ (demo: a minute on a laptop CPU)."),
         "dataset": Param(None, type=["null", "string"], minLength=1,
-                         description=f"Dataset folder inside {', '.join(CONFIG.base.dataset_roots)} (default: DATASET_DIR)."),
-        "initial_epochs": Param(None, type=["null", "integer"], minimum=1, description="Override INITIAL_EPOCHS."),
-        "ft_epochs": Param(None, type=["null", "integer"], minimum=1, description="Override FT_EPOCHS."),
+                         description=f"Dataset folder inside {', '.join(CONFIG.base.dataset_roots)}. "
+                                     f"Empty: {CONFIG.base.dataset_dir} (DATASET_DIR)."),
+        "initial_epochs": Param(None, type=["null", "integer"], minimum=1,
+                                description=f"Epochs of phase 1. Empty: {e.initial_epochs} (INITIAL_EPOCHS)."),
+        "ft_epochs": Param(None, type=["null", "integer"], minimum=1,
+                           description=f"Epochs of phase 2 (fine-tuning). Empty: {e.ft_epochs} (FT_EPOCHS)."),
         "experiment_name": Param(None, type=["null", "string"], minLength=1,
-                                 description="MLflow experiment of the runs (needed when MLFLOW_ENABLED is true)."),
+                                 description="MLflow experiment of the runs (needed when MLFLOW_ENABLED is true). "
+                                             "Empty: no MLflow run."),
     }
+
+
+def schedule_of(env):
+    """The environment's cron SCHEDULE as a trigger timetable that waits for its next time: unpausing the DAG starts
+    nothing at once (no start_date, run_immediately False; a cron string would start the latest missed run)."""
+    if env.schedule is None:
+        return None
+    return CronTriggerTimetable(env.schedule, timezone="UTC", run_immediately=False)
 
 
 def alert_callback(env):
@@ -72,7 +90,7 @@ STORE_WRITERS = {"pool": pipeline.STORE_POOL} if CONFIG.run_store() else {}
 def environment_dag(env) -> DAG:
     runner = RUNNERS[env.runner]
     with DAG(
-        dag_id=f"ect_{env.name}", schedule=env.schedule, start_date=datetime(2026, 1, 1), catchup=False,
+        dag_id=f"ect_{env.name}", schedule=schedule_of(env), catchup=False,
         max_active_runs=1, params=params(), tags=["ect", "energy", env.name, env.runner],
         doc_md=f"### Energy cost of training on `{env.name}`\n{env.description or ''}\n\n"
                "Trains every configured architecture inside an energy measurement window (GPU: NVML counter or "
@@ -83,7 +101,8 @@ def environment_dag(env) -> DAG:
         @task
         def preflight(params=None, dag_run=None) -> dict:
             use_store_credentials()
-            return pipeline.preflight(env.name, dict(params), dag_run.run_id, placement_check=queue_check)
+            return pipeline.preflight(env.name, dict(params), dag_run.run_id, placement_check=queue_check,
+                                      conf=dict(dag_run.conf or {}))
 
         @task(**task_options(env))
         def host_check(plan: dict, params=None) -> dict:
@@ -131,8 +150,9 @@ for _env in CONFIG.environments.values():
     globals()[f"ect_{_env.name}"] = environment_dag(_env)
 
 
+# Active on creation: the cross-environment report follows every environment run without an unpause step.
 with DAG(dag_id="ect_report", schedule=[PROCESSED], start_date=datetime(2026, 1, 1), catchup=False,
-         max_active_runs=1, tags=["ect", "energy", "report"],
+         is_paused_upon_creation=False, max_active_runs=1, tags=["ect", "energy", "report"],
          doc_md="### Cross-environment energy report\nRuns the paper's statistics over every environment's runs "
                 "whenever an environment DAG updates the processed dataset.") as ect_report:
 

@@ -20,6 +20,7 @@ from typing import Callable
 from ect import __version__
 from ect.architectures import ARCHITECTURES
 from ect.errors import ConfigError, EctError, EnergyRegression
+from ect.runs.commands import LOG_PREFIX_VARIABLE
 
 ENVIRONMENT_HELP = "training environment from config/environments.yaml (e.g. local, cloud)"
 ARCHITECTURE_HELP = f"architecture: {', '.join(ARCHITECTURES)} (tiny_cnn is for tests, not a benchmark)"
@@ -362,9 +363,10 @@ PROCESSED_HELP = "processed dataset (default: METRICS_DIR/processed/runs.parquet
 def export(args) -> int:
     from ect.aggregate.export import export_codecarbon
 
-    processed = _processed(args, _load(args))
+    cfg = _load(args)
+    processed = _processed(args, cfg)
     out = Path(args.out) if args.out else processed.parent / "emissions.csv"
-    print(f"wrote {export_codecarbon(processed, out)}")
+    print(f"wrote {export_codecarbon(processed, out, cfg.environments)}")
     return 0
 
 
@@ -521,8 +523,13 @@ def config(args) -> int:
             print(line + (f"\n      {field.metadata['doc']}" if args.explain else ""))
     print("\n[environments]")
     for name, env in cfg.environments.items():
-        print(f"  {name}: runner={env.runner} gpus={env.gpus} carbon_intensity={env.carbon_intensity_gco2e_per_kwh} "
-              f"gCO2e/kWh pue={env.pue} schedule={env.schedule!r}")
+        try:
+            intensity, source = env.carbon_intensity()
+            carbon = f"{intensity:g} gCO2e/kWh ({source})"
+        except ConfigError as error:  # a location CodeCarbon has no data for: shown, the rest still printed
+            carbon = f"unknown ({error})"
+        print(f"  {name}: runner={env.runner} gpus={env.gpus} carbon_intensity={carbon} "
+              f"pue={env.pue} schedule={env.schedule!r}")
     return 0
 
 
@@ -544,10 +551,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class TerminalFormatter(logging.Formatter):
-    """What users see: the message, with "warning: " or "error: " before it when it is one."""
+    """What users see: the message, with "warning: " or "error: " before it when it is one. Under a runner
+    (ECT_LOG_PREFIX=1) every line says its level ("[ect WARNING] ..."), so that the task log keeps it and can tell
+    ect's lines from third-party output."""
 
     def format(self, record: logging.LogRecord) -> str:
         message = super().format(record)
+        if os.environ.get(LOG_PREFIX_VARIABLE) == "1":
+            return "\n".join(f"[ect {record.levelname}] {line}" for line in message.splitlines() or [""])
         return f"{record.levelname.lower()}: {message}" if record.levelno >= logging.WARNING else message
 
 

@@ -26,16 +26,22 @@ def to_kWh(joules):
     return joules / JOULES_PER_KWH
 
 
-def carbon_factors(environment) -> tuple[float, float]:
-    """(carbon intensity in gCO2e/kWh, PUE) of an environment of config/environments.yaml, else the original's."""
+DEFAULT_CARBON_SOURCE = "default: 232 gCO2e/kWh, PUE 1.0 (the original's)"
+
+
+def carbon_factors(environment) -> tuple[float, float, str]:
+    """(carbon intensity in gCO2e/kWh, PUE, where the intensity comes from) of an environment of
+    config/environments.yaml (its `carbon_intensity()`: the configured value, else CodeCarbon's data for its
+    location, else the original's), else the original's."""
     if environment is None:
-        return DEFAULT_CARBON_INTENSITY_GCO2E_PER_KWH, DEFAULT_PUE
-    return environment.carbon_intensity_gco2e_per_kwh, environment.pue
+        return DEFAULT_CARBON_INTENSITY_GCO2E_PER_KWH, DEFAULT_PUE, DEFAULT_CARBON_SOURCE
+    intensity, source = environment.carbon_intensity()
+    return intensity, environment.pue, source
 
 
 def emissions_gCO2e(energy_kWh: float, environment) -> float:
     """energy x PUE x carbon intensity of the environment."""
-    intensity, pue = carbon_factors(environment)
+    intensity, pue, _ = carbon_factors(environment)
     return energy_kWh * pue * intensity
 
 

@@ -33,6 +33,8 @@ STORE_POOL = "ect_run_store"
 # Trigger-form parameters -> settings.
 PARAM_SETTINGS = {"architectures": "ARCHITECTURES", "repetitions": "REPETITIONS",
                   "initial_epochs": "INITIAL_EPOCHS", "ft_epochs": "FT_EPOCHS"}
+# The trigger form of an environment DAG (dags/ect_dags.py params()): a conf key outside it is a mistake.
+TRIGGER_PARAMETERS = (*PARAM_SETTINGS, "profile", "dataset", "experiment_name")
 
 
 def overrides_from(params: dict) -> dict:
@@ -45,7 +47,19 @@ def overrides_from(params: dict) -> dict:
 
 
 def config_for(params: dict, root: Path | None = None) -> Config:
-    return load_config(root, profile=params.get("profile") or None, overrides=overrides_from(params))
+    """The configuration of a DAG run: the files, the profile and the trigger parameters (errors name them)."""
+    overrides = overrides_from(params)
+    origins = {setting: f"trigger parameter {name!r}" for name, setting in PARAM_SETTINGS.items()}
+    return load_config(root, profile=params.get("profile") or None, overrides=overrides,
+                       override_origins={**origins, "DATASET_DIR": "trigger parameter 'dataset'"})
+
+
+def check_trigger_conf(conf: dict) -> None:
+    """Every key of a DAG run's conf is a trigger parameter (a typo would otherwise run the full-size default)."""
+    unknown = sorted(set(conf) - set(TRIGGER_PARAMETERS))
+    if unknown:
+        raise ConfigError(f"unknown trigger parameter(s) {', '.join(map(repr, unknown))} in the DAG run's conf; "
+                          f"accepted: {', '.join(TRIGGER_PARAMETERS)}")
 
 
 def check_dataset_root(cfg: Config, requested: str | None) -> None:
@@ -60,12 +74,16 @@ def check_dataset_root(cfg: Config, requested: str | None) -> None:
 
 
 def preflight(environment: str, params: dict, dag_run_id: str,
-              placement_check: Callable[[Environment], str] | None = None) -> dict:
-    """Checks what a DAG run needs before any training, from any worker: the configuration, the run store (reachable
-    and writable), that a worker serves the environment's queue; returns the plan. Raises with a clear message."""
+              placement_check: Callable[[Environment], str] | None = None, conf: dict | None = None) -> dict:
+    """Checks what a DAG run needs before any training, from any worker: the trigger conf's keys, the configuration,
+    the run store (reachable and writable), that a worker serves the environment's queue; returns the plan. Raises
+    with a clear message."""
+    check_trigger_conf(conf or {})
     cfg = config_for(params)
     env = cfg.environment(environment)
     check_dataset_root(cfg, params.get("dataset"))
+    intensity, source = env.carbon_intensity()  # a location CodeCarbon has no data for fails here, not after training
+    log.info(f"carbon intensity: {intensity:.4g} gCO2e/kWh ({source})")
     for name in cfg.experiment.architectures:
         get_architecture(name).check_input_size(cfg.experiment.image_size)
     if cfg.experiment.mlflow_enabled and not params.get("experiment_name"):
@@ -169,6 +187,12 @@ def aggregate_step(cfg: Config, raw: Path | None = None, out: Path | None = None
     result = aggregate(raw or metrics.raw, out or metrics.root, cfg.environments, limits_from(cfg.experiment))
     if store and result.changed:
         push_outputs(store, metrics)
+    if cfg.base.prometheus_pushgateway and result.runs:  # every time: a gateway that was down gets them now
+        import pandas as pd
+
+        from ect.tracking.prometheus import push_latest_campaigns
+
+        push_latest_campaigns(cfg.base.prometheus_pushgateway, pd.read_parquet(result.processed))
     return result
 
 
@@ -212,6 +236,10 @@ def regression_step(cfg: Config, environment: str) -> dict:
     if len(table):
         plot_trend(table, out / "trend.png", result)
     write_json(out / "regression.json", result)
+    if cfg.base.prometheus_pushgateway:
+        from ect.tracking.prometheus import push_verdicts
+
+        push_verdicts(cfg.base.prometheus_pushgateway, result)
     if store:
         for name in ("regression.json", "trend.csv", "trend.png"):
             if (out / name).exists():

@@ -15,3 +15,18 @@ def test_preflight_plans_without_the_dataset_that_only_the_gpu_host_has(project,
     assert plan["dataset_dir"] == str(tmp_path / "only-on-the-gpu-host")
     with pytest.raises(ConfigError, match="only-on-the-gpu-host does not exist"):
         pipeline.host_check("local", {"profile": "demo"}, runner_check=lambda env, cfg: "ok")
+
+
+def test_a_trigger_conf_with_an_unknown_key_fails_preflight_naming_it(project, monkeypatch):
+    monkeypatch.setenv("ECT_HOME", str(project))
+    with pytest.raises(ConfigError) as raised:
+        pipeline.preflight("local", {"profile": ""}, "manual__1", conf={"profle": "demo", "repetitions": 1})
+    message = str(raised.value)
+    assert "unknown trigger parameter(s) 'profle'" in message and "repetitions" not in message.split("accepted")[0]
+    assert "accepted: architectures, repetitions, initial_epochs, ft_epochs, profile, dataset, experiment_name" in message
+
+
+def test_a_bad_trigger_value_is_called_a_trigger_parameter(project, monkeypatch):
+    monkeypatch.setenv("ECT_HOME", str(project))
+    with pytest.raises(ConfigError, match=r"^trigger parameter 'initial_epochs': INITIAL_EPOCHS=0: expected"):
+        pipeline.config_for({"initial_epochs": 0})

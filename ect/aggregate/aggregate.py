@@ -33,7 +33,7 @@ from ect.raw.manifest import read_manifest
 
 KEY = ["environment", "architecture", "run_id"]
 # Bump when the columns or the arithmetic of the outputs change: every run is then aggregated again.
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 PROGRESS_EVERY = 20
 
 log = logging.getLogger(__name__)

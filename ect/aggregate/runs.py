@@ -82,14 +82,14 @@ def run_row(folder: Path, manifest: Manifest, gpu, cpu, environments: dict) -> d
     energy = window_energy(start_ms, end_ms, _gpu_series(gpu, gpus), _cpu_series(cpu))
     total_J = energy.total_J
     env = environments.get(manifest.environment)
-    intensity, pue = carbon_factors(env)
+    intensity, pue, carbon_source = carbon_factors(env)
     energy_kWh = to_kWh(total_J)
 
     gpu_inside, cpu_inside = _inside(gpu, start_ms, end_ms), _inside(cpu, start_ms, end_ms)
     (power_mean, power_std), (usage_mean, _), (memory_mean, memory_std), (temperature_mean, temperature_std) = _stats(
         gpu, ("power_W", "utilization_gpu_pct", "memory_used_MiB", "temperature_C"), gpu_inside)
-    (cpu_power_mean, cpu_power_std), (cpu_usage_mean, _) = _stats(
-        cpu, ("cpu_power_estimated_W", "process_cpu_pct"), cpu_inside)
+    (cpu_power_mean, cpu_power_std), (cpu_usage_mean, _), (system_cpu_mean, _) = _stats(
+        cpu, ("cpu_power_estimated_W", "process_cpu_pct", "system_cpu_pct"), cpu_inside)
     metrics = read_json(folder / METRICS_FILE) or {}
     images_seen = metrics.get("images_seen")
     return {
@@ -113,7 +113,7 @@ def run_row(folder: Path, manifest: Manifest, gpu, cpu, environments: dict) -> d
         "dram_energy_source": energy.dram_source,
         "carbon_intensity_gCO2e_per_kWh": intensity,
         "pue": pue,
-        "carbon_intensity_source": "config/environments.yaml" if env else "default: 232 gCO2e/kWh, PUE 1.0 (the original's)",
+        "carbon_intensity_source": carbon_source,
         "hostname": manifest.host.hostname,
         "platform": manifest.host.platform,
         "cpu_model": manifest.host.cpu_model,
@@ -131,6 +131,7 @@ def run_row(folder: Path, manifest: Manifest, gpu, cpu, environments: dict) -> d
         "cpu_power_mean_W": cpu_power_mean,
         "cpu_power_std_W": cpu_power_std,
         "process_cpu_mean_pct": cpu_usage_mean,
+        "system_cpu_mean_pct": system_cpu_mean,
         "samples": int(gpu_inside.sum()) if gpu_inside is not None and gpu_inside.any()
         else int(cpu_inside.sum()) if cpu_inside is not None else 0,
         **{name: metrics.get(name) for name in VALIDATION_METRICS},

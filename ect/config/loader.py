@@ -130,7 +130,7 @@ def _parse(cls, values: dict[str, tuple[Any, str]], where: str, extra: dict | No
     return cls(**parsed), origins
 
 
-def _section_values(section, files_data, profile_data, profile_origin, env, overrides, config_dir):
+def _section_values(section, files_data, profile_data, profile_origin, env, overrides, config_dir, override_origins):
     """Raw values of one section with their origins, lowest layer first."""
     cls = SECTIONS[section]
     known = keys_of(cls)
@@ -145,7 +145,7 @@ def _section_values(section, files_data, profile_data, profile_origin, env, over
             values[key] = (env[f"ECT_{key}"], f"environment variable ECT_{key}")
     for key, raw in overrides.items():
         if key.upper() in known:
-            values[key.upper()] = (raw, "command line")
+            values[key.upper()] = (raw, override_origins.get(key.upper(), "command line"))
     return values
 
 
@@ -154,10 +154,13 @@ def load_config(
     profile: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] = os.environ,
+    override_origins: Mapping[str, str] | None = None,
 ) -> Config:
     """Reads config/*.yaml under `root`, the profile (argument, else ECT_PROFILE), ECT_* variables and overrides.
 
-    `overrides` maps setting keys (e.g. "INITIAL_EPOCHS", "DATASET_DIR") to values, as given on a command line.
+    `overrides` maps setting keys (e.g. "INITIAL_EPOCHS", "DATASET_DIR") to values, as given on a command line;
+    `override_origins` says where an override came from when not the command line (e.g. "trigger parameter
+    'initial_epochs'"), for errors and `ect config --explain`.
     """
     root = Path(root).resolve() if root else project_root(env)
     config_dir = root / "config"
@@ -169,7 +172,8 @@ def load_config(
     sections, origins = {}, {}
     for section in SECTIONS:
         data = read_yaml(config_dir / FILES[section])
-        values = _section_values(section, data, profile_data, profile_origin, env, overrides, config_dir)
+        values = _section_values(section, data, profile_data, profile_origin, env, overrides, config_dir,
+                                 override_origins or {})
         sections[section], found = _parse(SECTIONS[section], values, config_dir / FILES[section])
         origins.update({f"{section}.{key}": origin for key, origin in found.items()})
     environments = _load_environments(config_dir / ENVIRONMENTS_FILE)

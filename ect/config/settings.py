@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from ect.architectures import ARCHITECTURES, BENCHMARK_ARCHITECTURES
 
@@ -193,6 +194,46 @@ def store_location(value: Any) -> str | None:
     return location
 
 
+def pushgateway_url(value: Any) -> str | None:
+    """The http(s) URL of a Prometheus Pushgateway, without credentials in it; None (empty): off."""
+    url = optional_text(value)
+    if url is None:
+        return None
+    parts = urlsplit(url.strip())
+    try:
+        parts.port  # a port that is not a number raises
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.username
+            or parts.password or parts.query or parts.fragment):
+        raise ValueError("the Pushgateway's URL such as http://pushgateway:9091 (http:// or https://, no "
+                         "user:password@), or empty for none")
+    return url.strip().rstrip("/")
+
+
+def country_iso_code(value: Any) -> str | None:
+    """An ISO 3166-1 alpha-3 country code, as CodeCarbon names countries (ESP, FRA, USA), upper-cased; None: none.
+    Whether CodeCarbon has data for it is checked when its data is needed (ect.config.carbon)."""
+    code = optional_text(value)
+    if code is None:
+        return None
+    if not re.fullmatch(r"[A-Za-z]{3}", code.strip()):
+        raise ValueError("an ISO 3166-1 alpha-3 country code such as ESP, FRA or USA (CodeCarbon's), or empty")
+    return code.strip().upper()
+
+
+CLOUD_PROVIDERS = ("aws", "azure", "gcp")  # CodeCarbon's
+
+
+def cloud_provider(value: Any) -> str | None:
+    provider = optional_text(value)
+    if provider is None:
+        return None
+    if provider.strip().lower() not in CLOUD_PROVIDERS:
+        raise ValueError(f"one of {', '.join(CLOUD_PROVIDERS)} (CodeCarbon's cloud providers), or empty")
+    return provider.strip().lower()
+
+
 def text_list(value: Any) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not items or any(str(i).strip() == "" for i in items):
@@ -229,6 +270,10 @@ class Base:
                                     "Where every host publishes its runs and the processed dataset and reports live: a "
                                     "path or an fsspec URL (s3://bucket/prefix, file:///shared/ect); empty: METRICS_DIR "
                                     "and OUTPUT_DIR of this machine.")
+    prometheus_pushgateway: str | None = setting(None, pushgateway_url,
+                                                 "Prometheus Pushgateway (http://host:9091) that every aggregation "
+                                                 "pushes the latest campaign's runs to, and every regression check "
+                                                 "its verdicts; empty: none.")
 
 
 @dataclass(frozen=True)
@@ -297,7 +342,18 @@ class Environment:
     description: str = setting("", optional_text, "What this environment is (shown in the DAG docs).")
     runner: str = setting("process", runner_name, "How a profiled run is launched: process or docker.")
     gpus: str | tuple[int, ...] = setting("all", gpu_selection, "GPUs a run may use and is measured on: all, none, or [indices].")
-    carbon_intensity_gco2e_per_kwh: float = setting(232.0, positive_number, "Grid carbon intensity in gCO2e/kWh (the original used 232, Spain).")
+    carbon_intensity_gco2e_per_kwh: float | None = setting(None, optional_positive_number,
+        "Grid carbon intensity in gCO2e/kWh; empty: CodeCarbon's data for the location (CLOUD_PROVIDER and "
+        "CLOUD_REGION, else COUNTRY_ISO_CODE and REGION), else the original's 232 (Spain).")
+    country_iso_code: str | None = setting(None, country_iso_code,
+        "Country of the GPU host, ISO 3166-1 alpha-3 as CodeCarbon names it (ESP, FRA, USA); empty: unknown.")
+    region: str | None = setting(None, optional_text,
+        "Region within the country as CodeCarbon names it (a US state, a Canadian province, a Chinese province, a "
+        "Nordic bidding zone such as SE3); needs COUNTRY_ISO_CODE; empty: the whole country.")
+    cloud_provider: str | None = setting(None, cloud_provider, "Cloud provider of the GPU host: aws, azure or gcp; "
+                                         "empty: not on a cloud.")
+    cloud_region: str | None = setting(None, optional_text, "Cloud region of the GPU host (e.g. europe-west1); "
+                                       "given with CLOUD_PROVIDER.")
     pue: float = setting(1.0, at_least_one, "Power usage effectiveness of the site (>= 1).")
     schedule: str | None = setting("0 2 * * *", cron_schedule, "Cron schedule of the environment's DAG; null for manual only.")
     pool: str | None = setting(None, optional_text, "Airflow pool of the GPU host (default ect_<name>); share it between environments on one host.")
@@ -321,6 +377,24 @@ class Environment:
     @property
     def pool_name(self) -> str:
         return self.pool or f"ect_{self.name}"
+
+    @property
+    def located(self) -> bool:
+        """Whether the environment says where it is (country, region or cloud)."""
+        return any((self.country_iso_code, self.region, self.cloud_provider, self.cloud_region))
+
+    def carbon_intensity(self) -> tuple[float, str]:
+        """(grid carbon intensity in gCO2e/kWh, where the figure comes from): CARBON_INTENSITY_GCO2E_PER_KWH, else
+        CodeCarbon's data for the location (its package imported only then), else the original's 232 (Spain)."""
+        if self.carbon_intensity_gco2e_per_kwh is not None:
+            return self.carbon_intensity_gco2e_per_kwh, "config/environments.yaml"
+        if self.located:
+            from ect.config.carbon import codecarbon_intensity
+
+            return codecarbon_intensity(self)
+        from ect.energy import DEFAULT_CARBON_INTENSITY_GCO2E_PER_KWH  # numpy: not at import time
+
+        return DEFAULT_CARBON_INTENSITY_GCO2E_PER_KWH, "default: 232 gCO2e/kWh (the original's, Spain)"
 
 
 SECTIONS = {"base": Base, "experiment": Experiment, "resources": Resources}

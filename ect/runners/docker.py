@@ -17,7 +17,7 @@ from airflow.providers.docker.operators.docker import DockerOperator
 
 from ect.errors import ConfigError, RunnerError
 from ect.runners.credentials import run_environment
-from ect.runners.placement import task_options
+from ect.runners.placement import MAP_INDEX_TEMPLATE, RUN_LABEL, task_options
 from ect.runs.commands import ect_command, profile_run_args, warmup_args
 from ect.runs.plan import PlannedRun
 
@@ -130,7 +130,8 @@ def tasks(env, cfg, plan):
     warm = EctDockerOperator.partial(task_id="warm_up", **common).expand(command=warm_up_command(plan))
     # none_failed: a warm-up mapped over no command (WARMUP_TIME 0) is skipped, and must not skip training.
     trained = EctDockerOperator.partial(task_id="train", retries=env.retries, retry_delay=timedelta(seconds=env.retry_delay_s),
-                                        trigger_rule="none_failed", **common).expand(command=run_commands(plan))
+                                        trigger_rule="none_failed", map_index_template=MAP_INDEX_TEMPLATE,
+                                        **common).expand(command=run_commands(plan))
     return warm, trained
 
 
@@ -146,7 +147,19 @@ class EctDockerOperator(DockerOperator):
         for path in (cfg.path("METRICS_DIR"), cfg.path("MODELS_DIR")):  # bind mounts need their sources
             path.mkdir(parents=True, exist_ok=True)
         self._private_environment = {**self._private_environment, **run_environment(cfg)}
+        if label := run_label_of(self.command):
+            context[RUN_LABEL] = label
+            self.log.info(f"{label} in {self.image}")
         return super().execute(context)
+
+
+def run_label_of(command) -> str | None:
+    """The planned run's label of a `python -m ect profile-run ENV ARCH --repetition N ...` command."""
+    if not isinstance(command, list) or "profile-run" not in command:
+        return None
+    at = command.index("profile-run")
+    repetition = command[command.index("--repetition") + 1] if "--repetition" in command else "?"
+    return PlannedRun(command[at + 2], int(repetition) if repetition.isdigit() else 0, "").label
 
 
 def client(env):

@@ -7,6 +7,11 @@ from ect.errors import RunnerError
 INSPECT_TIMEOUT_S = 10.0
 
 
+# A mapped training task instance is shown by its run's label ("vgg16 · rep 0"), which the task puts in its context.
+RUN_LABEL = "ect_run_label"
+MAP_INDEX_TEMPLATE = "{{ " + RUN_LABEL + " }}"
+
+
 def task_options(env) -> dict:
     """The operator arguments that put a host-bound task on the environment's queue (none: the default queue)."""
     return {"queue": env.queue} if env.queue else {}

@@ -8,6 +8,10 @@ from typing import Mapping
 from ect.runs.plan import PlannedRun
 
 
+# Set by a runner for the `ect` it launches: each of ect's log lines then starts with "[ect LEVEL] ".
+LOG_PREFIX_VARIABLE = "ECT_LOG_PREFIX"
+
+
 def config_options(profile: str | None, overrides: Mapping[str, object]) -> list[str]:
     """A configuration as command-line options of `ect`: --profile=P and one --set=KEY=VALUE per override."""
     return ([f"--profile={profile}"] if profile else []) + [f"--set={key}={value}" for key, value in overrides.items()]

@@ -20,6 +20,11 @@ class PlannedRun:
     run_id: str
     cool_down_after: bool = False
 
+    @property
+    def label(self) -> str:
+        """How people name the run: "vgg16 · rep 0" (the training task's map index in Airflow's grid)."""
+        return f"{self.architecture} · rep {self.repetition}"
+
     def to_dict(self) -> dict:
         return asdict(self)
 
