@@ -19,7 +19,7 @@ from typing import Callable
 
 from ect import __version__
 from ect.architectures import ARCHITECTURES
-from ect.errors import ConfigError, EctError, EnergyRegression
+from ect.errors import INTERNAL_ERROR, ConfigError, EctError, EnergyRegression
 from ect.runs.commands import LOG_PREFIX_VARIABLE
 
 ENVIRONMENT_HELP = "training environment from config/environments.yaml (e.g. local, cloud)"
@@ -594,7 +594,12 @@ def main(argv: list[str] | None = None) -> int:
             if _debug(args):
                 traceback.print_exc()
             print(f"ect {args.command}: error: {error}", file=sys.stderr)
-            return 2
+            return error.exit_code
         except KeyboardInterrupt:
             print(f"ect {args.command}: interrupted", file=sys.stderr)
             return 130
+        except Exception as error:  # a bug: its traceback for the report, then one line saying what it is
+            traceback.print_exc()
+            print(f"ect {args.command}: internal error: {type(error).__name__}: {error} (a bug in ect: please "
+                  "report it with the traceback above)", file=sys.stderr)
+            return INTERNAL_ERROR

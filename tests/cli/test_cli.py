@@ -2,6 +2,7 @@ import pytest
 
 from conftest import REPO, run_ect
 from ect.cli import build_parser
+from ect.errors import ConfigError, StoreError
 
 
 def test_help_lists_every_command():
@@ -86,3 +87,32 @@ def test_readme_documents_every_setting():
             parts = key.split("_")
             spellings = [f"`{key}`"] + [f"`{'_'.join(parts[:i])}: {'_'.join(parts[i:])}`" for i in range(1, len(parts))]
             assert any(s in readme for s in spellings), f"{key} is not documented in README.md"
+
+
+@pytest.mark.parametrize("raised, status, says", [
+    (None, 0, None),
+    ("quarantined", 1, None),
+    (ConfigError("config/experiment.yaml: BATCH_SIZE=0: expected a positive integer"), 2, "error: config/experiment"),
+    (StoreError("s3://bucket/ect: unreachable"), 3, "error: s3://bucket/ect: unreachable"),
+    (RuntimeError("a bug"), 3, "internal error: RuntimeError: a bug (a bug in ect"),
+])
+def test_exit_status_says_what_happened(monkeypatch, capsys, raised, status, says):
+    """0 all good, 1 items did not pass, 2 usage or configuration error, 3 internal error (README: Exit status)."""
+    import ect.cli as cli
+
+    def command(args):
+        if raised == "quarantined":
+            return 1
+        if raised is not None:
+            raise raised
+        return 0
+
+    monkeypatch.setattr(cli, "validate", command)
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    for action in parser._subparsers._group_actions[0].choices.values():
+        if action.prog.endswith(" validate"):
+            action.set_defaults(func=command)
+    assert cli.main(["validate"]) == status
+    if says:
+        assert says in capsys.readouterr().err
