@@ -66,13 +66,9 @@ def schedule_of(env):
 
 
 def alert_callback(env):
-    """The environment's ALERT_CALLBACK (a dotted path to a function of the task context), if any."""
-    if not env.alert_callback:
-        return None
-    from importlib import import_module
-
-    module, _, name = env.alert_callback.rpartition(".")
-    return getattr(import_module(module), name)
+    """The environment's ALERT_CALLBACK (a dotted path to a function of the task context), if any; a bad one is an
+    import error of this file that names the environment and the key."""
+    return env.alert_function()
 
 
 def run_config():

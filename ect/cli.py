@@ -19,7 +19,7 @@ from typing import Callable
 
 from ect import __version__
 from ect.architectures import ARCHITECTURES
-from ect.errors import INTERNAL_ERROR, ConfigError, EctError, EnergyRegression
+from ect.errors import INTERNAL_ERROR, USAGE_ERROR, ConfigError, EctError, EnergyRegression
 from ect.runs.commands import LOG_PREFIX_VARIABLE
 
 ENVIRONMENT_HELP = "training environment from config/environments.yaml (e.g. local, cloud)"
@@ -522,15 +522,22 @@ def config(args) -> int:
             line = f"  {key} = {value!r}    # {cfg.origins[f'{section}.{key}']}"
             print(line + (f"\n      {field.metadata['doc']}" if args.explain else ""))
     print("\n[environments]")
+    problems = []
     for name, env in cfg.environments.items():
         try:
             intensity, source = env.carbon_intensity()
             carbon = f"{intensity:g} gCO2e/kWh ({source})"
         except ConfigError as error:  # a location CodeCarbon has no data for: shown, the rest still printed
-            carbon = f"unknown ({error})"
+            carbon, problems = "unknown (see below)", problems + [str(error)]
+        try:
+            alert = "none" if env.alert_function() is None else env.alert_callback
+        except ConfigError as error:
+            alert, problems = "does not import (see below)", problems + [str(error)]
         print(f"  {name}: runner={env.runner} gpus={env.gpus} carbon_intensity={carbon} "
-              f"pue={env.pue} schedule={env.schedule!r}")
-    return 0
+              f"pue={env.pue} schedule={env.schedule!r} alert_callback={alert}")
+    for problem in problems:
+        print(f"ect config: error: {problem}", file=sys.stderr)
+    return USAGE_ERROR if problems else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -82,6 +82,7 @@ def preflight(environment: str, params: dict, dag_run_id: str,
     cfg = config_for(params)
     env = cfg.environment(environment)
     check_dataset_root(cfg, params.get("dataset"))
+    env.alert_function()  # an ALERT_CALLBACK that does not import fails here, not when a regression is found
     intensity, source = env.carbon_intensity()  # a location CodeCarbon has no data for fails here, not after training
     log.info(f"carbon intensity: {intensity:.4g} gCO2e/kWh ({source})")
     for name in cfg.experiment.architectures:

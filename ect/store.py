@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from ect.config.secrets import mask_url as mask
 from ect.errors import StoreError
+from ect.raw.atomic import remove_stale_temporaries, temporary_name
 from ect.raw.layout import MANIFEST_FILE, RUN_FILES, VALIDATION_FILE, MetricsDir, RunKey
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class RunStore:
         target = self.path(relative)
         if self.local:  # a shared folder: write beside, then rename (object stores replace objects whole)
             self.fs.makedirs(str(PurePosixPath(target).parent), exist_ok=True)
-            tmp = f"{target}.tmp-{os.getpid()}"
+            tmp = f"{PurePosixPath(target).parent}/{temporary_name(PurePosixPath(target).name)}"
             self.fs.put_file(str(local), tmp)
             self.fs.mv(tmp, target)
         else:
@@ -146,7 +147,8 @@ class RunStore:
     def _get(self, relative: str, info: dict, local: Path) -> int:
         """Downloads one file beside `local`, gives it the store's modification time, renames it into place."""
         local.parent.mkdir(parents=True, exist_ok=True)
-        tmp = local.with_name(f".{local.name}.tmp-{os.getpid()}")
+        remove_stale_temporaries(local.parent, local.name)
+        tmp = local.with_name(temporary_name(local.name))
         try:
             self.fs.get_file(self.path(relative), str(tmp))
             mtime_ns = _mtime_ns(info)

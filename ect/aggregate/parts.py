@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ect.aggregate.samples import FILE_SCHEMA, SAMPLES_SCHEMA
+from ect.raw.atomic import remove_stale_temporaries, temporary_name
 
 PART_ROWS = 2_000_000  # a part is closed after about this many rows (a few hundred MB in memory when read)
 ROW_GROUP_ROWS = 16_384  # samples buffered before they are written as one row group
@@ -69,7 +70,8 @@ class PartWriter:
     def __init__(self, samples_dir: Path):
         self.samples_dir = samples_dir
         self.parts: dict[str, str] = {}
-        self._tmp = samples_dir / f".part.tmp-{os.getpid()}"
+        remove_stale_temporaries(samples_dir, "part")  # what a killed aggregation left
+        self._tmp = samples_dir / temporary_name("part")
         self._writer: pq.ParquetWriter | None = None
         self._handle = None
         self._runs: list[tuple[str, dict]] = []

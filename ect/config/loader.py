@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -36,9 +37,13 @@ def read_yaml(path: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror or error})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -210,14 +215,22 @@ def _read_profile(config_dir: Path, profile: str | None) -> tuple[dict, str]:
     return data, f"{path} (profile {profile})"
 
 
+# Environment names whose DAG id (ect_<name>) another DAG of ect has.
+RESERVED_ENVIRONMENT_NAMES = {"report": "the cross-environment report DAG's"}
+
+
 def _load_environments(path: Path) -> dict[str, Environment]:
     data = read_yaml(path) if path.is_file() else DEFAULT_ENVIRONMENTS
     if not data:
         raise ConfigError(f"{path}: defines no training environment; expected at least one, e.g. local:")
     environments = {}
     for name, entry in data.items():
-        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(f"{path}: environment name {name!r}: expected letters, digits, '_' or '-'")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}", name):
+            raise ConfigError(f"{path}: environment name {name!r}: expected letters, digits, '_' or '-', starting "
+                              "with a letter or digit")
+        if name in RESERVED_ENVIRONMENT_NAMES:
+            raise ConfigError(f"{path}: environment name {name!r} is reserved: its DAG id ect_{name} is "
+                              f"{RESERVED_ENVIRONMENT_NAMES[name]}; choose another name")
         if not isinstance(entry, dict):
             raise ConfigError(f"{path}: environment {name}: expected a mapping of KEY: value, got {entry!r}")
         values = {key: (raw, f"{path}: environment {name}") for key, raw in flatten(entry).items()}

@@ -7,12 +7,14 @@ environment variable. Each field carries the parser that validates it and its do
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from ect.architectures import ARCHITECTURES, BENCHMARK_ARCHITECTURES
+from ect.errors import ConfigError
 
 
 def setting(default: Any, parse: Callable[[Any], Any], doc: str):
@@ -39,14 +41,16 @@ def _to_float(value: Any) -> float:
     return float(value)
 
 
-def _integer(minimum: int) -> Callable[[Any], int]:
+def _integer(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
+    expected = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
+
     def parse(value: Any) -> int:
         try:
             number = _to_int(value)
         except ValueError:
             number = None
-        if number is None or number < minimum:
-            raise ValueError(f"an integer >= {minimum}")
+        if number is None or number < minimum or (maximum is not None and number > maximum):
+            raise ValueError(expected)
         return number
 
     return parse
@@ -54,6 +58,7 @@ def _integer(minimum: int) -> Callable[[Any], int]:
 
 positive_int = _integer(1)
 non_negative_int = _integer(0)
+seed_value = _integer(0, 2**32 - 1)  # what numpy, TensorFlow and Keras all accept
 
 
 def optional_positive_number(value: Any) -> float | None:
@@ -80,17 +85,17 @@ def _number(check: Callable[[float], bool], expected: str) -> Callable[[Any], fl
             number = _to_float(value)
         except (TypeError, ValueError):
             raise ValueError(expected) from None
-        if number != number or not check(number):  # NaN fails every check
+        if not math.isfinite(number) or not check(number):  # NaN and infinities are never settings
             raise ValueError(expected)
         return number
 
     return parse
 
 
-non_negative_number = _number(lambda x: x >= 0, "a number >= 0")
-positive_number = _number(lambda x: x > 0, "a number > 0")
+non_negative_number = _number(lambda x: x >= 0, "a finite number >= 0")
+positive_number = _number(lambda x: x > 0, "a finite number > 0")
 open_fraction = _number(lambda x: 0 < x < 1, "a number between 0 and 1 (exclusive)")
-at_least_one = _number(lambda x: x >= 1, "a number >= 1")
+at_least_one = _number(lambda x: x >= 1, "a finite number >= 1")
 
 
 def boolean(value: Any) -> bool:
@@ -241,7 +246,7 @@ def text_list(value: Any) -> tuple[str, ...]:
     return tuple(str(i).strip() for i in items)
 
 
-_CRON_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight")
+_CRON_PRESETS = ("@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight")
 _CRON_FIELD = r"[\d*/,\-A-Za-z?]+"
 
 
@@ -249,9 +254,16 @@ def cron_schedule(value: Any) -> str | None:
     if value is None or str(value).strip().lower() in ("", "none", "null"):
         return None
     text_value = str(value).strip()
-    if text_value in _CRON_PRESETS or re.fullmatch(rf"{_CRON_FIELD}(\s+{_CRON_FIELD}){{4}}", text_value):
+    expected = "a 5-field cron expression such as '0 2 * * *', a preset such as @daily, or null"
+    if text_value in _CRON_PRESETS:
         return text_value
-    raise ValueError("a 5-field cron expression such as '0 2 * * *', a preset such as @daily, or null")
+    if not re.fullmatch(rf"{_CRON_FIELD}(\s+{_CRON_FIELD}){{4}}", text_value):
+        raise ValueError(expected)
+    from croniter import croniter  # the cron parser Airflow's timetables use
+
+    if not croniter.is_valid(text_value):
+        raise ValueError(f"{expected} ({text_value!r} has a field out of range or malformed)")
+    return text_value
 
 
 @dataclass(frozen=True)
@@ -292,7 +304,7 @@ class Experiment:
     image_size: int = setting(128, positive_int, "Images are resized to IMAGE_SIZE x IMAGE_SIZE pixels.")
     batch_size: int = setting(32, positive_int, "Batch size.")
     validation_split: float = setting(0.3, open_fraction, "Fraction of each class held out for validation.")
-    seed: int = setting(2022, non_negative_int, "Seed of the split, the shuffling, the augmentation and the weights.")
+    seed: int = setting(2022, seed_value, "Seed of the split, the shuffling, the augmentation and the weights.")
     weights: str = setting("imagenet", weights_spec, "Base weights: none, imagenet, or the path of a local weights file.")
     optimizer: str = setting("adam", optimizer_name, "Optimizer of phase 1: adam or sgd.")
     learning_rate: float = setting(1e-4, positive_number, "Learning rate of phase 1.")
@@ -395,6 +407,25 @@ class Environment:
         from ect.energy import DEFAULT_CARBON_INTENSITY_GCO2E_PER_KWH  # numpy: not at import time
 
         return DEFAULT_CARBON_INTENSITY_GCO2E_PER_KWH, "default: 232 gCO2e/kWh (the original's, Spain)"
+
+    def alert_function(self) -> Callable | None:
+        """ALERT_CALLBACK imported: the function, or None when unset; ConfigError naming the environment and the key
+        when it does not import or is not a function."""
+        if not self.alert_callback:
+            return None
+        from importlib import import_module
+
+        where = f"environment {self.name}: ALERT_CALLBACK {self.alert_callback!r}"
+        module, _, name = self.alert_callback.rpartition(".")
+        if not module or not name:
+            raise ConfigError(f"{where}: expected a dotted path module.function")
+        try:
+            function = getattr(import_module(module), name)
+        except Exception as error:  # ImportError, AttributeError, or the module failing on import
+            raise ConfigError(f"{where}: cannot be imported ({type(error).__name__}: {error})") from None
+        if not callable(function):
+            raise ConfigError(f"{where}: is a {type(function).__name__}, not a function of the task context")
+        return function
 
 
 SECTIONS = {"base": Base, "experiment": Experiment, "resources": Resources}

@@ -11,6 +11,7 @@ from PIL import Image
 
 from ect.data.folder import DatasetIndex, scan_dataset
 from ect.errors import DatasetError
+from ect.raw.atomic import remove_stale_temporaries, temporary_name
 
 CLASS_NAMES = ("circles", "squares")
 MIN_IMAGES = 4
@@ -41,7 +42,9 @@ def make_synthetic_dataset(
     # Built next to root and renamed into place, so an interrupted run never leaves
     # a folder that looks like a complete dataset.
     root.parent.mkdir(parents=True, exist_ok=True)
-    temporary = root.parent / f".{root.name}.tmp-{os.getpid()}"
+    for name in (root.name, f"{root.name}.old"):  # what a killed make-dataset left
+        remove_stale_temporaries(root.parent, name)
+    temporary = root.parent / temporary_name(root.name)
     remove(temporary)
     try:
         write_images(temporary, images, size, seed)
@@ -71,7 +74,7 @@ def replace_folder(new: Path, target: Path) -> None:
         remove(target)
         os.replace(new, target)
         return
-    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    old = target.parent / temporary_name(f"{target.name}.old")
     remove(old)
     os.replace(target, old)
     os.replace(new, target)

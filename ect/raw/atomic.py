@@ -1,21 +1,65 @@
 """Writing files so that a crash never leaves one that looks complete: write a temporary sibling, flush it to
-the disk, then rename it over the target (a rename within a folder is atomic)."""
+the disk, then rename it over the target (a rename within a folder is atomic).
+
+Temporaries are named ".NAME.tmp-<host>-<pid>[.suffix]". A failing write (a full disk included) deletes its own;
+one left by a process that was killed mid-write is deleted by the next write of the same file on the same host
+(remove_stale_temporaries), so nothing accumulates."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
+import re
+import shutil
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+HOST = socket.gethostname()
+_TEMPORARY = re.compile(r"\.tmp-(?P<host>.+)-(?P<pid>\d+)(?:\.[^.-]*)?$")
+
+
+def temporary_name(name: str, suffix: str = "") -> str:
+    """The name of this process's temporary for NAME: ".NAME.tmp-<host>-<pid><suffix>"."""
+    return f".{name}.tmp-{HOST}-{os.getpid()}{suffix}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path, name: str = "*") -> list[Path]:
+    """Deletes the temporaries of NAME (default: any) in `folder` whose process, on this host, is gone: what a
+    kill or a crash mid-write left. Temporaries of live processes and of other hosts are left alone."""
+    removed = []
+    for path in Path(folder).glob(f".{name}.tmp-*"):
+        match = _TEMPORARY.search(path.name)
+        if match is None or match["host"] != HOST or _alive(int(match["pid"])):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary sibling of `path` (same suffix, e.g. for Keras' .keras) for the block to write; renamed over
-    `path` when the block ends without error, deleted when it raises."""
+    `path` when the block ends without error, deleted when it raises (a full disk too)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    remove_stale_temporaries(path.parent, path.stem)
+    tmp = path.with_name(temporary_name(path.stem, path.suffix))
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
@@ -42,3 +86,32 @@ def read_json(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+class FolderInUse(OSError):
+    """Another process holds the folder's lock."""
+
+
+@contextmanager
+def exclusive(folder: Path, purpose: str) -> Iterator[None]:
+    """Holds FOLDER/.lock (an advisory lock the OS releases when the process ends, even when killed) for the block;
+    FolderInUse when another process holds it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise FolderInUse(f"{folder} is in use by {holder}") from None
+            raise
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{purpose}, pid {os.getpid()} on {HOST}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ect.errors import ConfigError
+
 MANIFEST_FILE = "manifest.json"
 GPU_FILE = "gpu.csv"
 CPU_FILE = "cpu.csv"
@@ -24,6 +26,8 @@ PUBLISH_FILE = "publish.json"  # written beside a run measured in scratch: wheth
 PREVIOUS_ATTEMPTS = "previous-attempts"
 
 _REPETITION_SUFFIX = re.compile(r"-rep\d+$")
+# A run id is a folder name: letters, digits, "_", "." and "-", starting with a letter or digit, at most 200.
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,15 @@ def signature(folder: Path) -> dict:
             continue
         result[name] = [stat.st_size, stat.st_mtime_ns]
     return result
+
+
+def check_run_id(run_id: str) -> str:
+    """The run id, or ConfigError when it is not one (a path separator, "..", a space would put the run elsewhere
+    or break its name)."""
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise ConfigError(f"run id {run_id!r}: expected letters, digits, '_', '.' and '-', starting with a letter or "
+                          "digit, at most 200 characters (no path separators)")
+    return run_id
 
 
 def run_id_for(campaign_id: str, repetition: int) -> str:

@@ -105,9 +105,9 @@ def run_ect(args: list[str], env: dict | None = None, third_party_log: Path | No
         raise RunnerError(f"`ect {' '.join(args[:3])}` failed with exit code {code}:\n" + "\n".join(output.last_lines))
 
 
-def third_party_log(cfg, environment: str, run_id: str) -> Path:
-    """Where a run's third-party start-up output goes: METRICS_DIR/logs/<environment>/<run id>.log."""
-    return cfg.path("METRICS_DIR") / "logs" / environment / f"{run_id}.log"
+def third_party_log(cfg, environment: str, run: PlannedRun) -> Path:
+    """Where a run's third-party start-up output goes: METRICS_DIR/logs/<environment>/<architecture>/<run id>.log."""
+    return cfg.path("METRICS_DIR") / "logs" / environment / run.architecture / f"{run.run_id}.log"
 
 
 def tasks(env, cfg, plan):
@@ -133,7 +133,7 @@ def tasks(env, cfg, plan):
         log.info(f"{planned.label} on {env.name}: run {planned.run_id}")
         args = profile_run_args(env.name, planned, plan["config_args"], plan["experiment_name"],
                                 plan["dag_run_id"], cool_down=True)
-        run_ect(args, env=run_environment(cfg), third_party_log=third_party_log(cfg, env.name, planned.run_id))
+        run_ect(args, env=run_environment(cfg), third_party_log=third_party_log(cfg, env.name, planned))
         return run["run_id"]
 
     return warm_up(plan), train.partial(plan=plan).expand(run=planned_runs(plan))

@@ -27,10 +27,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ect.config import Config
-from ect.errors import StoreError
-from ect.raw.atomic import write_json
+from ect.errors import ConfigError, StoreError
+from ect.raw.atomic import FolderInUse, exclusive, write_json
 from ect.raw.columns import iso_utc
-from ect.raw.layout import HISTORY_FILE, METRICS_FILE, MetricsDir, RunKey
+from ect.raw.layout import HISTORY_FILE, METRICS_FILE, MetricsDir, RunKey, check_run_id
 from ect.raw.manifest import (Host, Manifest, Sensors, Window, read_manifest, recorded, set_aside_previous_attempt,
                               write_manifest)
 from ect.runs.publish import publish_run
@@ -57,8 +57,19 @@ def run_folder(cfg: Config, key: RunKey) -> Path:
 def profile_run(cfg: Config, key: RunKey, repetition: int, experiment_name: str | None = None,
                 dag_run_id: str | None = None) -> RunOutcome:
     require_tracking_settings(cfg, experiment_name)
+    check_run_id(key.run_id)
     store = open_store(cfg.run_store())
     folder = run_folder(cfg, key)
+    try:
+        with exclusive(folder, f"profile-run {key}"):
+            return _profile_run(cfg, key, repetition, experiment_name, dag_run_id, store, folder)
+    except FolderInUse as error:
+        raise ConfigError(f"run {key}: {error}; two runs with one run id would interleave their files: wait for "
+                          "it to end or choose another run id") from None
+
+
+def _profile_run(cfg: Config, key: RunKey, repetition: int, experiment_name: str | None, dag_run_id: str | None,
+                 store, folder: Path) -> RunOutcome:
     existing = read_manifest(folder)
     if existing is not None and existing.completed:
         log.info(f"run {key.run_id} ({key.environment}/{key.architecture}) is already completed: {folder}; not re-running")

@@ -104,7 +104,7 @@ def test_a_location_codecarbon_does_not_know_is_an_error_naming_environment_key_
     ("COUNTRY_ISO_CODE: FR", "COUNTRY_ISO_CODE='FR': expected an ISO 3166-1 alpha-3 country code"),
     ("COUNTRY_ISO_CODE: 724", "expected an ISO 3166-1 alpha-3"),
     ("CLOUD_PROVIDER: ovh", "CLOUD_PROVIDER='ovh': expected one of aws, azure, gcp"),
-    ("CARBON_INTENSITY_GCO2E_PER_KWH: -5", "CARBON_INTENSITY_GCO2E_PER_KWH=-5: expected a number > 0"),
+    ("CARBON_INTENSITY_GCO2E_PER_KWH: -5", "CARBON_INTENSITY_GCO2E_PER_KWH=-5: expected a finite number > 0"),
 ])
 def test_malformed_location_values_fail_when_the_config_loads(project, entry, expected):
     (project / "config" / "environments.yaml").write_text(f"lab:\n  {entry}\n")

@@ -73,6 +73,19 @@ def test_nested_resources_keys_and_no_limit(project):
         ("environments.yaml", "local:\n  PUE: 0.5\n", ["PUE=0.5", ">= 1"]),
         ("base.yaml", "DATASET_DIR: [a, b]\n", ["DATASET_DIR", "non-empty string"]),
         ("experiment.yaml", "INITIAL_EPOCHS: [1\n", ["not valid YAML"]),
+        # Hostile values: infinities and NaN, out-of-range seeds, cron fields out of range, reserved names.
+        ("experiment.yaml", "SAMPLING_INTERVAL_MS: .inf\n", ["SAMPLING_INTERVAL_MS=inf", "finite number > 0"]),
+        ("experiment.yaml", "SAMPLING_INTERVAL_MS: inf\n", ["SAMPLING_INTERVAL_MS='inf'", "finite number > 0"]),
+        ("experiment.yaml", "VALIDATION:\n  MAX_GAP_FACTOR: .nan\n", ["VALIDATION_MAX_GAP_FACTOR=nan", "finite"]),
+        ("experiment.yaml", "LEARNING_RATE: -.inf\n", ["LEARNING_RATE=-inf", "finite number > 0"]),
+        ("environments.yaml", "local:\n  PUE: .inf\n", ["PUE=inf", "finite number >= 1"]),
+        ("experiment.yaml", "SEED: 4294967296\n", ["SEED=4294967296", "an integer from 0 to 4294967295"]),
+        ("experiment.yaml", "SEED: -1\n", ["SEED=-1", "an integer from 0 to 4294967295"]),
+        ("environments.yaml", "local:\n  SCHEDULE: 61 2 * * *\n", ["SCHEDULE='61 2 * * *'", "out of range"]),
+        ("environments.yaml", "local:\n  SCHEDULE: '@once'\n", ["SCHEDULE='@once'", "cron"]),
+        ("environments.yaml", "report:\n  RUNNER: process\n", ["environment name 'report' is reserved",
+                                                                 "ect_report"]),
+        ("environments.yaml", "../x:\n  RUNNER: process\n", ["environment name '../x'", "letters, digits"]),
     ],
 )
 def test_invalid_values_name_file_key_value_and_what_is_allowed(project, file, text, expected):
@@ -148,3 +161,28 @@ def test_importing_ect_touches_no_gpu_file_or_tensorflow(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_config_file_that_is_not_utf8_is_named(project):
+    path = project / "config" / "experiment.yaml"
+    path.write_bytes(b"INITIAL_EPOCHS: 3\nOPTIMIZER: \xe9t\xe9\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: not UTF-8 text \(invalid continuation byte at byte \d+\)"):
+        load_config(project, env={})
+
+
+def test_an_alert_callback_that_does_not_import_is_named_by_ect_config_and_preflight(project, monkeypatch):
+    from ect import pipeline
+
+    write(project / "config" / "environments.yaml", "local:\n  RUNNER: process\n  ALERT_CALLBACK: alerts.page_me\n")
+    monkeypatch.setenv("ECT_HOME", str(project))
+    checked = subprocess.run([sys.executable, "-m", "ect", "config"], capture_output=True, text=True,
+                             env={**__import__("os").environ, "ECT_HOME": str(project)})
+    assert checked.returncode == 2 and "alert_callback=does not import" in checked.stdout
+    assert "environment local: ALERT_CALLBACK 'alerts.page_me': cannot be imported (ModuleNotFoundError" in checked.stderr
+    with pytest.raises(ConfigError, match=r"environment local: ALERT_CALLBACK 'alerts.page_me': cannot be imported"):
+        pipeline.preflight("local", {"profile": "demo"}, "manual__1")
+    write(project / "config" / "environments.yaml", "local:\n  RUNNER: process\n  ALERT_CALLBACK: os.sep\n")
+    with pytest.raises(ConfigError, match=r"ALERT_CALLBACK 'os.sep': is a str, not a function"):
+        load_config(project, env={}).environment("local").alert_function()
+    write(project / "config" / "environments.yaml", "local:\n  RUNNER: process\n  ALERT_CALLBACK: logging.warning\n")
+    assert load_config(project, env={}).environment("local").alert_function() is __import__("logging").warning

@@ -88,7 +88,8 @@ def test_dags_test_runs_the_demo_and_leaves_validated_aggregated_output(airflow_
     task_output = result.stdout + result.stderr
     for startup in ("absl::InitializeLog", "oneDNN custom operations", "failed call to cuInit", "WARNING:tensorflow"):
         assert startup not in task_output  # kept beside the runs instead:
-    assert any("oneDNN custom operations" in p.read_text() for p in (root / "metrics" / "logs" / "local").glob("*.log"))
+    kept = {p.parent.name: p.read_text() for p in (root / "metrics" / "logs" / "local").glob("*/*.log")}
+    assert set(kept) == {"tiny_cnn", "vgg16"} and all("absl::InitializeLog" in text for text in kept.values())
     assert "tiny_cnn · rep 0 on local" in task_output
     runs = pd.read_parquet(root / "metrics" / "processed" / "runs.parquet")
     assert sorted(runs["architecture"]) == ["tiny_cnn", "vgg16"]

@@ -211,3 +211,36 @@ def test_with_a_run_store_a_run_is_measured_in_scratch_and_a_retry_publishes_wha
     assert {p.name for p in published.iterdir()} == {"manifest.json", "cpu.csv", "history.csv", "metrics.json"}
     assert (published / "manifest.json").read_bytes() == (scratch / "manifest.json").read_bytes()
     assert read_json(scratch / "publish.json")["published"] is True
+
+
+@pytest.mark.parametrize("run_id", ["../../x", "a/b", "..", ".hidden", "with space", "x" * 201, ""])
+def test_a_run_id_that_is_not_a_folder_name_is_refused_before_anything_is_written(tmp_path, run_id):
+    metrics = tmp_path / "metrics"
+    result = run_ect("profile-run", "local", "tiny_cnn", "--repetition", "0", "--run-id", run_id, "--profile", "demo",
+                     "-d", str(tmp_path / "data"), "--set", f"METRICS_DIR={metrics}", cwd=tmp_path)
+    assert result.returncode == 2 and "expected letters, digits, '_', '.' and '-'" in result.stderr
+    assert not metrics.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_run_id_whose_folder_another_process_is_writing_is_refused(tmp_path):
+    """Two profile-runs with one run id would interleave their files: the second is refused, the first untouched."""
+    from ect.raw.atomic import exclusive
+
+    metrics = tmp_path / "metrics"
+    folder = metrics / "raw" / "local" / "tiny_cnn" / "r1"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time\nfrom ect.raw.atomic import exclusive\n"
+        f"with exclusive({str(folder)!r}, 'profile-run local/tiny_cnn/r1'):\n"
+        "    print('held', flush=True); time.sleep(120)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = run_ect("profile-run", "local", "tiny_cnn", "--repetition", "0", "--run-id", "r1", "--profile",
+                         "demo", "-d", str(tmp_path / "data"), "--set", f"METRICS_DIR={metrics}", cwd=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2 and "is in use by profile-run local/tiny_cnn/r1, pid" in result.stderr
+    assert "would interleave their files" in result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == [".lock"]  # nothing of a second run was written
+    with exclusive(folder, "the next run"):  # the holder is gone: the run id is free again
+        pass
