@@ -93,19 +93,20 @@ class FolderInUse(OSError):
 
 
 @contextmanager
-def exclusive(folder: Path, purpose: str) -> Iterator[None]:
-    """Holds FOLDER/.lock (an advisory lock the OS releases when the process ends, even when killed) for the block;
-    FolderInUse when another process holds it."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a+") as handle:
+def exclusive(lock_file: Path, purpose: str) -> Iterator[None]:
+    """Holds LOCK_FILE (an advisory lock the OS releases when the process ends, even when killed) for the block;
+    FolderInUse, naming the holder, when another process holds it."""
+    lock_file = Path(lock_file)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
             if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 handle.seek(0)
                 holder = handle.read().strip() or "another process"
-                raise FolderInUse(f"{folder} is in use by {holder}") from None
+                raise FolderInUse(f"{lock_file.parent / lock_file.name.removeprefix('.').removesuffix('.lock')} "
+                                  f"is in use by {holder}") from None
             raise
         handle.seek(0)
         handle.truncate()

@@ -61,7 +61,8 @@ def profile_run(cfg: Config, key: RunKey, repetition: int, experiment_name: str 
     store = open_store(cfg.run_store())
     folder = run_folder(cfg, key)
     try:
-        with exclusive(folder, f"profile-run {key}"):
+        # The lock beside the folder, not in it: the run folder holds the run's files only.
+        with exclusive(folder.parent / f".{folder.name}.lock", f"profile-run {key}"):
             return _profile_run(cfg, key, repetition, experiment_name, dag_run_id, store, folder)
     except FolderInUse as error:
         raise ConfigError(f"run {key}: {error}; two runs with one run id would interleave their files: wait for "

@@ -5,6 +5,11 @@ ect_run_key = "<environment>/<architecture>/<run_id>". The tag is set last, afte
 artifacts, so a run that carries it is a complete upload; before uploading, the experiment is searched
 for it, so a crash between the upload and the marking never uploads a run twice.
 
+MLflow 3 idioms: the experiment is tagged as a classic ML experiment (mlflow.experimentKind); settings are params
+only, measured quantities metrics (with units in their names); the per-second power and utilisation of the
+measurement window are metric series (step = seconds since the window's start, timestamp = the samples' wall
+clock); the model is a LoggedModel linked to the run (source_run_id and the run's outputs), registered from there.
+
 The outcome goes to the run folder's tracking.json (written atomically), never into the manifest:
     {"synced": true, "experiment_name", "experiment_id", "mlflow_run_id", "synced_at", "model"}
     {"synced": false, "experiment_name", "error": "<type>: <message>", "attempted_at"}
@@ -39,6 +44,8 @@ from ect.raw.layout import CPU_FILE, GPU_FILE, HISTORY_FILE, MANIFEST_FILE, METR
 from ect.raw.manifest import Manifest, read_manifest
 
 RUN_KEY_TAG = "ect_run_key"
+# MLflow 3's experiment kind (the UI's ExperimentKind): classic/custom model development, not GenAI.
+EXPERIMENT_KIND_TAG, CLASSIC_ML = "mlflow.experimentKind", "custom_model_development"
 ARTIFACT_FILES = (MANIFEST_FILE, HISTORY_FILE, METRICS_FILE, CPU_FILE, GPU_FILE)
 # The training hyperparameters of the manifest's config snapshot (experiment section), logged as params.
 HYPERPARAMETERS = (
@@ -48,10 +55,12 @@ HYPERPARAMETERS = (
     "SAMPLING_INTERVAL_MS",
 )
 # history.csv columns that are not per-epoch metrics, and the renamed ones (the final values of
-# metrics.json and the manifest's energy use the plain names).
+# metrics.json and the manifest's energy use the plain names; the learning rate per epoch, which
+# REDUCE_LR_* lowers, is not the LEARNING_RATE param).
 _HISTORY_SKIP = {"epoch", "phase", "gpu_energy_source", "cpu_energy_source"}
-_HISTORY_RENAME = {"duration_s": "epoch_duration_s", "gpu_energy_J": "epoch_gpu_energy_J",
-                   "cpu_energy_J": "epoch_cpu_energy_J", "total_energy_J": "epoch_total_energy_J"}
+_HISTORY_RENAME = {"duration_s": "epoch_duration_s", "learning_rate": "epoch_learning_rate",
+                   "gpu_energy_J": "epoch_gpu_energy_J", "cpu_energy_J": "epoch_cpu_energy_J",
+                   "total_energy_J": "epoch_total_energy_J"}
 # Client settings while talking to the server: an unreachable server fails within seconds.
 _CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 
@@ -143,10 +152,65 @@ def _energy(manifest: Manifest, environments: dict) -> tuple[dict[str, float], d
 
 
 def _final_metrics(folder: Path) -> dict[str, float]:
-    """metrics.json's numbers; val_* become final_val_* (the plain names hold the per-epoch history)."""
+    """metrics.json's measured numbers; val_* become final_val_* (the plain names hold the per-epoch history).
+    Its settings (image_size, batch_size, seed) are params (HYPERPARAMETERS), never metrics."""
     data = read_json(folder / METRICS_FILE) or {}
     return {(f"final_{key}" if key.startswith("val_") else key): float(value) for key, value in data.items()
-            if not isinstance(value, bool) and _number(value) is not None}
+            if not isinstance(value, bool) and _number(value) is not None and key.upper() not in HYPERPARAMETERS}
+
+
+def _power_series(folder: Path, manifest: Manifest) -> list:
+    """Per-second metric series of the measurement window: each GPU's power and utilisation, the CPU's power
+    (power_cpu_W from the RAPL counter, else power_cpu_estimated_W) and utilisation. Each point is the mean of
+    that second's samples (SAMPLING_INTERVAL_MS apart); step = seconds since the window's start, timestamp =
+    the second's first sample (Unix ms)."""
+    from mlflow.entities import Metric
+
+    from ect.aggregate.samples import read_cpu, read_gpu
+
+    window = manifest.window
+    if window is None or window.start_unix_s is None or window.end_unix_s is None:
+        return []
+    frames = []
+    gpu, cpu = read_gpu(folder), read_cpu(folder)
+    if gpu is not None and gpu.num_rows:
+        samples = gpu.select(["time_ms", "gpu_index", "power_W", "utilization_gpu_pct"]).to_pandas()
+        for index, part in samples.groupby("gpu_index"):
+            frames.append(part.drop(columns="gpu_index").rename(columns={
+                "power_W": f"power_gpu{int(index)}_W", "utilization_gpu_pct": f"utilization_gpu{int(index)}_pct"}))
+    if cpu is not None and cpu.num_rows:
+        cpu = cpu.to_pandas()
+        counter_W = cpu["rapl_package_energy_uJ"].diff() / cpu["time_ms"].diff() / 1000  # uJ/ms = mW
+        frame = cpu[["time_ms"]].assign(utilization_cpu_process_pct=cpu["process_cpu_pct"],
+                                        utilization_cpu_system_pct=cpu["system_cpu_pct"])
+        if cpu["rapl_package_energy_uJ"].notna().any():
+            frame["power_cpu_W"] = counter_W.where(counter_W >= 0)  # a counter wrap is no reading
+        elif cpu["cpu_power_estimated_W"].notna().any():
+            frame["power_cpu_estimated_W"] = cpu["cpu_power_estimated_W"]
+        frames.append(frame)
+    start_ms, end_ms = window.start_ms, window.end_ms
+    metrics = []
+    for frame in frames:
+        frame = frame[(frame["time_ms"] >= start_ms) & (frame["time_ms"] <= end_ms)]
+        seconds = frame.groupby((frame["time_ms"] - start_ms) // 1000)
+        first_ms, means = seconds["time_ms"].min(), seconds.mean()
+        for name in means.columns.drop("time_ms"):
+            metrics += [Metric(name, float(value), int(first_ms[step]), int(step))
+                        for step, value in means[name].dropna().items()]
+    return metrics
+
+
+def _note(manifest: Manifest, overview: dict[str, float]) -> str:
+    """The run's description (mlflow.note.content): its energy, emissions and F1, to 4 significant digits."""
+    parts = [f"{manifest.architecture} on {manifest.environment}, run {manifest.run_id}"]
+    if "total_energy_J" in overview:
+        parts.append(f"{overview['total_energy_J']:.4g} J = {overview['energy_kWh']:.4g} kWh, "
+                     f"{overview['emissions_gCO2e']:.4g} gCO2e, in {overview.get('duration_s', math.nan):.4g} s")
+    else:
+        parts.append("energy not measured (ect train)")
+    if "final_val_f1" in overview:
+        parts.append(f"validation F1 {overview['final_val_f1']:.4g}")
+    return "; ".join(parts) + "."
 
 
 def _history(folder: Path, timestamp_ms: int):
@@ -185,21 +249,29 @@ def _find_synced(client, experiment_id: str, key: str):
 
 
 def _experiment_id(client, name: str) -> str:
+    """The experiment's id, creating it as a classic ML experiment; an existing one whose kind is unset or only
+    inferred by the UI (e.g. genai_development_inferred) is made one."""
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(name)
-    except Exception:  # created meanwhile by another process
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+    if experiment is None:
+        try:
+            return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: CLASSIC_ML})
+        except Exception:  # created meanwhile by another process
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    kind = experiment.tags.get(EXPERIMENT_KIND_TAG) or ""
+    if not kind or "inferred" in kind:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, CLASSIC_ML)
+    return experiment.experiment_id
 
 
-def _log_model(client, experiment_id: str, mlflow_run, manifest: Manifest, folder: Path, val_f1: float | None,
+def _log_model(client, experiment_id: str, run_id: str, manifest: Manifest, folder: Path, overview: list,
                models_dir: Path) -> str:
-    """Logs the run's model (MLflow Keras format) and registers it when its val_f1 is the architecture's best."""
+    """Logs the run's model as a LoggedModel of the run (MLflow Keras format, the run's params and overview
+    metrics) and registers it from there when its val_f1 is the architecture's best."""
+    from mlflow.entities import LoggedModelOutput, Metric
+    from mlflow.models import Model
+
     from ect.models.saving import SUMMARY_FILE, find_model
 
     model_file = find_model(models_dir, manifest, folder)
@@ -207,10 +279,25 @@ def _log_model(client, experiment_id: str, mlflow_run, manifest: Manifest, folde
         recorded = manifest.model or {}
         why = recorded.get("error") or recorded.get("reason") or f"no {MODEL_FILE} for this run in {models_dir}"
         return f"not logged: {why}"
-    run_id = mlflow_run.info.run_id
-    with tempfile.TemporaryDirectory(prefix="ect-mlflow-model-") as tmp:
-        _save_mlflow_model(model_file, Path(tmp) / "model")
-        client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
+    logged = client.create_logged_model(experiment_id, name="model", source_run_id=run_id, params=_params(manifest),
+                                        tags={"architecture": manifest.architecture,
+                                              "environment": manifest.environment}, model_type="keras")
+    model_id = logged.model_id
+    try:
+        client.log_outputs(run_id, [LoggedModelOutput(model_id, step=0)])
+        with tempfile.TemporaryDirectory(prefix="ect-mlflow-model-") as tmp:
+            _save_mlflow_model(model_file, Path(tmp) / "model", Model(
+                artifact_path=logged.artifact_location, run_id=run_id, model_uuid=model_id, model_id=model_id))
+            client.log_model_artifacts(model_id, str(Path(tmp) / "model"))
+        client.log_batch(run_id, metrics=[Metric(m.key, m.value, m.timestamp, m.step, model_id=model_id)
+                                          for m in overview])  # the run's own points stay as they are
+        client.finalize_logged_model(model_id, "READY")
+    except BaseException:
+        try:  # best effort: the run is marked failed too
+            client.finalize_logged_model(model_id, "FAILED")
+        except Exception:
+            pass
+        raise
     if (model_file.parent / SUMMARY_FILE).exists():
         client.log_artifact(run_id, str(model_file.parent / SUMMARY_FILE))
     client.set_tag(run_id, "ect_model_logged", "true")
@@ -220,6 +307,7 @@ def _log_model(client, experiment_id: str, mlflow_run, manifest: Manifest, folde
         filter_string=f"tags.architecture = '{architecture}' and tags.ect_model_logged = 'true'")
     best = max((r.data.metrics.get("final_val_f1", -math.inf) for r in others if r.info.run_id != run_id),
                default=-math.inf)
+    val_f1 = next((m.value for m in overview if m.key == "final_val_f1"), None)
     if val_f1 is None or val_f1 <= best:
         return f"logged, not registered: val_f1 {val_f1} is not above the best {architecture} run's {best}"
     from mlflow.exceptions import MlflowException
@@ -229,11 +317,11 @@ def _log_model(client, experiment_id: str, mlflow_run, manifest: Manifest, folde
     except MlflowException as error:
         if getattr(error, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
             raise
-    version = client.create_model_version(architecture, f"{mlflow_run.info.artifact_uri}/model", run_id=run_id)
+    version = client.create_model_version(architecture, f"models:/{model_id}", run_id=run_id, model_id=model_id)
     return f"registered as {architecture} version {version.version} (val_f1 {val_f1:.4f})"
 
 
-def _save_mlflow_model(model_file: Path, target: Path) -> None:
+def _save_mlflow_model(model_file: Path, target: Path, mlflow_model) -> None:
     """model.keras as an MLflow model folder (MLmodel + data/model.keras), loadable by mlflow.keras.load_model."""
     from importlib import metadata
 
@@ -244,7 +332,7 @@ def _save_mlflow_model(model_file: Path, target: Path) -> None:
 
     model = keras.saving.load_model(model_file, compile=False)
     requirements = [f"{name}=={metadata.version(name)}" for name in ("keras", "tensorflow")]
-    mlflow.keras.save_model(model, str(target), pip_requirements=requirements)
+    mlflow.keras.save_model(model, str(target), mlflow_model=mlflow_model, pip_requirements=requirements)
 
 
 def _log_plots(client, run_id: str, manifest: Manifest, folder: Path) -> None:
@@ -276,13 +364,19 @@ def _upload(client, experiment_id: str, manifest: Manifest, folder: Path, experi
 
     now_ms = int(time.time() * 1000)
     energy, energy_tags = _energy(manifest, environments)
-    finals = _final_metrics(folder)
-    mlflow_run = client.create_run(experiment_id, run_name=f"{manifest.architecture}-{manifest.run_id}",
-                                   tags=_tags(manifest, energy_tags, experiment_name))
+    overview = {**_final_metrics(folder), **energy}
+    tags = {**_tags(manifest, energy_tags, experiment_name), "mlflow.note.content": _note(manifest, overview)}
+    mlflow_run = client.create_run(experiment_id, run_name=f"{manifest.architecture}-{manifest.run_id}", tags=tags)
     run_id = mlflow_run.info.run_id
     try:
         params = [Param(k, v) for k, v in _params(manifest).items()]
-        metrics = _history(folder, now_ms) + [Metric(k, v, now_ms, 0) for k, v in {**finals, **energy}.items()]
+        finals = [Metric(k, v, now_ms, 0) for k, v in overview.items()]
+        try:
+            series = _power_series(folder, manifest)
+        except Exception as error:  # unreadable samples never keep a run out of MLflow
+            series = []
+            client.set_tag(run_id, "ect_power_series_error", f"{type(error).__name__}: {error}"[:500])
+        metrics = _history(folder, now_ms) + finals + series
         for start in range(0, len(params), 100):
             client.log_batch(run_id, params=params[start:start + 100])
         for start in range(0, len(metrics), 1000):
@@ -294,8 +388,7 @@ def _upload(client, experiment_id: str, manifest: Manifest, folder: Path, experi
             _log_plots(client, run_id, manifest, folder)
         except Exception as error:  # a figure never keeps a run out of MLflow
             client.set_tag(run_id, "ect_plots_error", f"{type(error).__name__}: {error}"[:500])
-        model = _log_model(client, experiment_id, mlflow_run, manifest, folder, finals.get("final_val_f1"),
-                           models_dir)
+        model = _log_model(client, experiment_id, run_id, manifest, folder, finals, models_dir)
         client.set_tag(run_id, RUN_KEY_TAG, run_key(manifest))  # last: the run is complete
         client.set_terminated(run_id, "FINISHED")
     except BaseException:

@@ -93,15 +93,15 @@ def test_a_folder_held_by_another_process_is_refused(tmp_path):
 
     holder = subprocess.Popen([sys.executable, "-c", (
         "import time\nfrom ect.raw.atomic import exclusive\n"
-        f"with exclusive({str(tmp_path)!r}, 'profile-run local/vgg16/r1'):\n"
+        f"with exclusive({str(tmp_path / '.r1.lock')!r}, 'profile-run local/vgg16/r1'):\n"
         "    print('held', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(FolderInUse, match=r"in use by profile-run local/vgg16/r1, pid \d+"):
-            with exclusive(tmp_path, "profile-run local/vgg16/r1"):
+        with pytest.raises(FolderInUse, match=rf"{tmp_path / 'r1'} is in use by profile-run local/vgg16/r1, pid \d+"):
+            with exclusive(tmp_path / ".r1.lock", "profile-run local/vgg16/r1"):
                 pass
     finally:
         holder.kill()
         holder.wait()
-    with exclusive(tmp_path, "the next run"):  # the OS released the killed holder's lock
-        assert "the next run" in (tmp_path / ".lock").read_text()
+    with exclusive(tmp_path / ".r1.lock", "the next run"):  # the OS released the killed holder's lock
+        assert "the next run" in (tmp_path / ".r1.lock").read_text()

@@ -14,6 +14,8 @@ import pytest
 
 from conftest import REPO, airflow, airflow_env, free_ports, run_ect
 from ect.config import load_config
+from ect.energy import emissions_gCO2e
+from ect.tracking.mlflow_runs import CLASSIC_ML, EXPERIMENT_KIND_TAG, HYPERPARAMETERS
 
 pytestmark = pytest.mark.mlflow
 
@@ -83,6 +85,27 @@ def _registered_version(client, name: str, run_id: str):
     return versions[0] if versions else None
 
 
+def _assert_power_series(client, run_id: str, folder: Path, manifest: dict) -> None:
+    """The CPU power and utilisation series have one point per second of the window in which cpu.csv has a
+    sample: step = seconds since the window's start, timestamp = that second's first sample."""
+    import pandas as pd
+
+    from ect.aggregate.samples import read_cpu
+
+    start_ms = round(manifest["window"]["start_unix_s"] * 1000)
+    end_ms = round(manifest["window"]["end_unix_s"] * 1000)
+    times = pd.Series(read_cpu(folder)["time_ms"].to_numpy())
+    times = times[(times >= start_ms) & (times <= end_ms)]
+    seconds = times.groupby((times - start_ms) // 1000).min()
+    assert len(seconds) >= 1
+    source = manifest["energy"]["training"]["cpu_energy_source"]
+    power = {"counter": "power_cpu_W", "estimated": "power_cpu_estimated_W"}[source]
+    for name in (power, "utilization_cpu_process_pct"):
+        history = client.get_metric_history(run_id, name)
+        assert [(m.step, m.timestamp) for m in history] == list(seconds.items()), name
+        assert all(m.value >= 0 for m in history)
+
+
 def _assert_loads_as_the_saved_model(version, model_file: Path) -> None:
     """The registered model, loaded through MLflow, predicts what the model ect saved predicts."""
     import keras
@@ -117,6 +140,7 @@ def test_a_completed_profiled_run_is_an_mlflow_run(mlflow_url, synthetic_dataset
     client = MlflowClient(mlflow_url)
     experiment = client.get_experiment_by_name("ect-test")
     assert experiment is not None and experiment.experiment_id == tracking["experiment_id"]
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == CLASSIC_ML == "custom_model_development"  # classic ML view
     run = client.get_run(tracking["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     params, values, tags = run.data.params, run.data.metrics, run.data.tags
@@ -124,28 +148,53 @@ def test_a_completed_profiled_run_is_an_mlflow_run(mlflow_url, synthetic_dataset
     assert params["INITIAL_EPOCHS"] == "1" and params["FT_EPOCHS"] == "1" and params["run_id"] == "t1"
     assert len(params["dataset_sha256"]) == 64 and params["dataset_total_files"] == "400"
     assert params["sensors_used"] and float(params["sampling_interval_s"]) > 0
+    # Settings are params only: no metric is named after a hyperparameter.
+    assert int(params["BATCH_SIZE"]) > 0 and int(params["IMAGE_SIZE"]) > 0 and "LEARNING_RATE" in params
+    assert not {name.upper() for name in values} & set(HYPERPARAMETERS), sorted(values)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2]
     assert len(client.get_metric_history(run.info.run_id, "val_f1")) == 2
-    assert values["total_energy_J"] > 0 and values["cpu_energy_J"] > 0 and values["duration_s"] > 0
+    assert len(client.get_metric_history(run.info.run_id, "epoch_learning_rate")) == 2
+    # The overview: energy (J, kWh), emissions and F1, as the manifest and metrics.json say, and a description.
+    training = manifest["energy"]["training"]
+    assert values["total_energy_J"] == pytest.approx(training["total_energy_J"]) and values["total_energy_J"] > 0
+    assert values["cpu_energy_J"] > 0 and values["duration_s"] == pytest.approx(training["duration_s"])
     assert values["energy_kWh"] == pytest.approx(values["total_energy_J"] / 3.6e6)
     local = load_config(REPO, env={}).environment("local")
-    assert values["emissions_gCO2e"] == pytest.approx(values["energy_kWh"] * local.pue * local.carbon_intensity_gco2e_per_kwh)
-    assert "final_val_f1" in values and values["gflops"] > 0 and values["trained_epochs"] == 2
+    assert values["emissions_gCO2e"] == pytest.approx(emissions_gCO2e(values["energy_kWh"], local))
+    assert values["final_val_f1"] == pytest.approx(_read(folder / "metrics.json")["val_f1"])
+    assert values["gflops"] > 0 and values["trained_epochs"] == 2
+    note = tags["mlflow.note.content"]
+    assert f"{values['total_energy_J']:.4g} J" in note and f"{values['emissions_gCO2e']:.4g} gCO2e" in note
+    assert f"F1 {values['final_val_f1']:.4g}" in note
+    _assert_power_series(client, run.info.run_id, folder, manifest)
     assert tags["ect_run_key"] == "local/tiny_cnn/t1" and tags["environment"] == "local"
     assert tags["architecture"] == "tiny_cnn" and tags["host"] == socket.gethostname()
     assert tags["gpus"] and tags["ect_version"] and tags["cpu_energy_source"] != "unavailable"
-    assert tags["ect_kind"] == "profiled" and "ect_plots_error" not in tags
+    assert tags["ect_kind"] == "profiled" and "ect_plots_error" not in tags and "ect_power_series_error" not in tags
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "raw")}
     assert {"raw/manifest.json", "raw/history.csv", "raw/metrics.json", "raw/cpu.csv"} <= artifacts
     assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {
         "plots/training_curves.png", "plots/power_timeline.png"}
     assert "model-summary.txt" in {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert "model/MLmodel" in {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    # The model is a LoggedModel of the run (its "Logged models"), with the run's params and overview metrics...
+    (output,) = run.outputs.model_outputs
+    (logged,) = client.search_logged_models([experiment.experiment_id],
+                                            filter_string=f"source_run_id = '{run.info.run_id}'")
+    assert logged.model_id == output.model_id and logged.source_run_id == run.info.run_id
+    assert str(logged.status) == "READY" and logged.name == "model"
+    assert logged.params["BATCH_SIZE"] == params["BATCH_SIZE"]
+    assert {m.key: m.value for m in logged.metrics}["final_val_f1"] == values["final_val_f1"]
+    assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(logged.model_id)}
 
+    # ... and the registered version points at it.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_url)
     version = _registered_version(client, "tiny_cnn", run.info.run_id)
     assert version is not None and tracking["model"].endswith(f"version {version.version} "
                                                                f"(val_f1 {values['final_val_f1']:.4f})")
+    # (the OSS registry keeps the link in the source and in the LoggedModel's mlflow.modelVersions tag)
+    assert version.source == f"models:/{logged.model_id}" and version.model_id in (None, logged.model_id)
+    assert {"name": "tiny_cnn", "version": str(version.version)} in [
+        {"name": v["name"], "version": str(v["version"])} for v in json.loads(logged.tags["mlflow.modelVersions"])]
     _assert_loads_as_the_saved_model(version, models / "local/tiny_cnn/t1/model.keras")
 
     # A later run of the same architecture whose F1 is not above the best is logged but not registered.
@@ -189,8 +238,12 @@ def test_plain_training_is_an_mlflow_run_too(mlflow_url, synthetic_dataset, tmp_
     assert "final_val_f1" in values and values["trained_epochs"] == 2
     assert "total_energy_J" not in values and tags["gpu_energy_source"] == "unavailable"  # nothing was measured
     assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {"plots/training_curves.png"}
-    assert "model/MLmodel" in {a.path for a in client.list_artifacts(run.info.run_id, "model")}
-    assert _registered_version(client, "tiny_cnn", run.info.run_id) is not None
+    assert not any(name.startswith(("power_", "utilization_")) for name in values)  # nothing was sampled
+    assert "batch_size" not in values and "seed" not in values and "training_duration_s" in values
+    assert "energy not measured" in tags["mlflow.note.content"]
+    (output,) = run.outputs.model_outputs
+    assert client.get_logged_model(output.model_id).source_run_id == run.info.run_id
+    assert _registered_version(client, "tiny_cnn", run.info.run_id).source == f"models:/{output.model_id}"
     _assert_secret_nowhere(models, result)
 
 
@@ -198,6 +251,8 @@ def test_server_down_leaves_the_run_completed_and_mlflow_sync_uploads_it_once(ml
     from mlflow.tracking import MlflowClient
 
     metrics = tmp_path / "metrics"
+    # An experiment made before ect set its kind, opened in the UI (which guessed GenAI): it becomes classic ML.
+    MlflowClient(mlflow_url).create_experiment("ect-sync", tags={EXPERIMENT_KIND_TAG: "genai_development_inferred"})
     down = f"http://127.0.0.1:{free_ports(1)[0]}"
     started = time.time()
     result = run_ect(*RUN, "--run-id", "t2", "-d", str(synthetic_dataset), "--experiment-name", "ect-sync",
@@ -224,6 +279,7 @@ def test_server_down_leaves_the_run_completed_and_mlflow_sync_uploads_it_once(ml
 
     client = MlflowClient(mlflow_url)
     experiment = client.get_experiment_by_name("ect-sync")
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == CLASSIC_ML
     runs = client.search_runs([experiment.experiment_id], "tags.ect_run_key = 'local/tiny_cnn/t2'")
     assert len(runs) == 1 and runs[0].info.run_id == tracking["mlflow_run_id"]
     assert {v.run_id for v in client.search_model_versions("name = 'tiny_cnn'")} >= {tracking["mlflow_run_id"]}
