@@ -73,11 +73,8 @@ def run_key(manifest: Manifest) -> str:
 
 
 def _scrub(text: str, secrets: MlflowSecrets) -> str:
-    """An error message fit for files and terminals: no password, user name or URL credentials."""
-    for secret in (secrets.password, secrets.username):
-        if secret:
-            text = text.replace(secret, "***")
-    text = mask_url(text)
+    """An error message fit for files and terminals: no password or URL credentials (parsed, see mask_url)."""
+    text = mask_url(text, secrets)
     text = " ".join(text.split())
     return text if len(text) <= 300 else text[:297] + "..."
 
