@@ -195,11 +195,16 @@ def test_a_browser_without_a_session_is_sent_to_airflows_login(monkeypatch):
     assert client.get("/local", headers={"Authorization": "Bearer not-a-token"}).status_code in (401, 403)
 
 
-def test_cli_analyze_and_check_regression(tmp_path):
+def processed_project(tmp_path, runs: pd.DataFrame) -> dict:
+    """The environment of `ect` commands on a processed dataset of these runs (METRICS_DIR and OUTPUT_DIR in tmp)."""
     metrics = tmp_path / "metrics"
-    (metrics / "processed").mkdir(parents=True)
-    processed_runs(increase=("local", "vgg16"), repetitions=5).to_parquet(metrics / "processed" / "runs.parquet")
-    env = {"ECT_HOME": str(REPO), "ECT_METRICS_DIR": str(metrics), "ECT_OUTPUT_DIR": str(tmp_path / "out")}
+    (metrics / "processed").mkdir(parents=True, exist_ok=True)
+    runs.to_parquet(metrics / "processed" / "runs.parquet")
+    return {"ECT_HOME": str(REPO), "ECT_METRICS_DIR": str(metrics), "ECT_OUTPUT_DIR": str(tmp_path / "out")}
+
+
+def test_cli_analyze_and_check_regression(tmp_path):
+    env = processed_project(tmp_path, processed_runs(increase=("local", "vgg16"), repetitions=5))
     analyzed = run_ect("analyze", "--environment", "local", cwd=tmp_path, env=env)
     assert analyzed.returncode == 0, analyzed.stderr
     assert analyzed.stdout.splitlines()[0].split() == ["environment", "architecture", "runs", "median", "kJ",
@@ -229,10 +234,7 @@ def test_an_empty_processed_dataset_gives_a_report_that_says_so(tmp_path):
 
 
 def test_compare_two_campaigns_in_the_terminal_and_as_a_report(tmp_path):
-    metrics = tmp_path / "metrics"
-    (metrics / "processed").mkdir(parents=True)
-    processed_runs(increase=("local", "vgg16"), repetitions=10).to_parquet(metrics / "processed" / "runs.parquet")
-    env = {"ECT_HOME": str(REPO), "ECT_METRICS_DIR": str(metrics), "ECT_OUTPUT_DIR": str(tmp_path / "out")}
+    env = processed_project(tmp_path, processed_runs(increase=("local", "vgg16"), repetitions=10))
     compared = run_ect("compare", "night4", "night5", cwd=tmp_path, env=env)
     assert compared.returncode == 0, compared.stderr
     rows = {tuple(line.split()[:2]): line for line in compared.stdout.splitlines() if line.startswith(("local", "cloud"))}
