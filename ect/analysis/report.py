@@ -349,9 +349,14 @@ def report_headline(results: dict) -> str:
         parts.append(f"largest reduction {_cell(100 * largest['reduction'])} % "
                      f"({largest['from'].replace('@', ' on ')} → {largest['to'].replace('@', ' on ')})")
     verdicts = (results.get("regression") or {}).get("architectures") or {}
-    if verdicts:
-        regressed = [a for a, v in verdicts.items() if v.get("status") == "regression"]
-        parts.append(f"regression: {', '.join(regressed)}" if regressed else "no regression")
+    statuses = sorted(str(v.get("status")) for v in verdicts.values())
+    regressed = [a for a, v in verdicts.items() if v.get("status") == "regression"]
+    if regressed:
+        parts.append(f"regression: {', '.join(regressed)}")
+    elif statuses and set(statuses) == {"no regression"}:
+        parts.append("no regression")
+    elif statuses:  # nothing decided yet: say so, never "no regression"
+        parts.append("regression check: " + ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses)))
     return "; ".join(parts)
 
 

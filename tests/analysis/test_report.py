@@ -264,3 +264,15 @@ def test_each_dag_runs_report_is_kept_and_the_latest_is_linked_as_before(tmp_pat
         kept = (local / night / "report.html").read_text()
         assert f"after DAG run {night}" in kept and (local / night / "figures" / "energy_boxplot.png").exists()
     assert not list(local.glob(".*partial"))
+
+
+def test_the_report_page_headline_never_says_no_regression_before_anything_was_judged():
+    from ect.analysis.report import report_headline
+
+    verdicts = lambda *statuses: {"n_runs": 2, "regression": {"architectures": {  # noqa: E731
+        f"a{i}": {"status": s} for i, s in enumerate(statuses)}}}
+    assert report_headline(verdicts("no baseline", "no baseline")) == "2 run(s); regression check: 2 no baseline"
+    assert report_headline(verdicts("inconclusive", "no regression")).endswith(
+        "regression check: 1 inconclusive, 1 no regression")
+    assert report_headline(verdicts("no regression", "no regression")).endswith("; no regression")
+    assert report_headline(verdicts("regression", "inconclusive")).endswith("; regression: a0")
