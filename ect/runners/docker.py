@@ -18,7 +18,8 @@ from airflow.providers.docker.operators.docker import DockerOperator
 from ect.errors import ConfigError, RunnerError
 from ect.runners.credentials import run_environment
 from ect.runners.placement import MAP_INDEX_TEMPLATE, RUN_LABEL, task_options
-from ect.runs.commands import ect_command, profile_run_args, warmup_args
+from ect.runners.process import ChildOutput, third_party_log
+from ect.runs.commands import LOG_PREFIX_VARIABLE, ect_command, profile_run_args, warmup_args
 from ect.runs.plan import PlannedRun
 
 CONTAINER_ROOT = "/ect"
@@ -125,7 +126,7 @@ def tasks(env, cfg, plan):
         user=env.docker_user or f"{os.getuid()}:{os.getgid()}", network_mode=env.docker_network_mode,
         auto_remove=env.docker_auto_remove, pool=env.pool_name, tty=False, **task_options(env),
         environment={"ECT_HOME": CONTAINER_ROOT, "HOME": "/tmp", "KERAS_HOME": "/tmp/keras",
-                     "MPLCONFIGDIR": "/tmp/matplotlib", "TF_CPP_MIN_LOG_LEVEL": "2"},
+                     "MPLCONFIGDIR": "/tmp/matplotlib", "TF_CPP_MIN_LOG_LEVEL": "2", LOG_PREFIX_VARIABLE: "1"},
     )
     warm = EctDockerOperator.partial(task_id="warm_up", **common).expand(command=warm_up_command(plan))
     # none_failed: a warm-up mapped over no command (WARMUP_TIME 0) is skipped, and must not skip training.
@@ -138,7 +139,11 @@ def tasks(env, cfg, plan):
 class EctDockerOperator(DockerOperator):
     """A DockerOperator whose MLflow credentials are looked up when the task runs, not when the DAG file is
     parsed (whatever an operator holds at parse time is stored in the serialized DAG, in clear text), and whose
-    output folders are made then too: parsing a DAG file writes nothing."""
+    output folders are made then too: parsing a DAG file writes nothing. The container's output reaches the task
+    log as the process runner's does (ChildOutput): ect's lines at their level, third-party start-up output in
+    METRICS_DIR/logs."""
+
+    _output: ChildOutput | None = None
 
     def execute(self, context):
         from ect.config import load_config
@@ -147,19 +152,46 @@ class EctDockerOperator(DockerOperator):
         for path in (cfg.path("METRICS_DIR"), cfg.path("MODELS_DIR")):  # bind mounts need their sources
             path.mkdir(parents=True, exist_ok=True)
         self._private_environment = {**self._private_environment, **run_environment(cfg)}
-        if label := run_label_of(self.command):
-            context[RUN_LABEL] = label
-            self.log.info(f"{label} in {self.image}")
-        return super().execute(context)
+        run = planned_run_of(self.command)
+        if run is not None:
+            context[RUN_LABEL] = run.label
+            self.log.info(f"{run.label} in {self.image}")
+        self._output = ChildOutput(third_party_log(cfg, self.command[self.command.index("profile-run") + 1], run)
+                                   if run is not None else None)
+        try:
+            return super().execute(context)
+        finally:
+            self._output.close()
+            self._output = None
+
+    @property
+    def log(self):
+        """While the container runs, the provider logs each of its lines with log.info: they go through ChildOutput."""
+        base = super().log
+        return base if self._output is None else _ContainerLines(base, self._output)
 
 
-def run_label_of(command) -> str | None:
-    """The planned run's label of a `python -m ect profile-run ENV ARCH --repetition N ...` command."""
+class _ContainerLines:
+    """A logger whose info() is a container's output line (the Docker provider's fetch_logs), the rest as is."""
+
+    def __init__(self, log, output: ChildOutput):
+        self._log, self._output = log, output
+
+    def info(self, message, *args, **kwargs):
+        self._output.line(str(message) % args if args else str(message))
+
+    def __getattr__(self, name):
+        return getattr(self._log, name)
+
+
+def planned_run_of(command) -> PlannedRun | None:
+    """The planned run of a `python -m ect profile-run ENV ARCH --repetition N --run-id ID ...` command."""
     if not isinstance(command, list) or "profile-run" not in command:
         return None
     at = command.index("profile-run")
-    repetition = command[command.index("--repetition") + 1] if "--repetition" in command else "?"
-    return PlannedRun(command[at + 2], int(repetition) if repetition.isdigit() else 0, "").label
+    repetition = command[command.index("--repetition") + 1] if "--repetition" in command else "0"
+    run_id = command[command.index("--run-id") + 1] if "--run-id" in command else "unknown"
+    return PlannedRun(command[at + 2], int(repetition) if repetition.isdigit() else 0, run_id)
 
 
 def client(env):

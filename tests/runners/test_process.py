@@ -56,3 +56,24 @@ def test_a_failed_child_raises_with_its_last_lines(tmp_path, monkeypatch):
     monkeypatch.setenv("ECT_HOME", str(REPO))
     with pytest.raises(RunnerError, match=r"exit code 2:\n.*no such folder"):
         run_ect(["import-legacy", str(tmp_path / "missing"), str(tmp_path / "raw")])
+
+
+def test_a_containers_output_goes_through_the_same_classification(tmp_path, caplog):
+    """The Docker provider logs each container line with log.info (fetch_logs): the docker runner's logger routes
+    those lines through ChildOutput as the process runner does."""
+    from airflow.providers.docker.operators.docker import fetch_logs
+
+    from ect.runners.docker import _ContainerLines, planned_run_of
+
+    noise = tmp_path / "noise.log"
+    output = ChildOutput(noise)
+    chunks = [b"[ect INFO] dataset: 280 training images\nWARNING: All log messages before absl::InitializeLog",
+              b"() is called are written to STDERR\n[ect WARNING] the GPU is not measured\n"]
+    with caplog.at_level(logging.INFO, logger="ect.runners.process"):
+        lines = fetch_logs(iter(chunks), _ContainerLines(logging.getLogger("airflow.task"), output))
+    output.close()
+    assert len(lines) == 3 and noise.read_text().startswith("WARNING: All log messages before absl::InitializeLog")
+    assert [(r.levelname, r.message) for r in caplog.records if not r.message.startswith("third-party")] == [
+        ("INFO", "dataset: 280 training images"), ("WARNING", "the GPU is not measured")]
+    command = ["python", "-m", "ect", "profile-run", "cloud", "vgg16", "--repetition", "2", "--run-id", "n1-rep02"]
+    assert planned_run_of(command).label == "vgg16 · rep 2" and planned_run_of(command).run_id == "n1-rep02"
