@@ -276,13 +276,17 @@ def validate(args) -> int:
          description="Aggregate the completed, validated runs: interim/samples.parquet (GPU and CPU samples "
                      "joined by nearest timestamp) and processed/runs.parquet + runs.csv (one row per run: energy, "
                      "kWh, gCO2e, power, usage, quality). Incremental and idempotent.",
-         arguments=[RAW_DIR, arg("--out", metavar="DIR", help="folder for interim/ and processed/ (default: METRICS_DIR)")])
+         arguments=[RAW_DIR, arg("--out", metavar="DIR", help="folder for interim/ and processed/ (default: METRICS_DIR)"),
+                    arg("--allow-removal", action="store_true",
+                        help="remove from the processed dataset the runs that have no run folder under RAW_DIR any "
+                             "more (without it, such an aggregation is refused and nothing changes)")])
 def aggregate(args) -> int:
     from ect.pipeline import aggregate_step
 
     cfg = _load(args)
-    aggregate_step(cfg, _raw_dir(args, cfg), Path(args.out).resolve() if args.out else None)
-    return 0
+    result = aggregate_step(cfg, _raw_dir(args, cfg), Path(args.out).resolve() if args.out else None,
+                            allow_removal=args.allow_removal)
+    return 1 if result.failed else 0  # runs that passed validation but failed to aggregate (now quarantined)
 
 
 @command("publish", "publish the runs measured here that the run store does not have yet, exactly once each",

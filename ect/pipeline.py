@@ -174,9 +174,10 @@ def planned_runs_summary(cfg: Config, environment: str, planned: list[dict], res
     }
 
 
-def aggregate_step(cfg: Config, raw: Path | None = None, out: Path | None = None):
+def aggregate_step(cfg: Config, raw: Path | None = None, out: Path | None = None, allow_removal: bool = False):
     """Aggregates the raw runs into METRICS_DIR/interim and processed (ect.aggregate); with a run store, from its
-    runs and the state of its last aggregation, and back into it."""
+    runs and the state of its last aggregation, and back into it. Refused (RemovalRefused) when runs of the processed
+    dataset have no run folder any more, unless allow_removal."""
     from ect.aggregate.aggregate import aggregate
     from ect.validation import limits_from
 
@@ -185,7 +186,8 @@ def aggregate_step(cfg: Config, raw: Path | None = None, out: Path | None = None
     if store:
         pull_runs(store, metrics.raw)
         pull_outputs(store, metrics)
-    result = aggregate(raw or metrics.raw, out or metrics.root, cfg.environments, limits_from(cfg.experiment))
+    result = aggregate(raw or metrics.raw, out or metrics.root, cfg.environments, limits_from(cfg.experiment),
+                       allow_removal=allow_removal)
     if store and result.changed:
         push_outputs(store, metrics)
     if cfg.base.prometheus_pushgateway and result.runs:  # every time: a gateway that was down gets them now

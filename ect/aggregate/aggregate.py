@@ -6,6 +6,11 @@ every aggregated run and the part of interim/samples.parquet that holds its samp
 and only new or changed runs are read again. Idempotent: when nothing changed nothing is rewritten, and
 a run is keyed by (environment, architecture, run_id), so a retried run replaces its earlier rows and
 never appears twice.
+
+A run that passed validation and still cannot be aggregated (an error while reading it or making its row) is
+quarantined with the error (its validation.json: aggregation_error) and reported; the other runs are aggregated. The
+processed dataset never shrinks by accident: when runs of it have no run folder under raw_dir any more (an empty or
+wrong raw_dir), aggregation is refused (RemovalRefused) and nothing is rewritten, unless allow_removal.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,6 +32,7 @@ import pyarrow as pa
 from ect.aggregate.parts import PartWriter, kept_parts, remove_all_but
 from ect.aggregate.runs import run_row
 from ect.aggregate.samples import joined_samples, read_cpu, read_gpu, run_samples
+from ect.errors import ConfigError, EctError
 from ect.raw.atomic import atomic_path, read_json, write_json
 from ect.raw.layout import MetricsDir, RunKey, find_runs, run_name
 from ect.raw.manifest import read_manifest
@@ -35,6 +41,7 @@ KEY = ["environment", "architecture", "run_id"]
 # Bump when the columns or the arithmetic of the outputs change: every run is then aggregated again.
 FORMAT_VERSION = 6
 PROGRESS_EVERY = 20
+NAMED = 10  # runs named in a refusal, then "and N more"
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +51,14 @@ class AggregateResult:
     processed: Path  # runs.parquet
     runs: int  # rows in the processed dataset
     updated: int  # runs read in this call
-    skipped: list[str]  # runs not aggregated, with the reason
+    skipped: list[str]  # runs not aggregated, with the reason (those that failed to aggregate too)
     changed: bool  # whether any file was rewritten
+    failed: list[str] = field(default_factory=list)  # runs that passed validation but failed to aggregate: quarantined
+
+
+class RemovalRefused(ConfigError):
+    """Aggregating would remove runs of the processed dataset that have no run folder any more (the message names
+    them); `ect aggregate --allow-removal` removes them."""
 
 
 def _eligible(folders: list[Path], limits) -> tuple[dict[str, tuple[Path, dict]], list[str]]:
@@ -86,6 +99,29 @@ def _read_index(index_path: Path) -> dict:
     return index["runs"] if index.get("format") == FORMAT_VERSION else {}
 
 
+def _processed_runs(index: dict, runs_path: Path) -> set[str]:
+    """The runs of the processed dataset: those of the index, else (an index of another format) of runs.parquet."""
+    if not runs_path.exists():
+        return set()
+    if index:
+        return set(index)
+    import pyarrow.parquet as pq
+
+    try:
+        keys = pq.read_table(runs_path, columns=KEY).to_pydict()
+    except (OSError, pa.ArrowException, KeyError):
+        return set()
+    return {run_name(*key) for key in zip(*(keys[column] for column in KEY)) if all(isinstance(k, str) for k in key)}
+
+
+def _refuse_removal(leaving: list[str], processed: int, raw_dir: Path, runs_path: Path) -> None:
+    named = ", ".join(leaving[:NAMED]) + (f" and {len(leaving) - NAMED} more" if len(leaving) > NAMED else "")
+    raise RemovalRefused(
+        f"{raw_dir} has no run folder for {len(leaving)} of the {processed} run(s) of the processed dataset "
+        f"{runs_path} ({named}): aggregating it would remove them from the processed and interim datasets; nothing "
+        f"was changed. Check RAW_DIR (an empty or wrong folder?), or pass --allow-removal to remove them")
+
+
 def _read_run(folder: Path, environments: dict) -> tuple[pa.Table, dict]:
     """One run folder's interim samples (FILE_SCHEMA of ect.aggregate.samples) and processed row."""
     manifest = read_manifest(folder)
@@ -94,6 +130,17 @@ def _read_run(folder: Path, environments: dict) -> tuple[pa.Table, dict]:
     samples = joined_samples(gpu, cpu, tolerance_ms=max(interval_ms, 1))
     samples = run_samples(samples, manifest.key)
     return samples, run_row(folder, manifest, gpu, cpu, environments)
+
+
+def _read_or_error(folder: Path, environments: dict):
+    """((samples, row), None), or (None, the error) when the run's data cannot be aggregated. Errors of the
+    configuration (EctError) and of the file system (OSError) are no fault of the run: they stop the aggregation."""
+    try:
+        return _read_run(folder, environments), None
+    except (EctError, OSError, MemoryError):
+        raise
+    except Exception as error:  # noqa: BLE001 - a run's data that the checks let through: that run fails alone
+        return None, error
 
 
 def _in_order(pool: ThreadPoolExecutor, function, items: list, ahead: int):
@@ -122,20 +169,30 @@ def _only_one_at_a_time(lock_path: Path):
         yield  # the lock goes with the file's closing, also when the process dies
 
 
-def aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits) -> AggregateResult:
-    """Aggregates raw_dir into out_dir/interim and out_dir/processed (one aggregation at a time per out_dir)."""
+def aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits, allow_removal: bool = False) -> AggregateResult:
+    """Aggregates raw_dir into out_dir/interim and out_dir/processed (one aggregation at a time per out_dir).
+
+    RemovalRefused, with nothing changed, when runs of the processed dataset have no run folder under raw_dir,
+    unless allow_removal."""
     with _only_one_at_a_time(MetricsDir(out_dir).interim / ".aggregate.lock"):
-        return _aggregate(raw_dir, MetricsDir(out_dir), environments, limits)
+        return _aggregate(raw_dir, MetricsDir(out_dir), environments, limits, allow_removal)
 
 
-def _aggregate(raw_dir: Path, out: MetricsDir, environments: dict, limits) -> AggregateResult:
+def _aggregate(raw_dir: Path, out: MetricsDir, environments: dict, limits, allow_removal: bool) -> AggregateResult:
     index_path, samples_dir = out.interim / "index.json", out.samples
     runs_path = out.processed
     processed, csv_path = runs_path.parent, runs_path.with_suffix(".csv")
 
-    wanted, skipped = _eligible(find_runs(raw_dir), limits)
+    folders = find_runs(raw_dir)
     outputs_exist = samples_dir.is_dir() and runs_path.exists()
     index = _read_index(index_path) if outputs_exist else {}
+    before = _processed_runs(index, runs_path)
+    leaving = sorted(before - {RunKey.of_folder(folder).name for folder in folders})
+    if leaving and not allow_removal:
+        _refuse_removal(leaving, len(before), raw_dir, runs_path)
+    if leaving:
+        log.info(f"removing {len(leaving)} run(s) without a run folder under {raw_dir} (--allow-removal)")
+    wanted, skipped = _eligible(folders, limits)
     present = {p.name for p in samples_dir.iterdir()} if samples_dir.is_dir() else set()
     keep = kept_parts(index, wanted, present)
     unchanged = sorted(name for name, entry in index.items() if entry["part"] in keep)
@@ -153,16 +210,21 @@ def _aggregate(raw_dir: Path, out: MetricsDir, environments: dict, limits) -> Ag
     # Parts of changed or departed runs go first: a crash from here on leaves a run missing from the
     # samples until the next aggregation, never there twice.
     remove_all_but(samples_dir, keep)
-    new_rows = []
+    new_rows, failed = [], {}
     workers = min(4, os.cpu_count() or 1)  # Arrow reads and writes without the GIL
     with ThreadPoolExecutor(max_workers=workers) as pool:
         with PartWriter(samples_dir) as parts:
-            read = _in_order(pool, lambda name: _read_run(wanted[name][0], environments), todo, ahead=4 * workers)
-            for number, (name, (samples, row)) in enumerate(zip(todo, read), start=1):
-                parts.add(name, wanted[name][1], samples)
-                new_rows.append(row)
+            read = _in_order(pool, lambda name: _read_or_error(wanted[name][0], environments), todo, ahead=4 * workers)
+            for number, (name, (run, error)) in enumerate(zip(todo, read), start=1):
+                if error is not None:
+                    failed[name] = error
+                else:
+                    parts.add(name, wanted[name][1], run[0])
+                    new_rows.append(run[1])
                 if len(todo) >= PROGRESS_EVERY and (number % PROGRESS_EVERY == 0 or number == len(todo)):
                     log.info(f"  {number}/{len(todo)} runs read")
+            failures = _quarantine_failed(failed, wanted)
+            skipped += failures
             rank_of = {name: rank for rank, name in enumerate(sorted(wanted))}
             # A worker writes the processed files while this thread closes the last part.
             written = pool.submit(_write_processed, processed, runs_path if unchanged else None, unchanged,
@@ -173,8 +235,24 @@ def _aggregate(raw_dir: Path, out: MetricsDir, environments: dict, limits) -> Ag
     index = {"format": FORMAT_VERSION,
              "runs": {n: {"signature": wanted[n][1], "part": part_of[n]} for n in sorted(wanted)}}
     write_json(index_path, index, indent=1)
-    log.info(f"processed dataset: {len(runs)} runs -> {runs_path} and {csv_path}; samples -> {samples_dir}")
-    return AggregateResult(runs_path, len(runs), len(todo), skipped, changed=True)
+    not_aggregated = f"; {len(failures)} run(s) failed to aggregate and were quarantined" if failures else ""
+    log.info(f"processed dataset: {len(runs)} runs -> {runs_path} and {csv_path}; samples -> {samples_dir}"
+             f"{not_aggregated}")
+    return AggregateResult(runs_path, len(runs), len(todo) - len(failed), skipped, changed=True, failed=failures)
+
+
+def _quarantine_failed(failed: dict[str, Exception], wanted: dict) -> list[str]:
+    """Quarantines the runs that failed to aggregate (validation.json: aggregation_error) and takes them out of
+    `wanted`; one line per run, with the error."""
+    from ect.validation.validate import quarantine_after_aggregation
+
+    lines = []
+    for name, error in sorted(failed.items()):
+        folder, signature = wanted.pop(name)
+        failure = quarantine_after_aggregation(folder, signature, error)
+        log.warning(f"{name}: passed validation but failed to aggregate ({failure.details}); quarantined")
+        lines.append(f"{name}: quarantined (failed to aggregate: {failure.details})")
+    return lines
 
 
 def _write_processed(processed: Path, old_path: Path | None, keep: list[str], new: pd.DataFrame,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,37 @@ from ect.raw.atomic import read_json
 from ect.raw.columns import VALIDATION_METRICS
 from ect.raw.layout import METRICS_FILE, campaign_of
 from ect.raw.manifest import Manifest
+
+
+# The processed row's text and integer columns (the others are numbers, but `start`, a time): a row whose value is
+# of another kind would break the processed dataset's columns for every run, so the run fails alone instead.
+TEXT_COLUMNS = ("environment", "architecture", "run_id", "campaign_id", "source", "experiment_name", "gpu_energy_source",
+                "cpu_energy_source", "dram_energy_source", "carbon_intensity_source", "hostname", "platform",
+                "cpu_model", "python_version", "gpu_name")
+INTEGER_COLUMNS = ("repetition", "cpu_count", "gpu_count", "samples", "params_total", "trained_epochs", "images_seen")
+TIME_COLUMNS = ("start",)
+
+
+def _of_its_kind(column: str, value) -> bool:
+    if value is None:
+        return True
+    if column in TEXT_COLUMNS:
+        return isinstance(value, str)
+    if column in TIME_COLUMNS:
+        return isinstance(value, pd.Timestamp)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return False
+    return column not in INTEGER_COLUMNS or isinstance(value, numbers.Integral) or float(value).is_integer()
+
+
+def checked(row: dict) -> dict:
+    """The row, if every value is of its column's kind (a whole number written as 2.0 made an int); else ValueError
+    naming the column and the value."""
+    wrong = [f"{column} = {value!r}" for column, value in row.items() if not _of_its_kind(column, value)]
+    if wrong:
+        raise ValueError(f"values of the wrong kind for the processed dataset: {', '.join(wrong)}")
+    return {column: int(value) if column in INTEGER_COLUMNS and value is not None else value
+            for column, value in row.items()}
 
 
 def _empty(table) -> bool:
@@ -76,7 +108,7 @@ def _inside(table, start_ms: int, end_ms: int) -> np.ndarray | None:
 
 
 def run_row(folder: Path, manifest: Manifest, gpu, cpu, environments: dict) -> dict:
-    """The processed row of one validated run."""
+    """The processed row of one validated run (ValueError when a value is of the wrong kind for its column)."""
     start_ms, end_ms = manifest.window.start_ms, manifest.window.end_ms
     gpus = _gpu_indices(gpu)
     energy = window_energy(start_ms, end_ms, _gpu_series(gpu, gpus), _cpu_series(cpu))
@@ -91,8 +123,9 @@ def run_row(folder: Path, manifest: Manifest, gpu, cpu, environments: dict) -> d
     (cpu_power_mean, cpu_power_std), (cpu_usage_mean, _), (system_cpu_mean, _) = _stats(
         cpu, ("cpu_power_estimated_W", "process_cpu_pct", "system_cpu_pct"), cpu_inside)
     metrics = read_json(folder / METRICS_FILE) or {}
+    software = manifest.software if isinstance(manifest.software, dict) else {}
     images_seen = metrics.get("images_seen")
-    return {
+    return checked({
         "environment": manifest.environment,
         "architecture": manifest.architecture,
         "run_id": manifest.run_id,
@@ -118,7 +151,7 @@ def run_row(folder: Path, manifest: Manifest, gpu, cpu, environments: dict) -> d
         "platform": manifest.host.platform,
         "cpu_model": manifest.host.cpu_model,
         "cpu_count": manifest.host.cpu_count,
-        "python_version": manifest.software.get("python"),
+        "python_version": software.get("python"),
         "gpu_name": None if _empty(gpu) else gpu.column("name")[0].as_py(),
         "gpu_count": len(gpus),
         "gpu_power_mean_W": power_mean,
@@ -140,4 +173,4 @@ def run_row(folder: Path, manifest: Manifest, gpu, cpu, environments: dict) -> d
         "trained_epochs": metrics.get("trained_epochs"),
         "images_seen": images_seen,
         "energy_per_image_J": total_J / images_seen if images_seen else None,
-    }
+    })

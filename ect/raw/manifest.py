@@ -11,6 +11,7 @@ it), and fields this version does not know are kept when it is written again.
 
 from __future__ import annotations
 
+import math
 import os
 import traceback
 from contextlib import contextmanager
@@ -23,6 +24,42 @@ from ect.raw.columns import iso_utc_ms, now_utc
 from ect.raw.layout import MANIFEST_FILE, PREVIOUS_ATTEMPTS, RUN_FILES, RunKey
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+
+# What each field of manifest.json holds that validation checks and aggregation relies on (dotted paths into its
+# objects). Every field may be null or missing; validation says which ones a run needs and their ranges.
+TEXT, INTEGER, NUMBER, OBJECT, LIST = "text", "integer", "number", "object", "list"
+FIELD_KINDS = {
+    "run_id": TEXT, "environment": TEXT, "architecture": TEXT, "status": TEXT, "source": TEXT, "kind": TEXT,
+    "experiment_name": TEXT, "repetition": INTEGER, "attempt": INTEGER,
+    "host": OBJECT, "host.hostname": TEXT, "host.platform": TEXT, "host.cpu_model": TEXT, "host.cpu_count": INTEGER,
+    "software": OBJECT, "software.python": TEXT,
+    "sensors": OBJECT, "sensors.sampling_interval_s": NUMBER, "sensors.used": LIST,
+    "sensors.gpu_energy_source": TEXT, "sensors.cpu_energy_source": TEXT,
+    "window": OBJECT, "window.start_unix_s": NUMBER, "window.end_unix_s": NUMBER,
+}
+
+
+def field_value(data: Any, path: str) -> Any:
+    """The value at a dotted path of a JSON document; None where it or an object on the way is missing."""
+    for name in path.split("."):
+        if not isinstance(data, dict):
+            return None
+        data = data.get(name)
+    return data
+
+
+def is_kind(value: Any, kind: str) -> bool:
+    """Whether a JSON value (not null) is of the kind: JSON's true and false are not numbers; a whole number
+    written as 2.0 is an integer."""
+    if kind == TEXT:
+        return isinstance(value, str)
+    if kind == OBJECT:
+        return isinstance(value, dict)
+    if kind == LIST:
+        return isinstance(value, list)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return kind == NUMBER or isinstance(value, int) or (math.isfinite(value) and float(value).is_integer())
 
 
 def _mapping(value: Any) -> dict:

@@ -9,6 +9,14 @@ run as one table per file (and column layout), keyed by run (`_run`), as text an
 run-level facts (rows, the largest gap, the column set); one row per run of the manifest. Each failure is attributed
 to its run with the expectation that names it (a fact is reported as the table expectation it stands for, e.g.
 expect_table_row_count_to_be_between) and that run's offending values.
+
+Validation is the gate of aggregation: everything the aggregation and the analysis rely on is checked here, so that a
+run that passed is always aggregated. Every line parses with the header's fields, as Arrow (the aggregation's reader)
+parses it; numbers are finite and physically plausible; timestamps are real times; the manifest's and metrics.json's
+fields have their kinds and ranges and the manifest agrees with the folder it is in; the window is ordered and inside
+the samples, and every sensor (each GPU, the CPU's energy readings) covers it; energy-counter steps are possible for
+the power allowed. An unexpected error while checking a run becomes that run's failure ("validator error: ..."): a
+batch that raises is validated again in halves until the run that raises is alone.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import io
 import logging
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,10 +39,46 @@ import pyarrow.csv as pacsv
 
 from ect.raw.atomic import read_json
 from ect.raw.columns import (CPU_COLUMNS, CPU_NUMERIC, CPU_POWER_SOURCES, GPU_COLUMNS, GPU_NUMERIC, TIMESTAMP_PATTERN)
-from ect.raw.layout import CPU_FILE, GPU_FILE, MANIFEST_FILE, RunKey
+from ect.raw.layout import CPU_FILE, GPU_FILE, MANIFEST_FILE, METRICS_FILE, RunKey
 from ect.raw.manifest import Manifest
+from ect.validation.fields import BETWEEN, CHECKS, field_rows, finite_number, meaning, offending
 
-NUMBER = r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$"
+log = logging.getLogger(__name__)
+
+# ASCII digits only ([0-9], not \d): Python's \d (Great Expectations' regex) also matches other scripts' digits,
+# which no CSV reader takes for numbers.
+NUMBER = r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$"
+WHOLE_NUMBER = r"^(?:0|[1-9][0-9]*)$"  # gpu_index, written one way only ("00" would be another GPU's label)
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # TIMESTAMP_PATTERN's, with real dates and times (no 2025-02-30, no 24:00)
+
+# Physical ceilings, whatever a file says (README, Validation): no GPU draws more than GPU_POWER_CEILING_W (the
+# largest accelerators draw about 1.2 kW), which bounds power_W, power_limit_W and, where a GPU records no power limit,
+# its energy counter's steps; no CPU (RAPL, all packages together, or its estimate) draws more than CPU_POWER_CEILING_W.
+GPU_POWER_CEILING_W = 2000.0
+CPU_POWER_CEILING_W = 5000.0
+# An energy counter is read now and then and updates in steps (NVML about every 100 ms): a step may hold up to this
+# much more time's energy than the time between its two reads.
+COUNTER_SLACK_S = 1.0
+# Every sensor's samples must reach to within this many sampling intervals of each end of the measurement window (the
+# profiler samples every sensor at both edges; the energy of what is missing is not measured).
+COVERAGE_INTERVALS = 2
+MAX_MEMORY_MIB = 2.0 ** 24  # 16 TiB
+MAX_COUNTER = 2.0 ** 64  # the largest reading of a 64-bit counter
+FINITE = sys.float_info.max  # columns with no physical ceiling: any finite number
+# column: (lowest, highest, unit) of the samples' values
+GPU_RANGES = {
+    "gpu_index": (0, 4095, ""), "power_W": (0, GPU_POWER_CEILING_W, " W"), "energy_counter_mJ": (0, MAX_COUNTER, " mJ"),
+    "utilization_gpu_pct": (0, 100, ""), "utilization_memory_pct": (0, 100, ""),
+    "memory_used_MiB": (0, MAX_MEMORY_MIB, " MiB"), "memory_total_MiB": (0, MAX_MEMORY_MIB, " MiB"),
+    "temperature_C": (-50, 150, " C"), "power_limit_W": (0, GPU_POWER_CEILING_W, " W"),
+}
+CPU_RANGES = {
+    "process_cpu_pct": (0, FINITE, ""), "process_rss_MiB": (0, MAX_MEMORY_MIB, " MiB"), "system_cpu_pct": (0, 100, ""),
+    "rapl_package_energy_uJ": (0, MAX_COUNTER, " uJ"), "rapl_dram_energy_uJ": (0, MAX_COUNTER, " uJ"),
+    "cpu_power_estimated_W": (0, CPU_POWER_CEILING_W, " W"),
+}
+CPU_ENERGY_COLUMNS = ("rapl_package_energy_uJ", "rapl_dram_energy_uJ", "cpu_power_estimated_W")
+VALIDATOR = "(validator)"  # the file of a validator error
 
 
 @dataclass(frozen=True)
@@ -46,7 +91,7 @@ class Limits:
 @dataclass(frozen=True)
 class Failure:
     file: str
-    check: str  # the Great Expectations expectation type, or file_readable / file_complete
+    check: str  # the Great Expectations expectation type, or file_readable / file_complete / row_field_count
     column: str | None
     details: str
 
@@ -54,9 +99,15 @@ class Failure:
         return {"file": self.file, "check": self.check, "column": self.column, "details": self.details}
 
 
+def validator_error(error: BaseException) -> Failure:
+    """An unexpected error while checking a run, as that run's failure."""
+    return Failure(VALIDATOR, "validator_error", None, f"validator error: {type(error).__name__}: {error}")
+
+
 def read_text_csv(folder: Path, name: str) -> tuple[pa.Table | None, list[Failure]]:
-    """A CSV as a table of strings (empty fields null), or the reason it cannot be read. A last line cut while being
-    written is reported and left out."""
+    """A CSV as a table of strings (empty fields null), or the reason it cannot be read. It is parsed by Arrow, as
+    the aggregation parses it: what Arrow cannot read is reported. A last line cut while being written is reported
+    and left out; so are lines with more or fewer fields than the header (row_field_count)."""
     path = folder / name
     if not path.exists():
         return None, [Failure(name, "file_readable", None, "file is missing")]
@@ -69,50 +120,115 @@ def read_text_csv(folder: Path, name: str) -> tuple[pa.Table | None, list[Failur
         failures.append(Failure(name, "file_complete", None, f"last line is truncated (no line end): {last[:80]!r}"))
         data = data[:data.rfind(b"\n") + 1] or data
     try:
-        names = next(csv.reader([data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")]))
-        table = pacsv.read_csv(io.BytesIO(data), convert_options=pacsv.ConvertOptions(
-            column_types={column: pa.string() for column in names}, strings_can_be_null=True, null_values=[""]))
-    except (pa.ArrowInvalid, UnicodeDecodeError, StopIteration):
-        # pandas names what is wrong (line and field counts); it also reads what pyarrow refuses, e.g. short rows
-        try:
-            frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""])
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
-            return None, failures + [Failure(name, "file_readable", None, f"cannot be parsed as CSV: {error}")]
-        table = pa.Table.from_pandas(frame.astype(object), preserve_index=False)
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        return None, failures + [Failure(name, "file_readable", None, f"not UTF-8 text: line {line}: "
+                                                                      f"{data[error.start:error.start + 4]!r}")]
+    try:
+        names = next(csv.reader([data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")]), [])
+    except csv.Error as error:
+        return None, failures + [Failure(name, "file_readable", None, f"the header is not a line of CSV: {error}")]
+    repeated = sorted({column for column in names if names.count(column) > 1})
+    if repeated:
+        return None, failures + [Failure(name, "expect_table_columns_to_match_set", None,
+                                         f"expected each column of {name} once: {repeated} repeated")]
+    invalid = []
+
+    def skip(row) -> str:
+        invalid.append(row)
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(io.BytesIO(data), read_options=pacsv.ReadOptions(use_threads=False),
+                               parse_options=pacsv.ParseOptions(invalid_row_handler=skip),
+                               convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names},
+                                                                    strings_can_be_null=True, null_values=[""]))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
+        return None, failures + [Failure(name, "file_readable", None, f"cannot be parsed as CSV: {error}")]
+    if table.column_names != names or any(not pa.types.is_string(t) for t in table.schema.types):
+        return None, failures + [Failure(name, "file_readable", None,
+                                         f"cannot be parsed as CSV: its first line {names} is not its header")]
+    if invalid:
+        lines = "; ".join(f"line {row.number}: {row.actual_columns} field(s) {row.text[:60]!r}" for row in invalid[:5])
+        failures.append(Failure(name, "row_field_count", None, f"expected {len(names)} fields on every line (the "
+                                                               f"header's): {len(invalid)} line(s) differ, e.g. {lines}"))
     return table, failures
 
 
-def _floats(values: pa.ChunkedArray) -> np.ndarray:
-    """Text as float64, NaN where empty or not a number (the regex expectation reports those)."""
-    try:  # the usual case, every value a number: one conversion in C
-        return _nan_filled(pc.cast(values, pa.float64()))
+def _cast(values: pa.Array, to: pa.DataType) -> pa.Array:
+    """The values cast, null where one cannot be (halves cast apart until the culprits are alone: cheap when few are)."""
+    try:
+        return pc.cast(values, to)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        numbers = pc.if_else(pc.match_substring_regex(values.cast(pa.string()), NUMBER), values, None)
-        return _nan_filled(pc.cast(numbers, pa.float64()))
+        if len(values) > 16:
+            half = len(values) // 2
+            return pa.concat_arrays([_cast(values.slice(0, half), to), _cast(values.slice(half), to)])
+        cast = []
+        for k in range(len(values)):
+            try:
+                cast.append(pc.cast(values.slice(k, 1), to))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                cast.append(pa.nulls(1, to))
+        return pa.concat_arrays(cast) if cast else pa.array([], to)
 
 
-def _milliseconds(values: pa.ChunkedArray) -> np.ndarray:
-    """Timestamps of the contract as ms since the epoch (float64, exact below 2**53); NaN where a value is not one."""
-    values = values.cast(pa.string())
+def _floats(values: pa.ChunkedArray, pattern: str = NUMBER) -> np.ndarray:
+    """Text as float64, NaN where empty or not a number of the pattern (the regex expectation reports those)."""
+    values = values.combine_chunks().cast(pa.string())
+    try:  # the usual case, every value a finite number: one conversion in C
+        numbers = pc.cast(values, pa.float64())
+        if pattern == NUMBER and pc.all(pc.is_finite(numbers)).as_py() is not False:
+            return _nan_filled(numbers)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    numbers = pc.if_else(pc.match_substring_regex(values, pattern), values, pa.scalar(None, pa.string()))
+    return _nan_filled(_cast(numbers, pa.float64()))
+
+
+def _milliseconds(values: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Timestamps of the contract as ms since the epoch (float64, exact below 2**53), NaN where a value is not one;
+    and which values have the contract's form but are no real time (2025-02-30, 24:00, digits of other scripts)."""
+    values = values.combine_chunks().cast(pa.string())
     try:
         times = pc.cast(values, pa.timestamp("ms", tz="UTC"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        times = pc.cast(pc.if_else(pc.match_substring_regex(values, TIMESTAMP_PATTERN), values, None),
-                        pa.timestamp("ms", tz="UTC"))
-    return _nan_filled(times.cast(pa.int64()).cast(pa.float64()))
+        times = _cast(values, pa.timestamp("ms", tz="UTC"))
+    milliseconds = _nan_filled(times.cast(pa.int64()).cast(pa.float64()))
+    unread = np.flatnonzero(np.isnan(milliseconds) & ~_nan_filled(values.is_null()).astype(bool))
+    pattern = re.compile(TIMESTAMP_PATTERN)  # as Great Expectations reads it: what fails it is reported there
+    not_a_time = np.zeros(len(values), dtype=bool)
+    text = values.take(pa.array(unread, pa.int64())).to_pylist() if len(unread) else []
+    not_a_time[unread] = [bool(pattern.match(value)) for value in text]
+    return milliseconds, not_a_time
 
 
-def _nan_filled(values: pa.ChunkedArray) -> np.ndarray:
-    return values.fill_null(np.nan).to_numpy()
+def _nan_filled(values) -> np.ndarray:
+    return values.fill_null(np.nan).to_numpy(zero_copy_only=False) if not pa.types.is_boolean(values.type) \
+        else values.fill_null(False).to_numpy(zero_copy_only=False)
 
 
-def _grouped_steps(values: np.ndarray, keys: list) -> np.ndarray:
+def _grouped_steps(values: np.ndarray, keys: list, times: np.ndarray | None = None):
     """Each value minus the previous present one of its group (a counter need not be read on every row); NaN on
-    the first of a group, where a value is missing, and where a group key is."""
-    series = pd.Series(values)
-    present = series.notna().to_numpy()
-    steps = series[present].groupby([key[present] for key in keys]).diff()
-    return steps.reindex(series.index).to_numpy()
+    the first of a group, where a value is missing, and where a group key is. With `times`, also the time since
+    that previous value."""
+    present = ~np.isnan(values)
+    frame = pd.DataFrame({"value": values[present]})
+    if times is not None:
+        frame["time"] = times[present]
+    steps = frame.groupby([key[present] for key in keys]).diff() if len(frame) else frame
+    value_steps = np.full(len(values), np.nan)
+    value_steps[present] = steps["value"].to_numpy()
+    if times is None:
+        return value_steps
+    time_steps = np.full(len(values), np.nan)
+    time_steps[present] = steps["time"].to_numpy()
+    return value_steps, time_steps
+
+
+def _allowed_mJ(power_W: np.ndarray, step_ms: np.ndarray) -> np.ndarray:
+    """The most energy a sensor drawing at most power_W can add to its counter in step_ms (+ COUNTER_SLACK_S), mJ."""
+    return power_W * (np.maximum(step_ms, 0) / 1000 + COUNTER_SLACK_S) * 1000
 
 
 @dataclass
@@ -127,6 +243,7 @@ class _Samples:
     max_step_s: pd.Series
     rows: pd.Series
     gpus: pd.Series
+    spans: dict  # run: [(sensor, first ms, last ms)] of each GPU, or of the CPU's energy readings
 
 
 def _samples(file: str, tables: dict[int, pa.Table], limits: Limits) -> _Samples:
@@ -135,43 +252,104 @@ def _samples(file: str, tables: dict[int, pa.Table], limits: Limits) -> _Samples
                               for n, t in tables.items()])
     runs = table["_run"].to_numpy()
     numeric = GPU_NUMERIC if file == GPU_FILE else CPU_NUMERIC
-    typed = pd.DataFrame({c: _floats(table[c]) for c in table.column_names if c in numeric})
+    typed = pd.DataFrame({c: _floats(table[c], WHOLE_NUMBER if c == "gpu_index" else NUMBER)
+                          for c in table.column_names if c in numeric})
     typed["_run"] = runs
-    times = _milliseconds(table["timestamp"]) if "timestamp" in table.column_names else None
+    text = table.to_pandas()
+    times = None
+    if "timestamp" in table.column_names:
+        times, not_a_time = _milliseconds(table["timestamp"])
+        text["timestamp_not_a_time"] = np.where(not_a_time, text["timestamp"], None)
     series = [runs]
     if file == GPU_FILE:
         if "gpu_index" not in table.column_names:
             series = None
         else:
-            series.append(table["gpu_index"].to_pandas().to_numpy())
+            series.append(text["gpu_index"].to_numpy())
         if "power_limit_W" in typed:
             typed["power_limit_max_W"] = limits.power_limit_factor * typed["power_limit_W"]
         if "energy_counter_mJ" in typed and series:
-            typed["energy_counter_step_mJ"] = _grouped_steps(typed["energy_counter_mJ"].to_numpy(), series)
+            limit = typed["power_limit_max_W"].to_numpy() if "power_limit_max_W" in typed else np.full(len(runs), np.nan)
+            most_W = np.where(np.isnan(limit), GPU_POWER_CEILING_W, np.minimum(limit, GPU_POWER_CEILING_W))
+            counter = typed["energy_counter_mJ"].to_numpy()
+            if times is None:
+                typed["energy_counter_step_mJ"] = _grouped_steps(counter, series)
+            else:
+                steps, step_ms = _grouped_steps(counter, series, times)
+                typed["energy_counter_step_mJ"] = steps
+                typed["energy_counter_step_max_mJ"] = _allowed_mJ(most_W, step_ms)
     else:
         for column in ("rapl_package_energy_uJ", "rapl_dram_energy_uJ"):
             if column in typed:
-                typed[column.replace("_energy_uJ", "_step_uJ")] = _grouped_steps(typed[column].to_numpy(), series)
+                step = column.replace("_energy_uJ", "_step_uJ")
+                if times is None:
+                    typed[step] = _grouped_steps(typed[column].to_numpy(), series)
+                else:
+                    typed[step], step_ms = _grouped_steps(typed[column].to_numpy(), series, times)
+                    typed[step.replace("_uJ", "_max_uJ")] = _allowed_mJ(np.full(len(runs), CPU_POWER_CEILING_W),
+                                                                        step_ms) * 1000
     if times is not None and series:
         typed["timestamp_step_s"] = _grouped_steps(times, series) / 1000
     by_run = typed.groupby("_run")
     present_times = pd.Series(times if times is not None else np.full(len(runs), np.nan)).groupby(runs)
     gpus = (pd.Series(series[1]).groupby(runs).nunique() if file == GPU_FILE and series else by_run.size() * 0 + 1)
     steps = typed["timestamp_step_s"] if "timestamp_step_s" in typed else pd.Series(np.nan, index=typed.index)
-    return _Samples(table.to_pandas(), typed, present_times.min(), present_times.max(), steps.groupby(runs).max(),
-                    pd.Series({n: t.num_rows for n, t in tables.items()}), gpus)
+    return _Samples(text, typed, present_times.min(), present_times.max(), steps.groupby(runs).max(),
+                    pd.Series({n: t.num_rows for n, t in tables.items()}), gpus,
+                    _spans(file, typed, times, series))
+
+
+def _spans(file: str, typed: pd.DataFrame, times: np.ndarray | None, series: list | None) -> dict:
+    """{run: [(sensor, first ms, last ms)]}: each GPU's samples, or the CPU's samples with an energy reading."""
+    if times is None or not series:
+        return {}
+    if file == GPU_FILE:
+        frame = pd.DataFrame({"run": series[0], "sensor": series[1], "t": times})
+    else:
+        energy = [typed[c].notna().to_numpy() for c in CPU_ENERGY_COLUMNS if c in typed]
+        if not energy:
+            return {}
+        read = np.logical_or.reduce(energy)
+        frame = pd.DataFrame({"run": series[0][read], "sensor": "CPU", "t": times[read]})
+    frame = frame[~np.isnan(frame["t"].to_numpy())]
+    spans: dict[int, list] = {}
+    for (run, sensor), span in frame.groupby(["run", "sensor"])["t"].agg(["min", "max"]).iterrows():
+        label = sensor if file == CPU_FILE else f"GPU {sensor}"
+        spans.setdefault(int(run), []).append((label, float(span["min"]), float(span["max"])))
+    return spans
+
+
+def _range_meaning(column: str, low: float, high: float, unit: str) -> str:
+    if high == FINITE:
+        return f"{column} >= {low:g}{unit} and finite"
+    return f"{column} within {low:g}-{high:g}{unit}"
 
 
 def _format_expectations(present: set, file: str, columns: tuple[str, ...], numeric: tuple[str, ...]) -> list:
-    """The contract's columns, numbers where numbers belong, and UTC millisecond timestamps."""
+    """The contract's columns, numbers where numbers belong, and UTC millisecond timestamps that are real times."""
     import great_expectations.expectations as gxe
 
     expectations = [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=NUMBER, meta={"meaning": f"{c} values are numbers"})
-                     for c in numeric if c in present]
+                    for c in numeric if c in present and c != "gpu_index"]
+    if "gpu_index" in present:
+        expectations.append(gxe.ExpectColumnValuesToMatchRegex(column="gpu_index", regex=WHOLE_NUMBER,
+                                                               meta={"meaning": "gpu_index values are whole numbers"}))
     if "timestamp" in present:
         expectations.append(gxe.ExpectColumnValuesToMatchRegex(column="timestamp", regex=TIMESTAMP_PATTERN,
                                                                meta={"meaning": "UTC ms timestamps"}))
+        expectations.append(gxe.ExpectColumnValuesToBeNull(column="timestamp_not_a_time", meta={
+            "check": "expect_column_values_to_match_strftime_format", "column": "timestamp",
+            "meaning": f"timestamps that are real UTC times ({TIMESTAMP_FORMAT})"}))
     return expectations
+
+
+def _range_expectations(present: set, ranges: dict) -> list:
+    """Finite, physically plausible values (README, Validation)."""
+    import great_expectations.expectations as gxe
+
+    return [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=low, max_value=high,
+                                              meta={"meaning": _range_meaning(c, low, high, unit)})
+            for c, (low, high, unit) in ranges.items() if c in present]
 
 
 def gpu_expectations(present: set, limits: Limits) -> tuple[list, list]:
@@ -179,23 +357,24 @@ def gpu_expectations(present: set, limits: Limits) -> tuple[list, list]:
     import great_expectations.expectations as gxe
 
     text = _format_expectations(present, "gpu.csv", GPU_COLUMNS, GPU_NUMERIC)
-    typed = []
     text += [gxe.ExpectColumnValuesToNotBeNull(column=c, meta={"meaning": f"{c} is never empty"})
              for c in ("timestamp", "gpu_index", "power_W") if c in present]
-    if "power_W" in present:
-        typed.append(gxe.ExpectColumnValuesToBeBetween(column="power_W", min_value=0, meta={"meaning": "power is >= 0 W"}))
+    typed = _range_expectations(present, GPU_RANGES)
     if "power_limit_max_W" in present and "power_W" in present:
         typed.append(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
             column_A="power_limit_max_W", column_B="power_W", or_equal=True, ignore_row_if="either_value_is_missing",
             meta={"meaning": f"power_W at most {limits.power_limit_factor} x power_limit_W (pairs: limit, power)"}))
-    for column in ("utilization_gpu_pct", "utilization_memory_pct"):
-        if column in present:
-            typed.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, max_value=100,
-                                                           meta={"meaning": f"{column} is within 0-100"}))
     typed += _time_expectations(present)
     if "energy_counter_step_mJ" in present:
         typed.append(gxe.ExpectColumnValuesToBeBetween(column="energy_counter_step_mJ", min_value=0,
                                                        meta={"meaning": "the energy counter never decreases"}))
+    if "energy_counter_step_max_mJ" in present:
+        typed.append(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="energy_counter_step_max_mJ", column_B="energy_counter_step_mJ", or_equal=True,
+            ignore_row_if="either_value_is_missing", meta={"meaning": (
+                f"each energy-counter step at most what min({limits.power_limit_factor} x power_limit_W, "
+                f"{GPU_POWER_CEILING_W:g} W) ({GPU_POWER_CEILING_W:g} W without a limit) gives in the time since the "
+                f"previous read + {COUNTER_SLACK_S:g} s (pairs: allowed mJ, step mJ)")}))
     return text, typed
 
 
@@ -206,20 +385,20 @@ def cpu_expectations(present: set, limits: Limits) -> tuple[list, list]:
     if "cpu_power_source" in present:
         text.append(gxe.ExpectColumnValuesToBeInSet(column="cpu_power_source", value_set=list(CPU_POWER_SOURCES),
                                                     meta={"meaning": f"cpu_power_source is one of {list(CPU_POWER_SOURCES)}"}))
-    typed = []
     if "timestamp" in present:
         text.append(gxe.ExpectColumnValuesToNotBeNull(column="timestamp", meta={"meaning": "timestamp is never empty"}))
-    for column in ("process_cpu_pct", "process_rss_MiB", "cpu_power_estimated_W"):
-        if column in present:
-            typed.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, meta={"meaning": f"{column} is >= 0"}))
-    if "system_cpu_pct" in present:
-        typed.append(gxe.ExpectColumnValuesToBeBetween(column="system_cpu_pct", min_value=0, max_value=100,
-                                                       meta={"meaning": "system_cpu_pct is within 0-100"}))
+    typed = _range_expectations(present, CPU_RANGES)
     typed += _time_expectations(present)
     for column in ("rapl_package_step_uJ", "rapl_dram_step_uJ"):
         if column in present:
             typed.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0,
                                                            meta={"meaning": "RAPL energy never decreases (wrap-around handled)"}))
+        if column.replace("_uJ", "_max_uJ") in present:
+            typed.append(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A=column.replace("_uJ", "_max_uJ"), column_B=column, or_equal=True,
+                ignore_row_if="either_value_is_missing", meta={"meaning": (
+                    f"each RAPL step at most what {CPU_POWER_CEILING_W:g} W gives in the time since the previous "
+                    f"read + {COUNTER_SLACK_S:g} s (pairs: allowed uJ, step uJ)")}))
     return text, typed
 
 
@@ -234,35 +413,46 @@ def _time_expectations(present: set) -> list:
                                               meta={"meaning": "timestamps strictly increase"})]
 
 
-def manifest_row(manifest: Manifest, first_ms: float | None, last_ms: float | None) -> dict:
-    """The manifest as one row, with the window measured against the first and last time of the samples that carry
-    the energy."""
-    window, sensors = manifest.window, manifest.sensors
-    row = {key: getattr(manifest, key) for key in ("run_id", "environment", "architecture", "status")}
-    row["sampling_interval_s"] = sensors.sampling_interval_s if sensors else None
-    row["window_start_unix_s"] = window.start_unix_s if window else None
-    row["window_end_unix_s"] = window.end_unix_s if window else None
-    if row["window_start_unix_s"] is not None and first_ms is not None:
-        row["window_start_after_first_sample_ms"] = round(row["window_start_unix_s"] * 1000) - first_ms
-        row["window_end_before_last_sample_ms"] = last_ms - round(row["window_end_unix_s"] * 1000)
+def manifest_row(data: dict, first_ms: float | None, last_ms: float | None) -> dict:
+    """The manifest's window as one row, measured against the first and last time of the samples that carry the
+    energy (its other fields: ect.validation.fields)."""
+    window = data.get("window") if isinstance(data.get("window"), dict) else {}
+    start, end = finite_number(window.get("start_unix_s")), finite_number(window.get("end_unix_s"))
+    row = {"window_start_unix_s": start, "window_end_unix_s": end}
+    if start is not None and first_ms is not None:
+        row["window_start_after_first_sample_ms"] = round(start * 1000) - first_ms
+    if end is not None and last_ms is not None:
+        row["window_end_before_last_sample_ms"] = last_ms - round(end * 1000)
     return row
 
 
 def manifest_expectations(frame: pd.DataFrame) -> list:
+    """The window: ordered, and inside the samples that carry the energy."""
     import great_expectations.expectations as gxe
 
     present = set(frame.columns)
-    expectations = [gxe.ExpectColumnValuesToNotBeNull(column=c, meta={"meaning": f"the manifest has {c}"})
-                    for c in ("run_id", "environment", "architecture", "status", "sampling_interval_s",
-                              "window_start_unix_s", "window_end_unix_s")]
-    expectations.append(gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["completed"],
-                                                        meta={"meaning": "the run completed"}))
-    expectations.append(gxe.ExpectColumnValuesToBeBetween(column="sampling_interval_s", min_value=0, strict_min=True,
-                                                          meta={"meaning": "the sampling interval is > 0 s"}))
-    for column, meaning in (("window_start_after_first_sample_ms", "the measurement window starts inside the samples"),
-                            ("window_end_before_last_sample_ms", "the measurement window ends inside the samples")):
+    expectations = [gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+        column_A="window_end_unix_s", column_B="window_start_unix_s", or_equal=False,
+        ignore_row_if="either_value_is_missing",
+        meta={"column": "window_end_unix_s", "meaning": "the measurement window ends after it starts (pairs: end, start)"})]
+    for column, meaning_ in (("window_start_after_first_sample_ms", "the measurement window starts inside the samples"),
+                             ("window_end_before_last_sample_ms", "the measurement window ends inside the samples")):
         if column in present:
-            expectations.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, meta={"meaning": meaning}))
+            expectations.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, meta={"meaning": meaning_}))
+    return expectations
+
+
+def field_expectations() -> list:
+    """The fields of manifest.json and metrics.json, one row per run and field (ect.validation.fields): of their kind,
+    present where required, within their range, in their set, the same as the folder's name."""
+    import great_expectations.expectations as gxe
+
+    expectations = [gxe.ExpectColumnValuesToBeInSet(column=column, value_set=[True], meta={"check": check})
+                    for column, check in CHECKS]
+    expectations += [gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A=a, column_B=b, or_equal=True,
+                                                                 ignore_row_if="either_value_is_missing",
+                                                                 meta={"check": BETWEEN})
+                     for a, b in (("number", "low"), ("high", "number"))]
     return expectations
 
 
@@ -332,7 +522,7 @@ class DataDocs:
         return self.context.get_docs_sites_urls()[0]["site_url"]
 
 
-def facts_expectations(files: list[str]) -> list:
+def facts_expectations(files: list[str], present: set) -> list:
     """Run-level facts of each file, reported as the table expectations they stand for."""
     import great_expectations.expectations as gxe
 
@@ -351,6 +541,12 @@ def facts_expectations(files: list[str]) -> list:
                 ignore_row_if="either_value_is_missing",
                 meta={"file": file, "check": "expect_column_max_to_be_between", "column": "timestamp_step_s"}),
         ]
+        if f"{prefix}late_s" in present:  # the window's coverage by every sensor of the file
+            expectations += [gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A=f"{prefix}coverage_tolerance_s", column_B=f"{prefix}{edge}_s", or_equal=True,
+                ignore_row_if="either_value_is_missing", meta={"file": file, "check": check, "column": "timestamp"})
+                for edge, check in (("late", "expect_column_min_to_be_between"),
+                                    ("early", "expect_column_max_to_be_between"))]
     return expectations
 
 
@@ -369,7 +565,19 @@ def _facts(file: str, columns: list[str], samples: _Samples, run: int, interval_
             f"{prefix}max_gap_s": limits.max_gap_factor * interval_s, f"{prefix}interval_s": interval_s}
 
 
-def _fact_details(check: str, file: str, facts: dict, limits: Limits) -> str:
+def _coverage_facts(file: str, spans: list, start_s: float, end_s: float, interval_s: float) -> dict:
+    """How far after the window's start the latest sensor of the file begins, and how far before its end the
+    earliest one stops, against COVERAGE_INTERVALS sampling intervals."""
+    prefix = _prefix(file)
+    late = [(sensor, round(first / 1000 - start_s, 3)) for sensor, first, _ in spans]
+    early = [(sensor, round(end_s - last / 1000, 3)) for sensor, _, last in spans]
+    return {f"{prefix}late_s": max(s for _, s in late), f"{prefix}early_s": max(s for _, s in early),
+            f"{prefix}late": late, f"{prefix}early": early,
+            f"{prefix}coverage_tolerance_s": COVERAGE_INTERVALS * interval_s}
+
+
+def _fact_details(failure: Failure, facts: dict, limits: Limits) -> str:
+    check, file = failure.check, failure.file
     prefix = _prefix(file)
     if check == "expect_table_columns_to_match_set":
         expected, seen = set(facts[f"{prefix}expected_columns"]), set(facts[f"{prefix}columns"])
@@ -377,7 +585,16 @@ def _fact_details(check: str, file: str, facts: dict, limits: Limits) -> str:
     if check == "expect_table_row_count_to_be_between":
         per = " per GPU" if file == GPU_FILE else ""
         return f"expected at least {limits.min_samples} samples{per}: observed {facts[f'{prefix}rows']}"
-    max_gap_s, interval_s = facts[f"{prefix}max_gap_s"], facts[f"{prefix}interval_s"]
+    interval_s = facts[f"{prefix}interval_s"]
+    if failure.column == "timestamp":
+        tolerance, sensors = facts[f"{prefix}coverage_tolerance_s"], "every GPU's samples" if file == GPU_FILE else \
+            "the CPU's energy readings"
+        edge, what = ("late", "begin at most {} s after the window starts") if check == "expect_column_min_to_be_between" \
+            else ("early", "end at most {} s before the window ends")
+        offending = [f"{sensor}: {offset:g} s" for sensor, offset in facts[f"{prefix}{edge}"] if offset > tolerance]
+        return (f"expected {sensors} to {what.format(f'{tolerance:g}')} ({COVERAGE_INTERVALS} x {interval_s:g} s): "
+                f"observed {', '.join(offending)}")
+    max_gap_s = facts[f"{prefix}max_gap_s"]
     return (f"expected no gap between samples longer than {max_gap_s:g} s ({limits.max_gap_factor:g} x "
             f"{interval_s:g} s): observed {_plain(facts[f'{prefix}max_step_s'])}")
 
@@ -389,13 +606,24 @@ class _Run:
     folder: Path
     failures: list[Failure]
     manifest: Manifest | None = None
+    data: dict = field(default_factory=dict)  # manifest.json as read
+    metrics: dict | None = None  # metrics.json as read, when there is one
     tables: dict[str, pa.Table] = field(default_factory=dict)  # file: its samples as text
     facts: dict = field(default_factory=dict)
+    spans: dict[str, list] = field(default_factory=dict)  # file: [(sensor, first ms, last ms)]
     manifest_row: dict | None = None
+    field_rows: list[dict] = field(default_factory=list)
 
     @property
     def interval_s(self) -> float:
-        return (self.manifest.sensors.sampling_interval_s if self.manifest.sensors else None) or 1.0
+        value = finite_number(self.manifest.sensors.sampling_interval_s) if self.manifest.sensors else None
+        return value if value is not None and value > 0 else 1.0
+
+    @property
+    def window_s(self) -> tuple[float | None, float | None]:
+        window = self.data.get("window")
+        window = window if isinstance(window, dict) else {}
+        return finite_number(window.get("start_unix_s")), finite_number(window.get("end_unix_s"))
 
     @property
     def energy_file(self) -> str | None:
@@ -408,17 +636,23 @@ class _Run:
 
 
 def _read_run(folder: Path) -> _Run:
-    """The manifest and the CSVs of a run, with the failures of reading them."""
+    """The manifest, metrics.json and the CSVs of a run, with the failures of reading them."""
     manifest_path = folder / MANIFEST_FILE
     if not manifest_path.exists():
         return _Run(folder, [Failure(MANIFEST_FILE, "file_readable", None, "file is missing")])
     data = read_json(manifest_path)
     if data is None:
         return _Run(folder, [Failure(MANIFEST_FILE, "file_readable", None, "not a valid JSON object")])
-    run = _Run(folder, [], Manifest.from_dict(data))
+    run = _Run(folder, [], Manifest.from_dict(data), data)
+    if (folder / METRICS_FILE).exists():
+        run.metrics = read_json(folder / METRICS_FILE)
+        if run.metrics is None:
+            run.failures.append(Failure(METRICS_FILE, "file_readable", None, "not a valid JSON object"))
     sensors = run.manifest.sensors
-    gpu_expected = sensors is not None and sensors.gpu_energy_source not in (None, "unavailable")
-    cpu_expected = sensors is not None and bool(set(sensors.used or []) & {"process", "psutil", "rapl", "estimate"})
+    gpu_expected = sensors is not None and isinstance(sensors.gpu_energy_source, str) and \
+        sensors.gpu_energy_source != "unavailable"
+    used = sensors.used if sensors is not None and isinstance(sensors.used, list) else []
+    cpu_expected = any(name in ("process", "psutil", "rapl", "estimate") for name in used if isinstance(name, str))
     for name, expected in ((CPU_FILE, cpu_expected), (GPU_FILE, gpu_expected)):
         if not expected and not (folder / name).exists():
             continue
@@ -426,24 +660,25 @@ def _read_run(folder: Path) -> _Run:
         run.failures += read_failures
         if table is not None:
             run.tables[name] = table
+    if not run.tables and not any(f.file in (CPU_FILE, GPU_FILE) for f in run.failures):
+        run.failures.append(Failure(CPU_FILE, "file_readable", None, "file is missing, and so is gpu.csv: the run has "
+                                                                      "no samples (the manifest names no sensor)"))
     return run
 
 
-def _failures(frame: pd.DataFrame, expectations: list, file: str, suite_name: str, docs) -> dict[int, list[Failure]]:
-    """Validates a batch's table (its `_run` column names each row's run); the failures of each run, with its own
-    offending values."""
+def _unexpected(frame: pd.DataFrame, expectations: list, file: str, suite_name: str, docs):
+    """Validates a batch's table; (file, check, column, meta, [(row position, offending value)]) of each failed
+    expectation. An expectation that cannot be evaluated raises (check_runs then looks for the run at fault)."""
     import great_expectations as gx
 
     if not expectations or frame.empty:
-        return {}
+        return
     suite = gx.ExpectationSuite(name=suite_name, expectations=expectations)
     if docs is None:
         result = _batch_definition().get_batch(batch_parameters={"dataframe": frame}).validate(
             suite, result_format="COMPLETE")
     else:
         result = docs.validate(frame, suite, suite_name)
-    runs = frame["_run"].to_numpy()
-    found: dict[int, list[Failure]] = {}
     for item in result.results:
         if item.success:
             continue
@@ -452,19 +687,39 @@ def _failures(frame: pd.DataFrame, expectations: list, file: str, suite_name: st
         column = meta.get("column", config.kwargs.get("column") or config.kwargs.get("column_B"))
         check, failed_file = meta.get("check", config.type), meta.get("file", file)
         if item.exception_info and item.exception_info.get("raised_exception"):
-            detail = f"expected {meta.get('meaning', '')}: could not be evaluated: " \
-                     f"{item.exception_info.get('exception_message')}"
-            for run in sorted(set(runs.tolist())):
-                found.setdefault(run, []).append(Failure(failed_file, check, column, detail))
-            continue
+            raise RuntimeError(f"{failed_file} {check} [{column}] could not be evaluated: "
+                               f"{item.exception_info.get('exception_message')}")
+        yield failed_file, check, column, meta, list(zip(item.result.get("unexpected_index_list") or [],
+                                                         item.result.get("unexpected_list") or []))
+
+
+def _failures(frame: pd.DataFrame, expectations: list, file: str, suite_name: str, docs) -> dict[int, list[Failure]]:
+    """Validates a batch's table (its `_run` column names each row's run); the failures of each run, with its own
+    offending values."""
+    runs = frame["_run"].to_numpy() if "_run" in frame else None
+    found: dict[int, list[Failure]] = {}
+    for failed_file, check, column, meta, unexpected in _unexpected(frame, expectations, file, suite_name, docs):
         by_run: dict[int, list] = {}
-        for position, value in zip(item.result.get("unexpected_index_list") or [],
-                                   item.result.get("unexpected_list") or []):
+        for position, value in unexpected:
             by_run.setdefault(int(runs[position]), []).append(_plain(value))
         for run, values in by_run.items():
             detail = None if "meaning" not in meta else \
                 f"expected {meta['meaning']}: {len(values)} offending value(s), e.g. {values[:5]}"
             found.setdefault(run, []).append(Failure(failed_file, check, column, detail))
+    return found
+
+
+def _field_failures(frame: pd.DataFrame, suite_name: str, docs) -> dict[int, list[Failure]]:
+    """Validates the field rows of a batch (ect.validation.fields); each failure named by its row's file and field."""
+    rows = frame.to_dict("records")
+    found: dict[int, list[Failure]] = {}
+    for _, check, _, _, unexpected in _unexpected(frame, field_expectations(), MANIFEST_FILE, suite_name, docs):
+        for position, _ in unexpected:
+            row = rows[position]
+            value = _plain(offending(check, row))
+            found.setdefault(int(row["_run"]), []).append(Failure(
+                row["file"], check, row["field"],
+                f"expected {meaning(check, row)}: 1 offending value(s), e.g. {[value]}"))
     return found
 
 
@@ -477,8 +732,31 @@ def _plain(value):
 
 
 def check_runs(folders: list[Path], limits: Limits, docs: DataDocs | None = None) -> dict[Path, list[Failure]]:
-    """Every failed check of each run folder of a batch (empty for a valid run), in a handful of validations."""
-    runs = [_read_run(folder) for folder in folders]
+    """Every failed check of each run folder of a batch (empty for a valid run), in a handful of validations.
+
+    Never raises for a run: a batch that raises is checked again in halves, and a run that raises alone gets the
+    error as its failure ("validator error: <type>: <message>"); the other runs get their verdicts."""
+    try:
+        return _check_batch(folders, limits, docs)
+    except Exception as error:  # noqa: BLE001 - whatever a run's files do to the checks, the others get verdicts
+        if len(folders) == 1:
+            log.warning(f"{RunKey.of_folder(folders[0]).name}: validator error: {type(error).__name__}: {error}")
+            return {folders[0]: [validator_error(error)]}
+        log.warning(f"validating a batch of {len(folders)} runs raised {type(error).__name__}: {error}; "
+                    f"validating its halves apart")
+        half = len(folders) // 2
+        return {**check_runs(folders[:half], limits, docs), **check_runs(folders[half:], limits, docs)}
+
+
+def _read_safely(folder: Path) -> _Run:
+    try:
+        return _read_run(folder)
+    except Exception as error:  # noqa: BLE001 - one run's error is its own failure
+        return _Run(folder, [validator_error(error)])
+
+
+def _check_batch(folders: list[Path], limits: Limits, docs: DataDocs | None) -> dict[Path, list[Failure]]:
+    runs = [_read_safely(folder) for folder in folders]
     label = RunKey.of_folder(folders[0]).name if len(folders) == 1 else f"batch of {len(folders)} runs"
     found: list[dict[int, list[Failure]]] = []
     times: dict[tuple[int, str], tuple] = {}  # (run, file): its first and last sample time
@@ -493,23 +771,35 @@ def check_runs(folders: list[Path], limits: Limits, docs: DataDocs | None = None
                 runs[n].facts.update(_facts(file, list(layout), samples, n, runs[n].interval_s, limits))
                 first, last = samples.first_ms.get(n, np.nan), samples.last_ms.get(n, np.nan)
                 times[n, file] = (None, None) if first != first else (float(first), float(last))
+                if samples.spans.get(n):
+                    runs[n].spans[file] = samples.spans[n]
             text_checks, typed_checks = expectations_of(set(samples.typed.columns) | set(layout), limits)
+            text_checks = [e for e in text_checks if e.column in samples.text]
             found.append(_failures(samples.text, text_checks, file, f"{label} {file} text", docs))
             found.append(_failures(samples.typed, typed_checks, file, f"{label} {file} values", docs))
     for n, run in enumerate(runs):
-        if run.manifest is not None:
-            run.manifest_row = manifest_row(run.manifest, *times.get((n, run.energy_file), (None, None)))
+        if run.manifest is None:
+            continue
+        run.manifest_row = manifest_row(run.data, *times.get((n, run.energy_file), (None, None)))
+        run.field_rows = field_rows(run.folder, run.data, run.metrics)
+        start, end = run.window_s
+        if start is not None and end is not None and run.facts:
+            for file, spans in run.spans.items():
+                run.facts.update(_coverage_facts(file, spans, start, end, run.interval_s))
     with_facts = [n for n, run in enumerate(runs) if run.facts]
     if with_facts:
         facts = pd.DataFrame([{**runs[n].facts, "_run": n} for n in with_facts])
         present = [file for file in (CPU_FILE, GPU_FILE) if f"{_prefix(file)}rows" in facts]
-        for run, failures in _failures(facts, facts_expectations(present), "", f"{label} facts", docs).items():
-            found.append({run: [Failure(f.file, f.check, f.column,
-                                        _fact_details(f.check, f.file, runs[run].facts, limits)) for f in failures]})
+        for run, failures in _failures(facts, facts_expectations(present, set(facts.columns)), "",
+                                       f"{label} facts", docs).items():
+            found.append({run: [Failure(f.file, f.check, f.column, _fact_details(f, runs[run].facts, limits))
+                                for f in failures]})
     with_manifest = [n for n, run in enumerate(runs) if run.manifest_row is not None]
     if with_manifest:
         manifests = pd.DataFrame([{**runs[n].manifest_row, "_run": n} for n in with_manifest])
         found.append(_failures(manifests, manifest_expectations(manifests), MANIFEST_FILE, f"{label} manifest", docs))
+        fields = pd.DataFrame([{**row, "_run": n} for n in with_manifest for row in runs[n].field_rows])
+        found.append(_field_failures(fields, f"{label} manifest fields", docs))
     for failures in found:
         for run, items in failures.items():
             runs[run].failures += items

@@ -18,6 +18,7 @@ from ect.validation.checks import DataDocs, Failure, Limits, check_runs
 log = logging.getLogger(__name__)
 
 PASSED, QUARANTINED = "passed", "quarantined"
+AGGREGATION = "(aggregation)"  # the file of an aggregation error
 # Runs validated together: a handful of validations a batch. A batch closes at BATCH_RUNS runs or BATCH_BYTES of
 # CSV (held as text and typed while validated: about 20 x its size in memory).
 BATCH_RUNS = 100
@@ -81,6 +82,18 @@ def validate_runs(folders: list[Path], limits: Limits, docs: DataDocs | None = N
         })
         results.append(RunValidation(folder, status, failures, signature=before[folder]))
     return results
+
+
+def quarantine_after_aggregation(folder: Path, signature: dict, error: BaseException) -> Failure:
+    """Quarantines a run that passed validation but failed to aggregate: its validation.json says so, with the
+    error, for the files it was about (the run is validated again when they change, or with --force)."""
+    failure = Failure(AGGREGATION, "aggregation_error", None, f"aggregation error: {type(error).__name__}: {error}")
+    record = read_json(folder / VALIDATION_FILE) or {}
+    write_json(folder / VALIDATION_FILE, {
+        "status": QUARANTINED, "validated_at": record.get("validated_at", now_utc()), "quarantined_at": now_utc(),
+        "signature": signature, "limits": record.get("limits"), "failures": [failure.to_dict()],
+    })
+    return failure
 
 
 def validate_run(folder: Path, limits: Limits, force: bool = False, docs: DataDocs | None = None) -> RunValidation:
