@@ -105,8 +105,7 @@ def exclusive(lock_file: Path, purpose: str) -> Iterator[None]:
             if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 handle.seek(0)
                 holder = handle.read().strip() or "another process"
-                raise FolderInUse(f"{lock_file.parent / lock_file.name.removeprefix('.').removesuffix('.lock')} "
-                                  f"is in use by {holder}") from None
+                raise FolderInUse(f"{lock_file} is held by {holder}") from None
             raise
         handle.seek(0)
         handle.truncate()

@@ -54,6 +54,12 @@ def run_folder(cfg: Config, key: RunKey) -> Path:
     return key.folder(metrics.scratch if cfg.run_store() else metrics.raw)
 
 
+def run_lock(cfg: Config, key: RunKey) -> Path:
+    """The lock a measuring run holds: METRICS_DIR/locks/<environment>/<architecture>/<run id>.lock (outside the
+    run folders, which hold the run's files only)."""
+    return key.folder(cfg.path("METRICS_DIR") / "locks").with_suffix(".lock")
+
+
 def profile_run(cfg: Config, key: RunKey, repetition: int, experiment_name: str | None = None,
                 dag_run_id: str | None = None) -> RunOutcome:
     require_tracking_settings(cfg, experiment_name)
@@ -61,8 +67,7 @@ def profile_run(cfg: Config, key: RunKey, repetition: int, experiment_name: str 
     store = open_store(cfg.run_store())
     folder = run_folder(cfg, key)
     try:
-        # The lock beside the folder, not in it: the run folder holds the run's files only.
-        with exclusive(folder.parent / f".{folder.name}.lock", f"profile-run {key}"):
+        with exclusive(run_lock(cfg, key), f"profile-run {key}"):
             return _profile_run(cfg, key, repetition, experiment_name, dag_run_id, store, folder)
     except FolderInUse as error:
         raise ConfigError(f"run {key}: {error}; two runs with one run id would interleave their files: wait for "

@@ -97,7 +97,7 @@ def test_a_folder_held_by_another_process_is_refused(tmp_path):
         "    print('held', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(FolderInUse, match=rf"{tmp_path / 'r1'} is in use by profile-run local/vgg16/r1, pid \d+"):
+        with pytest.raises(FolderInUse, match=rf"{tmp_path / '.r1.lock'} is held by profile-run local/vgg16/r1, pid \d+"):
             with exclusive(tmp_path / ".r1.lock", "profile-run local/vgg16/r1"):
                 pass
     finally:

@@ -228,9 +228,10 @@ def test_a_run_id_whose_folder_another_process_is_writing_is_refused(tmp_path):
 
     metrics = tmp_path / "metrics"
     folder = metrics / "raw" / "local" / "tiny_cnn" / "r1"
+    lock = metrics / "locks" / "local" / "tiny_cnn" / "r1.lock"
     holder = subprocess.Popen([sys.executable, "-c", (
         "import time\nfrom ect.raw.atomic import exclusive\n"
-        f"with exclusive({str(folder.parent / '.r1.lock')!r}, 'profile-run local/tiny_cnn/r1'):\n"
+        f"with exclusive({str(lock)!r}, 'profile-run local/tiny_cnn/r1'):\n"
         "    print('held', flush=True); time.sleep(120)\n")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -239,8 +240,8 @@ def test_a_run_id_whose_folder_another_process_is_writing_is_refused(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    assert result.returncode == 2 and "is in use by profile-run local/tiny_cnn/r1, pid" in result.stderr
+    assert result.returncode == 2 and f"{lock} is held by profile-run local/tiny_cnn/r1, pid" in result.stderr
     assert "would interleave their files" in result.stderr
     assert not folder.exists()  # nothing of a second run was written
-    with exclusive(folder.parent / ".r1.lock", "the next run"):  # the holder is gone: the run id is free again
+    with exclusive(lock, "the next run"):  # the holder is gone: the run id is free again
         pass
