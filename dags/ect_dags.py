@@ -111,11 +111,11 @@ def environment_dag(env) -> DAG:
             return pipeline.planned_runs_summary(cfg, env.name, plan["runs"], pipeline.validate_step(cfg))
 
         @task(outlets=[PROCESSED], **STORE_WRITERS)
-        def aggregate() -> str:
-            return str(pipeline.aggregate_step(run_config()).processed)
+        def aggregate() -> dict:
+            return pipeline.aggregation_summary(pipeline.aggregate_step(run_config()))
 
         @task
-        def regression_check(processed: str) -> dict:
+        def regression_check(aggregation: dict) -> dict:
             return pipeline.regression_step(run_config(), env.name)
 
         @task
@@ -130,15 +130,16 @@ def environment_dag(env) -> DAG:
             raise_on_regression(regression)
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
-        def all_runs_measured(summary: dict | None) -> None:
-            """Fails the DAG run (and alerts) when a planned run failed, was quarantined or was never validated."""
-            pipeline.check_all_measured(summary)
+        def all_runs_measured(summary: dict | None, aggregation: dict | None) -> None:
+            """Fails the DAG run (and alerts) when a planned run failed, was quarantined (by validation or, failing to
+            aggregate, by the aggregation) or was never validated."""
+            pipeline.check_all_measured(summary, aggregation)
 
         plan = host_check(preflight())
         warm, trained = runner.tasks(env, CONFIG, plan)
-        warm >> trained >> (summary := validate(plan)) >> (processed := aggregate())
-        regression = regression_check(processed)
-        report(regression) >> [all_runs_measured(summary), no_energy_regression(regression)]
+        warm >> trained >> (summary := validate(plan)) >> (aggregation := aggregate())
+        regression = regression_check(aggregation)
+        report(regression) >> [all_runs_measured(summary, aggregation), no_energy_regression(regression)]
     return dag
 
 

@@ -199,11 +199,22 @@ def aggregate_step(cfg: Config, raw: Path | None = None, out: Path | None = None
     return result
 
 
-def check_all_measured(summary: dict | None) -> None:
+def aggregation_summary(result) -> dict:
+    """What the DAG's later tasks need of an aggregation (an XCom): the processed dataset and the runs that passed
+    validation but failed to aggregate, now quarantined ({run name: the error})."""
+    return {"processed": str(result.processed), "quarantined": dict(result.failed)}
+
+
+def check_all_measured(summary: dict | None, aggregation: dict | None = None) -> None:
+    """Raises RunsNotMeasured naming each planned run of the DAG run that left no folder, was quarantined by
+    validation, or passed validation but failed to aggregate (`aggregation`: aggregation_summary)."""
     if summary is None:
         raise RunsNotMeasured("the runs of this DAG run were not validated (an upstream task failed or was skipped)")
     problems = [f"{run}: {'; '.join(reasons)}" for run, reasons in summary["quarantined"].items()]
     problems += [f"{run}: no run folder (the task failed before measuring)" for run in summary["missing"]]
+    failed_to_aggregate = (aggregation or {}).get("quarantined", {})
+    problems += [f"{run}: passed validation but failed to aggregate, quarantined: {failed_to_aggregate[run]}"
+                 for run in summary["passed"] if run in failed_to_aggregate]
     if problems:
         raise RunsNotMeasured(f"{len(problems)} planned run(s) were not measured or not valid "
                               f"(see {summary['summary']}):\n" + "\n".join(problems))

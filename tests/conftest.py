@@ -93,6 +93,21 @@ def log_lines():
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 
 
+@contextmanager
+def lock_held_elsewhere(lock: Path, holder: str):
+    """`lock` held (ect.raw.atomic.exclusive, as `holder`) by another live process while the block runs."""
+    process = subprocess.Popen([sys.executable, "-c", (
+        "import time\nfrom ect.raw.atomic import exclusive\n"
+        f"with exclusive({str(lock)!r}, {holder!r}):\n"
+        "    print('held', flush=True); time.sleep(300)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "held"
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
 def airflow_env(home: Path, metrics: Path, dataset: Path, ect_home: Path = REPO) -> dict:
     return {
         **os.environ,

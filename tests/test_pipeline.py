@@ -3,7 +3,7 @@
 import pytest
 
 from ect import pipeline
-from ect.errors import ConfigError
+from ect.errors import ConfigError, RunsNotMeasured
 
 
 def test_preflight_plans_without_the_dataset_that_only_the_gpu_host_has(project, monkeypatch, tmp_path):
@@ -30,3 +30,21 @@ def test_a_bad_trigger_value_is_called_a_trigger_parameter(project, monkeypatch)
     monkeypatch.setenv("ECT_HOME", str(project))
     with pytest.raises(ConfigError, match=r"^trigger parameter 'initial_epochs': INITIAL_EPOCHS=0: expected"):
         pipeline.config_for({"initial_epochs": 0})
+
+
+def test_all_runs_measured_names_every_planned_run_that_left_no_valid_aggregated_result():
+    summary = {"passed": ["local/vgg16/a", "local/vgg16/b"], "quarantined": {"local/vgg16/c": ["gpu.csv bad"]},
+               "missing": ["local/vgg16/d"], "summary": "/m/validation/summary.json"}
+    aggregation = {"processed": "/m/processed/runs.parquet", "quarantined": {"local/vgg16/b": "aggregation error: X",
+                                                                              "local/other/z": "not ours"}}
+    with pytest.raises(RunsNotMeasured) as raised:
+        pipeline.check_all_measured(summary, aggregation)
+    assert str(raised.value).splitlines() == [
+        "3 planned run(s) were not measured or not valid (see /m/validation/summary.json):",
+        "local/vgg16/c: gpu.csv bad", "local/vgg16/d: no run folder (the task failed before measuring)",
+        "local/vgg16/b: passed validation but failed to aggregate, quarantined: aggregation error: X"]
+    good = {"passed": ["local/vgg16/a"], "quarantined": {}, "missing": [], "summary": "s"}
+    pipeline.check_all_measured(good, aggregation)  # another run's aggregation error is not this DAG run's
+    pipeline.check_all_measured(good, None)  # the aggregate task failed: that task fails the DAG run itself
+    with pytest.raises(RunsNotMeasured, match="were not validated"):
+        pipeline.check_all_measured(None, aggregation)

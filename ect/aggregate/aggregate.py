@@ -53,7 +53,8 @@ class AggregateResult:
     updated: int  # runs read in this call
     skipped: list[str]  # runs not aggregated, with the reason (those that failed to aggregate too)
     changed: bool  # whether any file was rewritten
-    failed: list[str] = field(default_factory=list)  # runs that passed validation but failed to aggregate: quarantined
+    # runs that passed validation but failed to aggregate, now quarantined: {run name: the aggregation error}
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 class RemovalRefused(ConfigError):
@@ -224,7 +225,7 @@ def _aggregate(raw_dir: Path, out: MetricsDir, environments: dict, limits, allow
                 if len(todo) >= PROGRESS_EVERY and (number % PROGRESS_EVERY == 0 or number == len(todo)):
                     log.info(f"  {number}/{len(todo)} runs read")
             failures = _quarantine_failed(failed, wanted)
-            skipped += failures
+            skipped += [f"{name}: quarantined (failed to aggregate: {details})" for name, details in failures.items()]
             rank_of = {name: rank for rank, name in enumerate(sorted(wanted))}
             # A worker writes the processed files while this thread closes the last part.
             written = pool.submit(_write_processed, processed, runs_path if unchanged else None, unchanged,
@@ -241,18 +242,18 @@ def _aggregate(raw_dir: Path, out: MetricsDir, environments: dict, limits, allow
     return AggregateResult(runs_path, len(runs), len(todo) - len(failed), skipped, changed=True, failed=failures)
 
 
-def _quarantine_failed(failed: dict[str, Exception], wanted: dict) -> list[str]:
+def _quarantine_failed(failed: dict[str, Exception], wanted: dict) -> dict[str, str]:
     """Quarantines the runs that failed to aggregate (validation.json: aggregation_error) and takes them out of
-    `wanted`; one line per run, with the error."""
+    `wanted`; {run name: the error}."""
     from ect.validation.validate import quarantine_after_aggregation
 
-    lines = []
+    details = {}
     for name, error in sorted(failed.items()):
         folder, signature = wanted.pop(name)
         failure = quarantine_after_aggregation(folder, signature, error)
         log.warning(f"{name}: passed validation but failed to aggregate ({failure.details}); quarantined")
-        lines.append(f"{name}: quarantined (failed to aggregate: {failure.details})")
-    return lines
+        details[name] = failure.details
+    return details
 
 
 def _write_processed(processed: Path, old_path: Path | None, keep: list[str], new: pd.DataFrame,

@@ -114,11 +114,13 @@ def tasks(env, cfg, plan):
         return [ect_command(warmup_args(env.name, container_args(cfg, plan)), python="python")]
 
     @task
-    def run_commands(plan: dict) -> list[list[str]]:
+    def run_commands(plan: dict) -> list[dict]:
+        """Each planned run's container command, with the run itself (it labels the task and names its log)."""
         args = container_args(cfg, plan)
-        return [ect_command(profile_run_args(env.name, PlannedRun.from_dict(run), args, plan["experiment_name"],
-                                             plan["dag_run_id"], cool_down=True), python="python")
-                for run in plan["runs"]]
+        return [{"command": ect_command(profile_run_args(env.name, PlannedRun.from_dict(run), args,
+                                                         plan["experiment_name"], plan["dag_run_id"], cool_down=True),
+                                        python="python"),
+                 "planned_run": run} for run in plan["runs"]]
 
     common = dict(
         image=env.docker_image, docker_url=env.docker_url, mounts=mounts(cfg, env), mount_tmp_dir=False,
@@ -132,7 +134,7 @@ def tasks(env, cfg, plan):
     # none_failed: a warm-up mapped over no command (WARMUP_TIME 0) is skipped, and must not skip training.
     trained = EctDockerOperator.partial(task_id="train", retries=env.retries, retry_delay=timedelta(seconds=env.retry_delay_s),
                                         trigger_rule="none_failed", map_index_template=MAP_INDEX_TEMPLATE,
-                                        **common).expand(command=run_commands(plan))
+                                        environment_name=env.name, **common).expand_kwargs(run_commands(plan))
     return warm, trained
 
 
@@ -145,6 +147,10 @@ class EctDockerOperator(DockerOperator):
 
     _output: ChildOutput | None = None
 
+    def __init__(self, *, planned_run: dict | None = None, environment_name: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.planned_run, self.environment_name = planned_run, environment_name  # a training task's run
+
     def execute(self, context):
         from ect.config import load_config
 
@@ -152,12 +158,11 @@ class EctDockerOperator(DockerOperator):
         for path in (cfg.path("METRICS_DIR"), cfg.path("MODELS_DIR")):  # bind mounts need their sources
             path.mkdir(parents=True, exist_ok=True)
         self._private_environment = {**self._private_environment, **run_environment(cfg)}
-        run = planned_run_of(self.command)
+        run = PlannedRun.from_dict(self.planned_run) if self.planned_run else None
         if run is not None:
             context[RUN_LABEL] = run.label
             self.log.info(f"{run.label} in {self.image}")
-        self._output = ChildOutput(third_party_log(cfg, self.command[self.command.index("profile-run") + 1], run)
-                                   if run is not None else None)
+        self._output = ChildOutput(third_party_log(cfg, self.environment_name, run) if run is not None else None)
         try:
             return super().execute(context)
         finally:
@@ -182,16 +187,6 @@ class _ContainerLines:
 
     def __getattr__(self, name):
         return getattr(self._log, name)
-
-
-def planned_run_of(command) -> PlannedRun | None:
-    """The planned run of a `python -m ect profile-run ENV ARCH --repetition N --run-id ID ...` command."""
-    if not isinstance(command, list) or "profile-run" not in command:
-        return None
-    at = command.index("profile-run")
-    repetition = command[command.index("--repetition") + 1] if "--repetition" in command else "0"
-    run_id = command[command.index("--run-id") + 1] if "--run-id" in command else "unknown"
-    return PlannedRun(command[at + 2], int(repetition) if repetition.isdigit() else 0, run_id)
 
 
 def client(env):

@@ -56,7 +56,8 @@ def test_every_environment_has_a_dag_with_the_expected_graph(monkeypatch):
     assert {("preflight", "host_check"), ("host_check", "warm_up"), ("host_check", "planned_runs"),
             ("warm_up", "train"), ("planned_runs", "train"),
             ("train", "validate"), ("validate", "aggregate"), ("aggregate", "regression_check"),
-            ("regression_check", "report"), ("report", "all_runs_measured"), ("report", "no_energy_regression")} <= edges
+            ("regression_check", "report"), ("report", "all_runs_measured"), ("report", "no_energy_regression"),
+            ("validate", "all_runs_measured"), ("aggregate", "all_runs_measured")} <= edges
     train = local.get_task("train")
     assert train.pool == "ect_local" and train.retries == 1
     assert local.get_task("validate").trigger_rule == "all_done_min_one_success"
@@ -72,6 +73,7 @@ def test_every_environment_has_a_dag_with_the_expected_graph(monkeypatch):
     assert issubclass(cloud.get_task("train").operator_class, DockerOperator)
     assert cloud.get_task("train").partial_kwargs["pool"] == "ect_cloud"
     assert cloud.get_task("train").partial_kwargs["map_index_template"] == "{{ ect_run_label }}"
+    assert cloud.get_task("train").partial_kwargs["environment_name"] == "cloud"  # with each run: its log's folder
 
 
 def test_a_broken_environments_file_is_a_clear_import_error(project, monkeypatch):

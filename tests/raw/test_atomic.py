@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from conftest import lock_held_elsewhere
 from ect.raw.atomic import atomic_path, read_json, write_json, write_text
 
 
@@ -86,22 +87,11 @@ def test_temporaries_of_live_processes_and_other_hosts_are_left_alone(tmp_path):
 
 
 def test_a_folder_held_by_another_process_is_refused(tmp_path):
-    import subprocess
-    import sys
-
     from ect.raw.atomic import FolderInUse, exclusive
 
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import time\nfrom ect.raw.atomic import exclusive\n"
-        f"with exclusive({str(tmp_path / '.r1.lock')!r}, 'profile-run local/vgg16/r1'):\n"
-        "    print('held', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(tmp_path / ".r1.lock", "profile-run local/vgg16/r1"):
         with pytest.raises(FolderInUse, match=rf"{tmp_path / '.r1.lock'} is held by profile-run local/vgg16/r1, pid \d+"):
             with exclusive(tmp_path / ".r1.lock", "profile-run local/vgg16/r1"):
                 pass
-    finally:
-        holder.kill()
-        holder.wait()
     with exclusive(tmp_path / ".r1.lock", "the next run"):  # the OS released the killed holder's lock
         assert "the next run" in (tmp_path / ".r1.lock").read_text()

@@ -63,7 +63,7 @@ def test_a_containers_output_goes_through_the_same_classification(tmp_path, capl
     those lines through ChildOutput as the process runner does."""
     from airflow.providers.docker.operators.docker import fetch_logs
 
-    from ect.runners.docker import _ContainerLines, planned_run_of
+    from ect.runners.docker import _ContainerLines
 
     noise = tmp_path / "noise.log"
     output = ChildOutput(noise)
@@ -75,5 +75,3 @@ def test_a_containers_output_goes_through_the_same_classification(tmp_path, capl
     assert len(lines) == 3 and noise.read_text().startswith("WARNING: All log messages before absl::InitializeLog")
     assert [(r.levelname, r.message) for r in caplog.records if not r.message.startswith("third-party")] == [
         ("INFO", "dataset: 280 training images"), ("WARNING", "the GPU is not measured")]
-    command = ["python", "-m", "ect", "profile-run", "cloud", "vgg16", "--repetition", "2", "--run-id", "n1-rep02"]
-    assert planned_run_of(command).label == "vgg16 · rep 2" and planned_run_of(command).run_id == "n1-rep02"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_ect
+from conftest import lock_held_elsewhere, run_ect
 
 
 def read_json(path: Path) -> dict:
@@ -229,17 +229,9 @@ def test_a_run_id_whose_folder_another_process_is_writing_is_refused(tmp_path):
     metrics = tmp_path / "metrics"
     folder = metrics / "raw" / "local" / "tiny_cnn" / "r1"
     lock = metrics / "locks" / "local" / "tiny_cnn" / "r1.lock"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import time\nfrom ect.raw.atomic import exclusive\n"
-        f"with exclusive({str(lock)!r}, 'profile-run local/tiny_cnn/r1'):\n"
-        "    print('held', flush=True); time.sleep(120)\n")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(lock, "profile-run local/tiny_cnn/r1"):
         result = run_ect("profile-run", "local", "tiny_cnn", "--repetition", "0", "--run-id", "r1", "--profile",
                          "demo", "-d", str(tmp_path / "data"), "--set", f"METRICS_DIR={metrics}", cwd=tmp_path)
-    finally:
-        holder.kill()
-        holder.wait()
     assert result.returncode == 2 and f"{lock} is held by profile-run local/tiny_cnn/r1, pid" in result.stderr
     assert "would interleave their files" in result.stderr
     assert not folder.exists()  # nothing of a second run was written

@@ -13,11 +13,12 @@ import pytest
 
 from conftest import log_lines
 from raw_runs import write_valid_run
-from test_validation import describe, edit_gpu, edit_manifest, files_of, matching, read_csv_rows, write_csv_rows
+from test_validation import describe, edit_gpu, edit_json, edit_manifest, edit_samples, files_of, matching
 from ect.aggregate.aggregate import RemovalRefused, aggregate
 from ect.config import load_config
-from ect.errors import ConfigError
-from ect.raw.columns import CPU_COLUMNS, iso_utc_ms
+from ect import pipeline
+from ect.errors import ConfigError, RunsNotMeasured
+from ect.raw.columns import iso_utc_ms
 from ect.raw.layout import VALIDATION_FILE
 from ect.validation import PASSED, QUARANTINED, Limits, validate_raw, validate_run
 
@@ -31,15 +32,11 @@ KEY = ["environment", "architecture", "run_id"]
 
 
 def edit_cpu(folder, edit):
-    rows = read_csv_rows(folder / "cpu.csv")
-    edit(rows)
-    write_csv_rows(folder / "cpu.csv", rows, CPU_COLUMNS)
+    edit_samples(folder, "cpu.csv", edit)
 
 
 def edit_metrics(folder, edit):
-    metrics = json.loads((folder / "metrics.json").read_text())
-    edit(metrics)
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    edit_json(folder, "metrics.json", edit)
 
 
 def edit_line(name, number, transform):
@@ -352,7 +349,7 @@ def test_the_valid_runs_are_aggregated_exactly_as_without_the_hostile_ones(batch
         result = aggregate(batch["mixed"], root / "mixed" / "out", environments, LIMITS)
         expected = aggregate(batch["clean"], root / "clean" / "out", environments, LIMITS)
     passing = {HOSTILE[c[0]] for c in CASES if c[2] == PASSED}
-    assert result.failed == [] and expected.failed == [] and expected.skipped == []
+    assert result.failed == {} and expected.failed == {} and expected.skipped == []
     assert (result.runs, expected.runs) == (len(VALID) + len(passing), len(VALID))
 
     runs = pd.read_parquet(root / "mixed" / "out" / "processed" / "runs.parquet")
@@ -436,19 +433,25 @@ def test_a_run_that_fails_to_aggregate_is_quarantined_and_the_others_aggregated(
     with log_lines() as lines:
         result = aggregate(raw, out, environments, LIMITS)
     assert result.runs == 2 and result.updated == 2
-    assert result.failed == ["local/vgg16/b: quarantined (failed to aggregate: aggregation error: ValueError: a value "
-                             "no check foresaw)"]
-    assert result.failed[0] in result.skipped
+    assert result.failed == {"local/vgg16/b": "aggregation error: ValueError: a value no check foresaw"}
+    assert result.skipped == ["local/vgg16/b: quarantined (failed to aggregate: aggregation error: ValueError: a "
+                              "value no check foresaw)"]
     assert any("1 run(s) failed to aggregate and were quarantined" in line for line in lines)
     assert list(pd.read_parquet(result.processed)["run_id"]) == ["a", "c"]
     assert set(pd.read_parquet(out / "interim" / "samples.parquet")["run_id"]) == {"a", "c"}
+    validated = {"passed": ["local/vgg16/a", "local/vgg16/b", "local/vgg16/c"], "quarantined": {}, "missing": [],
+                 "summary": "summary.json"}
+    with pytest.raises(RunsNotMeasured) as raised:  # the DAG's all_runs_measured task fails the DAG run
+        pipeline.check_all_measured(validated, pipeline.aggregation_summary(result))
+    assert str(raised.value).splitlines()[1:] == ["local/vgg16/b: passed validation but failed to aggregate, "
+                                                  "quarantined: aggregation error: ValueError: a value no check foresaw"]
     record = json.loads((raw / "local" / "vgg16" / "b" / VALIDATION_FILE).read_text())
     assert record["status"] == QUARANTINED and record["failures"][0]["check"] == "aggregation_error"
 
     monkeypatch.setattr(aggregation, "run_row", real)
     with log_lines():
         again = aggregate(raw, out, environments, LIMITS)  # still quarantined: its files did not change
-    assert again.runs == 2 and again.failed == [] and not again.changed
+    assert again.runs == 2 and again.failed == {} and not again.changed
     assert validate_run(raw / "local" / "vgg16" / "b", LIMITS).status == QUARANTINED
     assert validate_run(raw / "local" / "vgg16" / "b", LIMITS, force=True).status == PASSED  # --force: another chance
 

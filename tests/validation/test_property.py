@@ -199,7 +199,7 @@ def test_random_corruptions_never_break_validation_or_aggregation(templates, pro
             1 for _, edits in runs if ("manifest.json", ("remove",)) in edits)  # every run with a file has a verdict
         errors = {run: r.failures for run, r in verdicts.items() if any(f.check == "validator_error" for f in r.failures)}
         assert not errors, f"the validator raised on runs (a check should have named the problem): {errors}"
-        assert result.failed == [], f"runs passed validation and failed to aggregate: {result.failed}"
+        assert result.failed == {}, f"runs passed validation and failed to aggregate: {result.failed}"
 
         runs_frame = pd.read_parquet(result.processed)
         aggregated = set(runs_frame["environment"] + "/" + runs_frame["architecture"] + "/" + runs_frame["run_id"])

@@ -37,16 +37,25 @@ def write_csv_rows(path, rows, columns):
         writer.writerows(rows)
 
 
-def edit_gpu(folder, edit):
-    rows = read_csv_rows(folder / "gpu.csv")
+def edit_samples(folder, name, edit):
+    """edit(rows) of gpu.csv or cpu.csv, rows as dicts, written back with the contract's columns."""
+    rows = read_csv_rows(folder / name)
     edit(rows)
-    write_csv_rows(folder / "gpu.csv", rows, GPU_COLUMNS)
+    write_csv_rows(folder / name, rows, GPU_COLUMNS if name == "gpu.csv" else CPU_COLUMNS)
+
+
+def edit_json(folder, name, edit):
+    data = json.loads((folder / name).read_text())
+    edit(data)
+    (folder / name).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def edit_gpu(folder, edit):
+    edit_samples(folder, "gpu.csv", edit)
 
 
 def edit_manifest(folder, edit):
-    manifest = json.loads((folder / "manifest.json").read_text())
-    edit(manifest)
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    edit_json(folder, "manifest.json", edit)
 
 
 def truncate_last_row(folder):
