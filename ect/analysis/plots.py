@@ -24,18 +24,28 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+# A box summarises a group of runs from this many on; below, its quartiles are the runs themselves.
+BOX_MIN_RUNS = 5
+
+
 def energy_boxplot(runs: pd.DataFrame, path: Path) -> Path:
-    """Energy per run, per architecture and environment."""
+    """Energy per run, per architecture and environment: each run a point, a box behind the groups of at least
+    BOX_MIN_RUNS runs."""
     import seaborn as sns
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     data = runs.assign(total_energy_kJ=runs["total_energy_J"] / 1e3)
     order = sorted(data["environment"].unique())  # the same colours as the bar plot's
-    sns.boxplot(data=data, x="architecture", y="total_energy_kJ", hue="environment", hue_order=order, ax=ax)
-    sns.stripplot(data=data, x="architecture", y="total_energy_kJ", hue="environment", hue_order=order, dodge=True, ax=ax,
-                  palette="dark:black", size=3, legend=False)
-    ax.set(xlabel="architecture", ylabel="energy per training run (kJ)", title="Energy per training run")
+    architectures = sorted(data["architecture"].unique())
+    boxed = data[data.groupby(["architecture", "environment"])["total_energy_kJ"].transform("size") >= BOX_MIN_RUNS]
+    common = dict(x="architecture", y="total_energy_kJ", hue="environment", hue_order=order, order=architectures, ax=ax)
+    if len(boxed):
+        sns.boxplot(data=boxed, dodge=len(order) > 1, showfliers=False, boxprops={"alpha": 0.5}, **common)
+    sns.stripplot(data=data, dodge=len(order) > 1, size=6, linewidth=0.6, edgecolor="black", legend=not len(boxed),
+                  **common)
+    ax.set(xlabel="architecture", ylabel="energy per training run (kJ)",
+           title=f"Energy per training run (each point a run; boxes for groups of >= {BOX_MIN_RUNS} runs)")
     return _save(fig, path)
 
 

@@ -25,6 +25,10 @@ def cpu_model() -> str:
 # Listing descendants reads /proc/<pid>/stat of every process on the machine: the most expensive part of
 # a sample by far, so the list is refreshed only this often (the known children are measured every sample).
 CHILDREN_REFRESH_S = 2.0
+# CPU times advance in clock ticks (10 ms): a utilisation measured over a few ms is one tick or none, e.g. 0 % or
+# 600 % of the machine. A read sooner than this after the last measured one (the extra samples at window and phase
+# edges) repeats that measurement, the utilisation of the latest span at least this long.
+MIN_CPU_SPAN_S = 0.05
 
 
 class ProcessSensor(Sensor):
@@ -41,7 +45,10 @@ class ProcessSensor(Sensor):
         # Kept across reads: cpu_percent() measures since the previous call on the same object.
         self._children: dict[psutil.Process, psutil.Process] = {}
         self._children_listed = -float("inf")  # time.monotonic() of the last listing
+        self._counted: set[psutil.Process] = set()  # children whose CPU span has started
         self._cpu_count = psutil.cpu_count() or 1
+        self._clock = time.monotonic
+        self._measured: tuple[float, float, float] | None = None  # (clock, process %, system %) of the last span
 
     def probe(self) -> Availability:
         try:
@@ -53,22 +60,28 @@ class ProcessSensor(Sensor):
         try:
             self._process = psutil.Process(self.pid)
             self._process.cpu_percent(None)
-            self._children, self._children_listed = {}, -float("inf")
+            self._children, self._children_listed, self._counted = {}, -float("inf"), set()
             self._children_usage()
         except psutil.Error as error:
             self.error = f"process {self.pid} gone: {error}"
         psutil.cpu_percent(None)
+        self._measured = (self._clock(), None, None)
 
-    def _children_usage(self) -> tuple[float, int]:
-        """(CPU % since the last call, RSS bytes) summed over the children; a new child counts from now."""
+    def _children_usage(self, measure: bool = True) -> tuple[float, int]:
+        """(CPU % since the last measuring call, RSS bytes) summed over the children; a new child counts from now.
+        Without `measure`, the CPU % is 0 and the children's CPU spans go on (a new child's starts)."""
         if time.monotonic() - self._children_listed >= CHILDREN_REFRESH_S:
             children = self._process.children(recursive=True)
             self._children = {child: self._children.get(child, child) for child in children}
+            self._counted &= set(self._children.values())
             self._children_listed = time.monotonic()
         cpu_pct, rss_bytes = 0.0, 0
         for child in self._children.values():
             try:
-                cpu_pct += child.cpu_percent(None)
+                if measure or child not in self._counted:
+                    pct = child.cpu_percent(None)  # a new child's first call: 0, and its span starts
+                    cpu_pct += pct if measure else 0.0
+                    self._counted.add(child)
                 rss_bytes += child.memory_info().rss
             except psutil.Error:
                 pass  # exited since it was listed; its CPU time since the previous read is lost
@@ -77,20 +90,23 @@ class ProcessSensor(Sensor):
     def read(self, boundary: bool = True) -> list[dict]:
         if self.error is not None or self._process is None:
             return []
+        now = self._clock()
+        since, process_pct, system_pct = self._measured
+        measure = now - since >= MIN_CPU_SPAN_S or process_pct is None
         try:
             with self._process.oneshot():
-                cpu_pct = self._process.cpu_percent(None)
+                cpu_pct = self._process.cpu_percent(None) if measure else 0.0
                 rss_bytes = self._process.memory_info().rss
-            children_cpu_pct, children_rss_bytes = self._children_usage()
+            children_cpu_pct, children_rss_bytes = self._children_usage(measure)
         except psutil.Error as error:
             self.error = f"process {self.pid} gone: {error}"
             return []
-        self.last_process_cpu_pct = (cpu_pct + children_cpu_pct) / self._cpu_count
-        return [{
-            "process_cpu_pct": self.last_process_cpu_pct,
-            "process_rss_MiB": (rss_bytes + children_rss_bytes) / 2**20,
-            "system_cpu_pct": psutil.cpu_percent(None),
-        }]
+        if measure:
+            process_pct, system_pct = (cpu_pct + children_cpu_pct) / self._cpu_count, psutil.cpu_percent(None)
+            self._measured = (now, process_pct, system_pct)
+        self.last_process_cpu_pct = process_pct
+        return [{"process_cpu_pct": process_pct, "process_rss_MiB": (rss_bytes + children_rss_bytes) / 2**20,
+                 "system_cpu_pct": system_pct}]
 
     def info(self) -> dict:
         return {"pid": self.pid, "cpu_count": psutil.cpu_count(), "cpu_model": cpu_model()}

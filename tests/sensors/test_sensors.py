@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import psutil
 import pytest
 
 from ect.sensors import (DEFAULT_CPU_TDP_W, CpuPowerEstimate, NvmlSensor, ProcessSensor, RaplSensor, wraparound_delta,
@@ -366,6 +367,39 @@ def test_process_sensor_reads_this_process():
     assert sensor.last_process_cpu_pct == row["process_cpu_pct"]
     info = sensor.info()
     assert info["pid"] == os.getpid() and info["cpu_count"] >= 1 and isinstance(info["cpu_model"], str)
+
+
+def test_a_process_read_within_a_few_ms_of_the_last_measurement_repeats_it(monkeypatch):
+    """CPU times advance in 10 ms ticks: over 1 ms a busy process shows 0 % or ~1000 %. An edge sample that close to
+    the last measurement repeats it; the next read after MIN_CPU_SPAN_S measures the whole span since."""
+    import ect.sensors.process
+
+    now = [100.0]
+    sensor = ProcessSensor()
+    sensor._clock = lambda: now[0]
+    sensor.start()
+    calls = []  # this process's measurements (not its children's)
+    real = psutil.Process.cpu_percent
+
+    def counted(process, interval=None):
+        calls.extend([process.pid] if process.pid == os.getpid() else [])
+        return real(process, interval)
+
+    monkeypatch.setattr(psutil.Process, "cpu_percent", counted)
+    busy_until = time.monotonic() + 0.3
+    while time.monotonic() < busy_until:
+        pass
+    now[0] += 0.3
+    [first] = sensor.read()
+    assert len(calls) == 1 and first["process_cpu_pct"] > 0
+    now[0] += ect.sensors.process.MIN_CPU_SPAN_S / 10  # an edge sample a few ms later
+    [edge] = sensor.read()
+    assert len(calls) == 1, "psutil asked about a span too short to measure"
+    assert (edge["process_cpu_pct"], edge["system_cpu_pct"]) == (first["process_cpu_pct"], first["system_cpu_pct"])
+    assert edge["process_rss_MiB"] > 0 and sensor.last_process_cpu_pct == first["process_cpu_pct"]
+    now[0] += ect.sensors.process.MIN_CPU_SPAN_S
+    sensor.read()
+    assert len(calls) == 2  # measured again, over the span since the first read
 
 
 def test_process_sensor_counts_busy_children(monkeypatch):
