@@ -80,7 +80,7 @@ MISSING_VALUES = pa.array(sorted(MISSING))
 NUMBER = re.compile(r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?:[A-Za-z%/]+)?")
 # What the pyarrow reader accepts as is; anything else goes to the line-by-line parser, which decides and names the line.
 PLAIN_TIMESTAMP = r"^\d{4}(?:-\d\d-\d\d|/\d\d/\d\d)[ T](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?$"
-PLAIN_NUMBER = r"^(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?:[A-Za-z%/]+)?$"
+UNIT = r"\s*[A-Za-z%/]+$"  # what follows a number, as NUMBER reads it
 LEGACY_GPU_NAME = re.compile(r"gpu-power-(\d{8}T\d{6})\.csv")
 EPOCH = datetime(1970, 1, 1)
 TIMEZONE = "unknown: nvidia-smi local time written as UTC"
@@ -246,16 +246,16 @@ def _plain_ms(values: pa.ChunkedArray) -> np.ndarray | None:
 
 
 def _plain_numbers(values: pa.ChunkedArray) -> list | None:
-    """_number of each value: floats, None where missing."""
+    """_number of each value: floats, None where missing. Each value without its unit is cast by Arrow, which also
+    takes what _number does not ("nan", "inf"): a value that is not finite goes to the line parser too."""
     values = pc.ascii_trim_whitespace(values)
-    missing = pc.sum(pc.is_in(values, value_set=MISSING_VALUES)).as_py() or 0
-    numbers = pc.struct_field(pc.extract_regex(values, PLAIN_NUMBER), [0])
-    if numbers.null_count != missing:
-        return None
+    numbers = pc.if_else(pc.is_in(values, value_set=MISSING_VALUES), pa.scalar(None, pa.string()),
+                         pc.replace_substring_regex(values, UNIT, ""))
     try:
-        return pc.cast(numbers, pa.float64()).to_pylist()
+        numbers = pc.cast(numbers, pa.float64())
     except pa.ArrowInvalid:
         return None
+    return numbers.to_pylist() if pc.all(pc.is_finite(numbers)).as_py() is not False else None
 
 
 def _plain_integers(values: pa.ChunkedArray) -> list | None:
@@ -380,7 +380,21 @@ def _selected(samples: dict[str, list], rows: slice | list[int]) -> dict[str, li
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], samples: dict[str, list]) -> None:
-    blank = [None] * len(samples["t_ms"])
+    """The samples as ect's sampler writes them: csv's lines (\r\n), floats to full precision (the shortest text
+    that reads back the same), empty where missing. Arrow writes them, or, for a value it would have to quote (a
+    GPU name with a comma), the csv module."""
+    rows = len(samples["t_ms"])
+    try:
+        table = pa.table({column: pa.array(samples[column]) if column in samples else pa.nulls(rows)
+                          for column in columns})
+        text = io.BytesIO()
+        pa_csv.write_csv(table, text, pa_csv.WriteOptions(include_header=False, quoting_style="none"))
+        path.write_bytes((",".join(columns) + "\n").encode().replace(b"\n", b"\r\n")
+                         + text.getvalue().replace(b"\n", b"\r\n"))
+        return
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    blank = [None] * rows
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)  # floats as repr: full precision
         writer.writerow(columns)

@@ -113,7 +113,7 @@ def test_aggregation_is_incremental_and_idempotent(tmp_path):
     assert samples.groupby("run_id").size().to_dict() == {run: 4 for run in runs["run_id"]}
 
     # A run that is quarantined later leaves the processed and interim datasets.
-    (manifest_path.parent / "gpu.csv").write_text((manifest_path.parent / "gpu.csv").read_text().replace("110.0", "-110.0"))
+    (manifest_path.parent / "gpu.csv").write_text((manifest_path.parent / "gpu.csv").read_text().replace(",110,", ",-110,"))
     fifth, _ = quiet_aggregate(raw, out)
     assert fifth.runs == 1 and not part_a.exists()
     assert set(pd.read_parquet(out / "interim" / "samples.parquet")["run_id"]) == {f"legacy-{STAMP_B}"}
@@ -126,7 +126,7 @@ def test_a_run_leaving_a_shared_part_has_the_others_read_again_into_a_new_one(tm
     samples_dir = out / "interim" / "samples.parquet"
     (shared,) = samples_dir.iterdir()  # one aggregation, one part
     folder_b = raw / "cloud" / "mobilenet_v2" / f"legacy-{STAMP_B}"
-    (folder_b / "gpu.csv").write_text((folder_b / "gpu.csv").read_text().replace("110.0", "-110.0"))
+    (folder_b / "gpu.csv").write_text((folder_b / "gpu.csv").read_text().replace(",110,", ",-110,"))
 
     result, lines = quiet_aggregate(raw, out)
     assert "aggregating 0 new or changed run(s), 1 read again (its part held a changed or departed run)" in lines[0]
@@ -181,7 +181,7 @@ def test_large_aggregations_are_split_into_parts_and_a_part_left_alone_is_kept(t
 
     before = (part_a.read_bytes(), part_a.stat().st_mtime_ns)
     folder_b = raw / "cloud" / "mobilenet_v2" / f"legacy-{STAMP_B}"
-    (folder_b / "gpu.csv").write_text((folder_b / "gpu.csv").read_text().replace("110.0", "-110.0"))
+    (folder_b / "gpu.csv").write_text((folder_b / "gpu.csv").read_text().replace(",110,", ",-110,"))
     result, lines = quiet_aggregate(raw, out)
     assert (result.updated, result.runs, result.changed) == (0, 1, True) and "0 new or changed run(s); 1 unchanged" in lines[0]
     assert list(samples_dir.iterdir()) == [part_a] and (part_a.read_bytes(), part_a.stat().st_mtime_ns) == before
@@ -245,7 +245,7 @@ def test_only_completed_and_valid_runs_are_aggregated(tmp_path):
     manifest["status"] = "failed"
     (folder_a / "manifest.json").write_text(json.dumps(manifest))
     folder_b = raw / "cloud" / "mobilenet_v2" / f"legacy-{STAMP_B}"
-    (folder_b / "gpu.csv").write_text((folder_b / "gpu.csv").read_text().replace("110.0", "-110.0"))
+    (folder_b / "gpu.csv").write_text((folder_b / "gpu.csv").read_text().replace(",110,", ",-110,"))
     result, lines = quiet_aggregate(raw, tmp_path / "metrics")
     assert result.runs == 0 and len(result.skipped) == 2
     assert any("status failed" in line for line in lines) and any("quarantined" in line for line in lines)

@@ -97,9 +97,9 @@ def test_values_full_precision_units_and_missing_fields(tmp_path):
     (run,), _ = run_import(src, dest, trim_samples=0)
     rows = read_rows(run / "gpu.csv")
     assert rows[0] == {"timestamp": "2022-12-05T09:55:42.535Z", "gpu_index": "0", "name": "NVIDIA GeForce RTX 3090",
-                       "power_W": "119.17", "energy_counter_mJ": "", "utilization_gpu_pct": "23.0",
-                       "utilization_memory_pct": "8.0", "memory_used_MiB": "23573.0", "memory_total_MiB": "24268.0",
-                       "temperature_C": "55", "power_limit_W": "350.0"}
+                       "power_W": "119.17", "energy_counter_mJ": "", "utilization_gpu_pct": "23",
+                       "utilization_memory_pct": "8", "memory_used_MiB": "23573", "memory_total_MiB": "24268",
+                       "temperature_C": "55", "power_limit_W": "350"}  # each number the shortest text of its value
     # Samples without power measure nothing: dropped (and noted); other missing values stay empty.
     assert len(rows) == 2 and (rows[1]["power_W"], rows[1]["utilization_gpu_pct"], rows[1]["power_limit_W"]) == (
         "118.97", "", "")
