@@ -97,3 +97,23 @@ def test_cpu_rows_match_the_line_parser_column_for_column(tmp_path):
     rows, cut = legacy._parse(tmp_path, legacy._lines(text)[1:], 3, legacy._cpu_row, [])
     assert fast == legacy._as_columns(rows, ("t_ms",) + CPU_COLUMNS) and not cut
     assert fast["t_ms"] == [1678310996999, 1678310997500] and fast["process_cpu_pct"] == [12.0, None]
+
+
+@pytest.mark.parametrize("name", ["NVIDIA H200", 'Tesla "V100", SXM2'])
+def test_run_files_are_written_with_full_precision_and_any_name(tmp_path, name):
+    """Arrow writes the run files; a value it would have to quote goes through the csv module: read back, each
+    value is the one imported (floats to the last digit, missing ones empty), with csv's line ends."""
+    import csv
+
+    samples = {"t_ms": [1, 2], "timestamp": ["2023-03-08T21:00:00.001Z", "2023-03-08T21:00:00.002Z"],
+               "gpu_index": [0, 0], "name": [name, name], "power_W": [0.1 + 0.2, 350.0],
+               "energy_counter_mJ": [None, None], "temperature_C": [55, 56.5]}
+    path = tmp_path / "gpu.csv"
+    legacy._write_csv(path, GPU_COLUMNS, samples)
+    assert path.read_bytes().count(b"\r\n") == 3
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == list(GPU_COLUMNS) and [row["name"] for row in rows] == [name, name]
+    assert [float(row["power_W"]) for row in rows] == [0.1 + 0.2, 350.0]
+    assert [float(row["temperature_C"]) for row in rows] == [55, 56.5]
+    assert {row["energy_counter_mJ"] for row in rows} == {row["memory_used_MiB"] for row in rows} == {""}
