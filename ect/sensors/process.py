@@ -27,7 +27,8 @@ def cpu_model() -> str:
 CHILDREN_REFRESH_S = 2.0
 # CPU times advance in clock ticks (10 ms): a utilisation measured over a few ms is one tick or none, e.g. 0 % or
 # 600 % of the machine. A read sooner than this after the last measured one (the extra samples at window and phase
-# edges) repeats that measurement, the utilisation of the latest span at least this long.
+# edges) repeats that measurement, the utilisation of the latest span at least this long; one this soon after
+# start() has none (empty: not measured).
 MIN_CPU_SPAN_S = 0.05
 
 
@@ -92,7 +93,7 @@ class ProcessSensor(Sensor):
             return []
         now = self._clock()
         since, process_pct, system_pct = self._measured
-        measure = now - since >= MIN_CPU_SPAN_S or process_pct is None
+        measure = now - since >= MIN_CPU_SPAN_S  # else the last span's utilisation, none yet right after start()
         try:
             with self._process.oneshot():
                 cpu_pct = self._process.cpu_percent(None) if measure else 0.0

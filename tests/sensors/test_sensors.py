@@ -386,6 +386,10 @@ def test_a_process_read_within_a_few_ms_of_the_last_measurement_repeats_it(monke
         return real(process, interval)
 
     monkeypatch.setattr(psutil.Process, "cpu_percent", counted)
+    now[0] += ect.sensors.process.MIN_CPU_SPAN_S / 10  # the sample right after start(): no span to measure yet
+    [at_start] = sensor.read()
+    assert calls == [] and at_start["process_cpu_pct"] is None and at_start["system_cpu_pct"] is None
+    assert at_start["process_rss_MiB"] > 0 and CpuPowerEstimate(sensor).read() == []
     busy_until = time.monotonic() + 0.3
     while time.monotonic() < busy_until:
         pass
