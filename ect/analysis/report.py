@@ -218,7 +218,8 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
     doc.items(findings(runs, results, alpha))
     doc.heading("Energy per architecture and environment")
     doc.table(readable_summary(runs))
-    doc.figure(plots.energy_boxplot(runs, figures / "energy_boxplot.png"), f"Energy per run: each point a run, a box behind the groups of at least {plots.BOX_MIN_RUNS} runs")
+    doc.figure(plots.energy_boxplot(runs, figures / "energy_boxplot.png"),
+               f"Energy per run: each point a run, a box behind the groups of at least {plots.BOX_MIN_RUNS} runs")
     doc.figure(plots.median_bars(runs, figures / "median_energy.png"), "Median energy per run")
     doc.heading("Energy vs quality: the Pareto front")
     front = results.get("pareto_front") or []

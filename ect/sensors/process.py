@@ -49,7 +49,8 @@ class ProcessSensor(Sensor):
         self._counted: set[psutil.Process] = set()  # children whose CPU span has started
         self._cpu_count = psutil.cpu_count() or 1
         self._clock = time.monotonic
-        self._measured: tuple[float, float, float] | None = None  # (clock, process %, system %) of the last span
+        # (clock, process %, system %) of the last measured span; the percentages None until one is measured
+        self._measured: tuple[float, float | None, float | None] | None = None
 
     def probe(self) -> Availability:
         try:
