@@ -129,7 +129,7 @@ def environment_dag(env) -> DAG:
 
             raise_on_regression(regression)
 
-        @task(trigger_rule=TriggerRule.ALL_DONE)
+        @task(trigger_rule=TriggerRule.ALL_DONE, on_failure_callback=alert_callback(env))
         def all_runs_measured(summary: dict | None, aggregation: dict | None) -> None:
             """Fails the DAG run (and alerts) when a planned run failed, was quarantined (by validation or, failing to
             aggregate, by the aggregation) or was never validated."""

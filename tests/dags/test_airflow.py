@@ -83,6 +83,24 @@ def test_a_broken_environments_file_is_a_clear_import_error(project, monkeypatch
     assert "environments.yaml" in message and "RUNNER='kubernetes'" in message and "process, docker" in message
 
 
+def test_the_alert_callback_is_called_when_a_run_was_not_measured_or_energy_regressed(project, monkeypatch):
+    (project / "ect_test_alerts.py").write_text("calls = []\n\ndef page(context):\n    calls.append(context)\n")
+    monkeypatch.syspath_prepend(str(project))
+    (project / "config" / "environments.yaml").write_text(
+        "local:\n  RUNNER: process\n  ALERT_CALLBACK: ect_test_alerts.page\n")
+    bag = dagbag(monkeypatch, project)
+    assert bag.import_errors == {}
+    import ect_test_alerts
+
+    local = bag.dags["ect_local"]
+    for task_id in ("all_runs_measured", "no_energy_regression"):
+        callbacks = local.get_task(task_id).on_failure_callback
+        for callback in callbacks if isinstance(callbacks, list) else [callbacks]:
+            callback({"task_id": task_id})
+    assert ect_test_alerts.calls == [{"task_id": "all_runs_measured"}, {"task_id": "no_energy_regression"}]
+    assert not local.get_task("report").on_failure_callback  # the checks alert, not every task
+
+
 def test_dags_test_runs_the_demo_and_leaves_validated_aggregated_output(airflow_home):
     root, env = airflow_home
     result = airflow("dags", "test", "ect_local", "--conf", json.dumps({"profile": "demo"}), env=env, check=False)
