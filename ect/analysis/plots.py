@@ -108,6 +108,7 @@ def power_timeline(samples: pd.DataFrame, run: pd.Series, path: Path) -> Path:
         ax.plot((cpu["time_ms"] - start_ms) / 1000, cpu["cpu_power_estimated_W"], label="CPU power (estimated)")
     ax.axvspan(0, run["duration_s"], color="tab:green", alpha=0.12, label="measurement window")
     ax.set_xlim(min(seconds.min(), 0) if len(seconds) else 0, max(seconds.max(), run["duration_s"]) if len(seconds) else run["duration_s"])
+    ax.set_ylim(bottom=0)  # power from zero: the swings keep their true size
     ax.legend(loc="upper right", fontsize=8)
     ax.set(xlabel="time since the window's start (s)", ylabel="power (W)",
            title=f"Power of {run['architecture']} on {run['environment']}, run {run['run_id']}")

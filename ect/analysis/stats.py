@@ -310,7 +310,7 @@ def _comparisons(df: pd.DataFrame, within: str, across: str, alpha: float, corre
             if metric not in subset.columns:
                 metrics[metric] = {"skipped": "column missing"}
             elif subset[metric].isna().all():
-                metrics[metric] = {"skipped": "all values are missing (NaN)"}
+                metrics[metric] = {"skipped": "no value measured in these runs"}
             elif subset.loc[subset[metric].notna(), across].nunique() < 2:
                 metrics[metric] = {"skipped": f"fewer than 2 {across} groups with values"}
             else:

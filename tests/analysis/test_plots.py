@@ -33,3 +33,15 @@ def test_energy_per_run_shows_every_run_and_boxes_only_where_a_group_has_enough_
     assert not [p for p in ax.patches if isinstance(p, PathPatch)]  # one run is no box: a point
     assert sum(len(c.get_offsets()) for c in ax.collections) == 2
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["local"]  # the points carry the legend
+
+
+def test_the_power_timeline_starts_at_zero_watts_and_spans_the_window(monkeypatch, tmp_path):
+    samples = pd.DataFrame({"environment": "local", "architecture": "vgg16", "run_id": "r1", "gpu_index": 0,
+                            "time_ms": [1_000_100, 1_000_200, 1_000_300], "power_W": [250.0, 260.0, 255.0],
+                            "cpu_power_estimated_W": [40.0, 42.0, 41.0]})
+    run = pd.Series({"environment": "local", "architecture": "vgg16", "run_id": "r1", "start": 1_000_000,
+                     "duration_s": 0.4})
+    ax = drawn(monkeypatch, plots.power_timeline, samples, run, tmp_path / "p.png")
+    assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] > 260 and ax.get_xlim() == (0, 0.4)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "GPU 0 power (measured)", "CPU power (estimated)", "measurement window"]

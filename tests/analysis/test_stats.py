@@ -296,3 +296,10 @@ def test_eta_squared_is_never_negative_and_says_why():
     result = kruskal_wallis(runs(same), "total_energy_J", "architecture")
     assert result["H"] < 2 and result["eta_squared"] == 0.0
     assert "no effect beyond chance" in result["eta_squared_note"] and "raw estimate -" in result["eta_squared_note"]
+
+
+def test_a_metric_no_run_measured_is_not_tested_and_says_so():
+    df = lognormal_runs([100.0, 200.0], n=4, seed=5).assign(gpu_utilization_mean_pct=np.nan)  # a CPU-only machine
+    metrics = analyze(df)["by_environment"]["local"]["metrics"]
+    assert metrics["gpu_utilization_mean_pct"] == {"skipped": "no value measured in these runs"}
+    assert "kruskal_wallis" in metrics["total_energy_J"]
