@@ -380,17 +380,16 @@ def _selected(samples: dict[str, list], rows: slice | list[int]) -> dict[str, li
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], samples: dict[str, list]) -> None:
-    """The samples as ect's sampler writes them: csv's lines (\r\n), floats to full precision (the shortest text
-    that reads back the same), empty where missing. Arrow writes them, or, for a value it would have to quote (a
-    GPU name with a comma), the csv module."""
+    """The samples in the contract's columns, with csv's line ends (\r\n) as ect's sampler writes them, each float as
+    text that reads back the same ("350" from Arrow, "350.0" from the csv module), empty where missing.
+    Arrow writes them, or, for a value it would have to quote (a GPU name with a comma), the csv module."""
     rows = len(samples["t_ms"])
     try:
         table = pa.table({column: pa.array(samples[column]) if column in samples else pa.nulls(rows)
                           for column in columns})
         text = io.BytesIO()
         pa_csv.write_csv(table, text, pa_csv.WriteOptions(include_header=False, quoting_style="none"))
-        path.write_bytes((",".join(columns) + "\n").encode().replace(b"\n", b"\r\n")
-                         + text.getvalue().replace(b"\n", b"\r\n"))
+        path.write_bytes((",".join(columns) + "\r\n").encode() + text.getvalue().replace(b"\n", b"\r\n"))
         return
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         pass

@@ -14,9 +14,9 @@ import pytest
 from conftest import log_lines
 from raw_runs import write_valid_run
 from test_validation import describe, edit_gpu, edit_json, edit_manifest, edit_samples, files_of, matching
+from ect import pipeline
 from ect.aggregate.aggregate import RemovalRefused, aggregate
 from ect.config import load_config
-from ect import pipeline
 from ect.errors import ConfigError, RunsNotMeasured
 from ect.raw.columns import iso_utc_ms
 from ect.raw.layout import VALIDATION_FILE
