@@ -48,7 +48,8 @@ run: venv $(DEMO_DATA) airflow-db
 		print('validation summary:', c.path('METRICS_DIR') / 'validation' / 'summary.txt'); \
 		print('report:', c.path('OUTPUT_DIR') / 'local' / 'report.html')"
 
-# pyproject.toml leaves out the tests marked docker and browser; .ci/run runs them too: PYTEST_ARGS="-m ''".
+# pyproject.toml leaves out the tests marked docker, browser, celery and pushgateway (they need a Docker engine and
+# Debian packages); .ci/run installs those and runs them too: PYTEST_ARGS="-m ''".
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

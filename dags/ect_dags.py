@@ -3,13 +3,15 @@
 preflight -> host_check -> warm-up -> profiled training (mapped over architecture x repetition, in the host's
 pool) -> validation (also after failed runs) -> aggregation (updates the processed-dataset Asset)
 -> regression check -> report -> verdicts (all runs measured; no energy regression).
-host_check, warm-up and training run on the environment's QUEUE (a worker on its GPU host); the rest on any worker.
+host_check, warm-up and training run on the environment's QUEUE (a worker on its GPU host); the rest on any worker,
+where, with a QUEUE, host_check_watch fails the run with the reason when the GPU host's worker cannot load the DAG.
 The ect_report DAG makes the cross-environment report whenever the processed dataset changes.
 Every rule lives in the `ect` package; this file only wires tasks.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from airflow.sdk import DAG, Asset, Param, TriggerRule, get_current_context, task
@@ -21,6 +23,7 @@ from ect.config import available_profiles, load_config
 from ect.runners import RUNNERS
 from ect.runners.credentials import use_store_credentials
 from ect.runners.placement import queue_check, task_options
+from ect.runners.states import WATCH_POKE_INTERVAL_S, succeeded_results, watch_host_check
 
 CONFIG = load_config()  # a broken config/*.yaml fails here, as a DAG import error that names the file and key
 
@@ -30,20 +33,26 @@ CONFIG = load_config()  # a broken config/*.yaml fails here, as a DAG import err
 PROCESSED = Asset("ect_processed")
 
 
-def params() -> dict:
-    """The trigger form: choices where there are some, each description saying what an empty value falls back to."""
+def params(env) -> dict:
+    """The trigger form: every field optional (empty: the configuration's value, which scheduled runs use too), choices
+    where there are some, each description saying what an empty value falls back to."""
     e = CONFIG.experiment
     profiles = available_profiles(CONFIG.root / "config")
+    names = "|".join(map(re.escape, ARCHITECTURES))
     return {
-        "architectures": Param(None, type=["null", "array"], items={"type": "string", "enum": list(ARCHITECTURES)},
-                               examples=list(ARCHITECTURES), minItems=1,
-                               description=f"Architectures to profile. Empty: {', '.join(e.architectures)} "
-                                           "(ARCHITECTURES of the configuration or the profile)."),
+        # A list (the form's multi-select), or a string of comma-separated names in a conf ("vgg16,resnet50").
+        "architectures": Param(None, type=["null", "array", "string"],
+                               items={"type": "string", "enum": list(ARCHITECTURES)}, examples=list(ARCHITECTURES),
+                               minItems=1, pattern=rf"^\s*(({names})(\s*,\s*({names}))*)?\s*$",
+                               description=f"Architectures to profile (a list, or comma-separated names). Empty: "
+                                           f"{', '.join(e.architectures)} (ARCHITECTURES of the configuration or the "
+                                           "profile)."),
         "repetitions": Param(None, type=["null", "integer"], minimum=1,
                              description=f"Profiled runs per architecture. Empty: {e.repetitions} (REPETITIONS)."),
-        "profile": Param("", type="string", enum=["", *profiles],
-                         values_display={"": "none: config/*.yaml as they are", **{p: p for p in profiles}},
-                         description="Named profile from config/profiles/ (demo: a minute on a laptop CPU)."),
+        "profile": Param(None, type=["null", "string"], enum=[None, *profiles],
+                         values_display={"None": "none: config/*.yaml as they are", **{p: p for p in profiles}},
+                         description="Named profile from config/profiles/ (demo: a minute on a laptop CPU). "
+                                     "Empty: none (ECT_PROFILE of the workers, if set)."),
         "dataset": Param(None, type=["null", "string"], minLength=1,
                          description=f"Dataset folder inside {', '.join(CONFIG.base.dataset_roots)}. "
                                      f"Empty: {CONFIG.base.dataset_dir} (DATASET_DIR)."),
@@ -52,8 +61,8 @@ def params() -> dict:
         "ft_epochs": Param(None, type=["null", "integer"], minimum=1,
                            description=f"Epochs of phase 2 (fine-tuning). Empty: {e.ft_epochs} (FT_EPOCHS)."),
         "experiment_name": Param(None, type=["null", "string"], minLength=1,
-                                 description="MLflow experiment of the runs (needed when MLFLOW_ENABLED is true). "
-                                             "Empty: no MLflow run."),
+                                 description="MLflow experiment of the runs when MLFLOW_ENABLED is true. Empty: "
+                                             f"{env.experiment} (EXPERIMENT_NAME of environment {env.name})."),
     }
 
 
@@ -87,7 +96,7 @@ def environment_dag(env) -> DAG:
     runner = RUNNERS[env.runner]
     with DAG(
         dag_id=f"ect_{env.name}", schedule=schedule_of(env), catchup=False,
-        max_active_runs=1, params=params(), tags=["ect", "energy", env.name, env.runner],
+        max_active_runs=1, params=params(env), tags=["ect", "energy", env.name, env.runner],
         doc_md=f"### Energy cost of training on `{env.name}`\n{env.description or ''}\n\n"
                "Trains every configured architecture inside an energy measurement window (GPU: NVML counter or "
                "integrated power; CPU: RAPL or an estimate), validates the raw measurements with Great Expectations, "
@@ -130,16 +139,29 @@ def environment_dag(env) -> DAG:
             raise_on_regression(regression)
 
         @task(trigger_rule=TriggerRule.ALL_DONE, on_failure_callback=alert_callback(env))
-        def all_runs_measured(summary: dict | None, aggregation: dict | None) -> None:
+        def all_runs_measured() -> None:
             """Fails the DAG run (and alerts) when a planned run failed, was quarantined (by validation or, failing to
-            aggregate, by the aggregation) or was never validated."""
-            pipeline.check_all_measured(summary, aggregation)
+            aggregate, by the aggregation) or was never validated. Reads the results of validate and aggregate only
+            where they succeeded."""
+            pipeline.check_all_measured(*succeeded_results(["validate", "aggregate"]))
 
-        plan = host_check(preflight())
+        planned = preflight()
+        plan = host_check(planned)
         warm, trained = runner.tasks(env, CONFIG, plan)
+        if env.queue:
+            # On the default queue beside host_check: fails the run with the reason when the GPU host's worker cannot
+            # load the DAG or never takes host_check, so that no training starts and the error is where one looks.
+            @task.sensor(mode="reschedule", poke_interval=WATCH_POKE_INTERVAL_S,
+                         timeout=env.host_check_timeout_s + 10 * WATCH_POKE_INTERVAL_S)
+            def host_check_watch() -> bool:
+                return watch_host_check(env)
+
+            planned >> host_check_watch() >> [warm, trained]
         warm >> trained >> (summary := validate(plan)) >> (aggregation := aggregate())
         regression = regression_check(aggregation)
-        report(regression) >> [all_runs_measured(summary, aggregation), no_energy_regression(regression)]
+        measured = all_runs_measured()
+        report(regression) >> [measured, no_energy_regression(regression)]
+        [summary, aggregation] >> measured
     return dag
 
 

@@ -19,7 +19,9 @@ from typing import Callable
 
 from ect import __version__
 from ect.architectures import ARCHITECTURES
-from ect.errors import INTERNAL_ERROR, USAGE_ERROR, ConfigError, EctError, EnergyRegression
+from ect.errors import (INTERNAL_ERROR, LINE_LIMIT, USAGE_ERROR, ConfigError, EctError, EnergyRegression,
+                        NothingToDo, describe_os_error, is_system_error, shorten)
+from ect.masking import mask, url_secrets
 from ect.runs.commands import LOG_PREFIX_VARIABLE
 
 ENVIRONMENT_HELP = "training environment from config/environments.yaml (e.g. local, cloud)"
@@ -97,14 +99,40 @@ def _raw_dir(args, cfg) -> Path:
     return raw
 
 
+def _raw_dir_or_store(args, cfg) -> Path | None:
+    """None when RUN_STORE is set and no RAW_DIR is given: the step mirrors the store's runs into METRICS_DIR/raw and
+    works on them alone; else _raw_dir."""
+    return None if cfg.run_store() and not args.raw_dir else _raw_dir(args, cfg)
+
+
 def _processed(args, cfg) -> Path:
     """--processed (or PROCESSED) of the command line, else METRICS_DIR/processed/runs.parquet; it must exist."""
     from ect.pipeline import metrics_dir
 
-    processed = Path(args.processed) if args.processed else metrics_dir(cfg).processed
+    processed = Path(args.processed) if getattr(args, "processed", None) else metrics_dir(cfg).processed
     if not processed.is_file():
-        raise ConfigError(f"processed dataset {processed} does not exist: run `ect aggregate` first")
+        raise NothingToDo(f"processed dataset {processed} does not exist: run `ect aggregate` first")
     return processed
+
+
+def _processed_runs(args, cfg, task: str, environment: str | None = None):
+    """The processed dataset (_processed) and its runs (of `environment` when given); NothingToDo ("nothing to
+    TASK: ...") when there are none."""
+    import pandas as pd
+
+    processed = _processed(args, cfg)
+    try:
+        runs = pd.read_parquet(processed)
+    except ValueError as error:  # pyarrow's ArrowInvalid: not a Parquet file, or a damaged one
+        raise ConfigError(f"processed dataset {processed} cannot be read as Parquet ({shorten(str(error))}); "
+                          "`ect aggregate` writes it again from the raw runs") from None
+    if environment is not None and "environment" in runs:
+        runs = runs[runs["environment"] == environment]
+    if runs.empty:
+        raise NothingToDo(f"nothing to {task}: {processed} has no runs"
+                          + (f" of environment {environment!r}" if environment else "")
+                          + " (`ect aggregate` adds the measured runs)")
+    return processed, runs
 
 
 class Terminated(BaseException):
@@ -242,7 +270,9 @@ def warmup(args) -> int:
     return 0
 
 
-RAW_DIR = arg("raw_dir", metavar="RAW_DIR", nargs="?", help="raw measurements (default: METRICS_DIR/raw)")
+RAW_DIR = arg("raw_dir", metavar="RAW_DIR", nargs="?",
+              help="raw measurements (default: METRICS_DIR/raw; with RUN_STORE, validate and aggregate mirror the "
+                   "store's runs there and use those alone)")
 
 
 @command("validate", "check raw measurements with Great Expectations; quarantine bad runs",
@@ -259,13 +289,14 @@ RAW_DIR = arg("raw_dir", metavar="RAW_DIR", nargs="?", help="raw measurements (d
                       "Data Docs (HTML: DIR/gx/uncommitted/data_docs/local_site/index.html); slower"),
          ])
 def validate(args) -> int:
-    from ect.pipeline import validate_step
+    from ect.pipeline import metrics_dir, validate_step
     from ect.raw.layout import MetricsDir
     from ect.validation import QUARANTINED
 
     cfg = _load(args)
-    raw = _raw_dir(args, cfg)
-    summary_dir = Path(args.summary_dir) if args.summary_dir else MetricsDir(raw.parent).validation
+    raw = _raw_dir_or_store(args, cfg)
+    summary_dir = Path(args.summary_dir) if args.summary_dir else \
+        MetricsDir(raw.parent).validation if raw else metrics_dir(cfg).validation
     results = validate_step(cfg, raw, summary_dir, force=args.force,
                             data_docs=Path(args.data_docs).resolve() if args.data_docs else None)
     print(f"summary: {summary_dir / 'summary.json'} and {summary_dir / 'summary.txt'}")
@@ -284,7 +315,7 @@ def aggregate(args) -> int:
     from ect.pipeline import aggregate_step
 
     cfg = _load(args)
-    result = aggregate_step(cfg, _raw_dir(args, cfg), Path(args.out).resolve() if args.out else None,
+    result = aggregate_step(cfg, _raw_dir_or_store(args, cfg), Path(args.out).resolve() if args.out else None,
                             allow_removal=args.allow_removal)
     return 1 if result.failed else 0  # runs that passed validation but failed to aggregate (now quarantined)
 
@@ -368,7 +399,7 @@ def export(args) -> int:
     from ect.aggregate.export import export_codecarbon
 
     cfg = _load(args)
-    processed = _processed(args, cfg)
+    processed, _ = _processed_runs(args, cfg, "export")
     out = Path(args.out) if args.out else processed.parent / "emissions.csv"
     print(f"wrote {export_codecarbon(processed, out, cfg.environments)}")
     return 0
@@ -392,7 +423,7 @@ def analyze(args) -> int:
     from ect.pipeline import report_step
 
     cfg = _load(args)
-    processed = _processed(args, cfg)
+    processed, _ = _processed_runs(args, cfg, "analyse", args.environment)
     paths = report_step(cfg, args.environment, processed=processed,
                         out=Path(args.out) if args.out else None, title=args.title or "Energy cost of training",
                         outliers=args.outliers, require_runs=True)
@@ -407,6 +438,9 @@ def analyze(args) -> int:
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0
+
+
+TERMINAL_WIDTH = 120  # the widest line the comparison prints
 
 
 def text_table(header: list[str], rows: list[list]) -> str:
@@ -430,12 +464,15 @@ def text_table(header: list[str], rows: list[list]) -> str:
          arguments=[arg("environment", metavar="ENVIRONMENT", help=ENVIRONMENT_HELP)])
 def check_regression(args) -> int:
     from ect.analysis.regression import raise_on_regression
-    from ect.pipeline import regression_step
+    from ect.pipeline import metrics_dir, regression_step
 
     cfg = _load(args)
     cfg.environment(args.environment)
     result = regression_step(cfg, args.environment)
     verdicts = result["architectures"]
+    if not verdicts:
+        raise NothingToDo(f"nothing to check: {metrics_dir(cfg).processed} has no run of environment "
+                          f"{args.environment!r} with a measured energy (`ect aggregate` adds the measured runs)")
     print(text_table(["environment", "architecture", "runs", "baseline runs", "median kJ", "median Wh", "change",
                       "verdict"],
                      [[args.environment, architecture, v["latest_runs"], v["baseline_runs"], v["latest_median"] / 1000,
@@ -448,9 +485,7 @@ def check_regression(args) -> int:
     except EnergyRegression as error:
         print(f"ect check-regression: {error}", file=sys.stderr)
         return 1
-    if not verdicts:
-        print(f"no aggregated run of {args.environment} yet")
-    elif result["regressions"]:
+    if result["regressions"]:
         print(f"energy regression on {args.environment} reported only (REGRESSION: FAIL_RUN is false)")
     else:
         print(f"no energy regression on {args.environment} (latest run {result['latest_campaign']})")
@@ -468,23 +503,63 @@ def check_regression(args) -> int:
                     arg("--processed", metavar="FILE", help=PROCESSED_HELP),
                     arg("--out", metavar="DIR", help="output folder")])
 def compare(args) -> int:
-    import pandas as pd
-
     from ect.analysis.regression import RegressionSettings, campaign_key, compare_campaigns
-    from ect.analysis.report import comparison_frame, write_comparison
+    from ect.analysis.report import comparison_frame, comparison_legend, write_comparison
 
     cfg = _load(args)
     e = cfg.experiment
     settings = RegressionSettings(e.regression_baseline_runs, e.regression_threshold, e.regression_alpha,
                                   e.regression_min_runs)
-    result = compare_campaigns(pd.read_parquet(_processed(args, cfg)), args.first, args.second, settings)
+    result = compare_campaigns(_processed_runs(args, cfg, "compare")[1], args.first, args.second, settings)
+    import textwrap
+
     frame = comparison_frame(result).drop(columns=["Why"])
     print(text_table(list(frame.columns), frame.astype(object).values.tolist()))
-    for row in result["comparisons"]:
-        print(f"{row['architecture']} on {row['environment']}: {row['decided_by']}")
+    print("\n".join(comparison_legend(result)))
+    for row in result["comparisons"]:  # sentences wrapped to the table's width (TERMINAL_WIDTH)
+        print(textwrap.fill(f"{row['architecture']} on {row['environment']}: {row['decided_by']}", TERMINAL_WIDTH,
+                            subsequent_indent="    "))
     out = Path(args.out) if args.out else (cfg.path("OUTPUT_DIR") / "compare"
                                            / f"{campaign_key(args.first)}_vs_{campaign_key(args.second)}")
     print(f"report: {write_comparison(result, out)['html']}")
+    return 0
+
+
+@command("worker", "check, then start the Celery worker of an environment's GPU host", config=None,
+         description="Start `airflow celery worker --queues QUEUE --concurrency 1 --celery-hostname ENVIRONMENT@%h` "
+                     "for the environment's QUEUE, with this project's DAGs and plugins folders, no example DAGs, "
+                     "ECT_HOME, the execution API (AIRFLOW__CORE__EXECUTION_API_SERVER_URL, its timeout 30 s unless "
+                     "set) and the log server's port. First checks that the DAGs folder has ect_dags.py, the "
+                     "configuration loads, the environment has a QUEUE, the execution API answers, the log port is "
+                     "free and the environment's DAG loads here; any failure is one line naming what to set "
+                     "(exit status 2 or 3), and no worker starts. The central database, broker and JWT secret come "
+                     "from the usual AIRFLOW__* variables (README, Many machines).",
+         arguments=[
+             arg("environment", metavar="ENVIRONMENT", help=ENVIRONMENT_HELP),
+             arg("--hostname", metavar="H", help="Celery node name (default ENVIRONMENT@%%h: %%h is this machine's "
+                                                 "name); two workers on one machine need different ones"),
+             arg("--log-port", type=int, metavar="P", help="port of the worker's log server (default: "
+                                                          "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT, else 8793); "
+                                                          "two workers on one machine need different ones"),
+             arg("--concurrency", type=int, default=1, metavar="N",
+                 help="tasks at a time (default 1: the environment's POOL keeps measurements apart anyway)"),
+             arg("--default-queue", action="store_true",
+                 help="also serve Airflow's default queue (preflight, validation, aggregation, reports)"),
+             arg("--check", action="store_true", help="only check and print the command; start nothing"),
+         ])
+def worker(args) -> int:
+    import shlex
+
+    from ect.runners.worker import exec_worker, worker_plan
+
+    plan = worker_plan(args.environment, hostname=args.hostname, log_port=args.log_port,
+                       concurrency=args.concurrency, default_queue=args.default_queue)
+    for line in plan.checks:
+        print(f"ok: {line}")
+    print(" ".join(f"{name}={shlex.quote(value)}" for name, value in plan.variables.items()) + " \\\n  "
+          + shlex.join(plan.argv))
+    if not args.check:
+        exec_worker(plan)
     return 0
 
 
@@ -515,7 +590,7 @@ def pools(args) -> int:
                      "command line).",
          arguments=[arg("--explain", action="store_true", help="also print what each setting means")])
 def config(args) -> int:
-    from ect.config.settings import SECTIONS, keys_of
+    from ect.config.settings import SECTIONS, Environment, keys_of
 
     cfg = _load(args)
     print(f"project root: {cfg.root}\nprofile: {cfg.profile or 'none'}")
@@ -523,7 +598,8 @@ def config(args) -> int:
         print(f"\n[{section}]")
         for key, field in keys_of(cls).items():
             value = getattr(getattr(cfg, section), field.name)
-            line = f"  {key} = {value!r}    # {cfg.origins[f'{section}.{key}']}"
+            shown = mask(repr(value), url_secrets(value) if isinstance(value, str) else ())  # a URL's credentials
+            line = f"  {key} = {shown}    # {cfg.origins[f'{section}.{key}']}"
             print(line + (f"\n      {field.metadata['doc']}" if args.explain else ""))
     print("\n[environments]")
     problems = []
@@ -537,10 +613,13 @@ def config(args) -> int:
             alert = "none" if env.alert_function() is None else env.alert_callback
         except ConfigError as error:
             alert, problems = "does not import (see below)", problems + [str(error)]
-        print(f"  {name}: runner={env.runner} gpus={env.gpus} carbon_intensity={carbon} "
-              f"pue={env.pue} schedule={env.schedule!r} alert_callback={alert}")
+        print(f"  {name}: carbon_intensity={carbon} alert_callback={alert}")
+        effective = {"POOL": env.pool_name, "EXPERIMENT_NAME": env.experiment}  # their defaults name the environment
+        for key, field in keys_of(Environment).items():
+            value = effective.get(key, getattr(env, field.name))
+            print(f"    {key} = {value!r}" + (f"\n        {field.metadata['doc']}" if args.explain else ""))
     for problem in problems:
-        print(f"ect config: error: {problem}", file=sys.stderr)
+        print(f"ect config: error: {mask(problem)}", file=sys.stderr)
     return USAGE_ERROR if problems else 0
 
 
@@ -564,21 +643,26 @@ def build_parser() -> argparse.ArgumentParser:
 class TerminalFormatter(logging.Formatter):
     """What users see: the message, with "warning: " or "error: " before it when it is one. Under a runner
     (ECT_LOG_PREFIX=1) every line says its level ("[ect WARNING] ..."), so that the task log keeps it and can tell
-    ect's lines from third-party output."""
+    ect's lines from third-party output. Every line is masked (ect.masking): URL credentials, secret parameters and
+    the configured secrets never reach a terminal or a task log."""
+
+    def __init__(self, secrets: tuple[str, ...] = ()):
+        super().__init__()
+        self.secrets = secrets
 
     def format(self, record: logging.LogRecord) -> str:
-        message = super().format(record)
+        message = mask(super().format(record), self.secrets)
         if os.environ.get(LOG_PREFIX_VARIABLE) == "1":
             return "\n".join(f"[ect {record.levelname}] {line}" for line in message.splitlines() or [""])
         return f"{record.levelname.lower()}: {message}" if record.levelno >= logging.WARNING else message
 
 
 @contextmanager
-def terminal_logging():
-    """ect's log lines on stdout while a command runs (INFO and up; DEBUG with ECT_DEBUG=1)."""
+def terminal_logging(secrets: tuple[str, ...] = ()):
+    """ect's log lines on stdout while a command runs (INFO and up; DEBUG with ECT_DEBUG=1), `secrets` masked."""
     logger = logging.getLogger("ect")
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(TerminalFormatter())
+    handler.setFormatter(TerminalFormatter(secrets))
     level, propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if _debug() else logging.INFO)
@@ -595,22 +679,41 @@ def _debug(args=None) -> bool:
     return getattr(args, "debug", False) or os.environ.get("ECT_DEBUG", "").lower() in ("1", "true", "yes")
 
 
+def _print_traceback(secrets: tuple[str, ...]) -> None:
+    """The traceback of the exception being handled, masked: a library's exception may quote a URL's password."""
+    print(mask(traceback.format_exc(), secrets), end="", file=sys.stderr)
+
+
+def _readable(message: str) -> str:
+    """An error message with each line cut to LINE_LIMIT characters (a quoted value can be of any size)."""
+    return "\n".join(shorten(line, LINE_LIMIT) for line in message.splitlines())
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    with terminal_logging():
+    from ect.config.secrets import known_secrets
+
+    secrets = tuple(known_secrets())  # with the environment's (ect.masking), masked in everything printed below
+    with terminal_logging(secrets):
         try:
             return args.func(args)
         except EctError as error:
             if _debug(args):
-                traceback.print_exc()
-            print(f"ect {args.command}: error: {error}", file=sys.stderr)
+                _print_traceback(secrets)
+            print(f"ect {args.command}: error: {_readable(mask(error, secrets))}", file=sys.stderr)
             return error.exit_code
         except KeyboardInterrupt:
             print(f"ect {args.command}: interrupted", file=sys.stderr)
             return 130
         except Exception as error:  # a bug: its traceback for the report, then one line saying what it is
-            traceback.print_exc()
-            print(f"ect {args.command}: internal error: {type(error).__name__}: {error} (a bug in ect: please "
-                  "report it with the traceback above)", file=sys.stderr)
+            if is_system_error(error):  # not a bug: the machine refused (a full disk, a read-only folder, ...)
+                if _debug(args):
+                    _print_traceback(secrets)
+                print(f"ect {args.command}: error: {_readable(mask(describe_os_error(error), secrets))}",
+                      file=sys.stderr)
+                return INTERNAL_ERROR
+            _print_traceback(secrets)
+            print(f"ect {args.command}: internal error: {type(error).__name__}: {_readable(mask(error, secrets))} (a "
+                  "bug in ect: please report it with the traceback above)", file=sys.stderr)
             return INTERNAL_ERROR

@@ -18,11 +18,12 @@ from typing import Callable
 
 from ect.architectures import get_architecture
 from ect.config import Config, Environment, load_config
-from ect.errors import ConfigError, RunsNotMeasured
+from ect.errors import ConfigError, NothingToDo, RunsNotMeasured
 from ect.raw.atomic import read_json, write_json
-from ect.raw.layout import VALIDATION_FILE, MetricsDir, RunKey
+from ect.raw.layout import VALIDATION_FILE, MetricsDir, RunKey, find_runs, run_file_key
 from ect.runs.commands import config_options
 from ect.runs.plan import plan_of
+from ect.runs.record import experiment_of
 from ect.store import RunStore, open_store, pull_outputs, push_outputs
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,11 @@ def preflight(environment: str, params: dict, dag_run_id: str,
     log.info(f"carbon intensity: {intensity:.4g} gCO2e/kWh ({source})")
     for name in cfg.experiment.architectures:
         get_architecture(name).check_input_size(cfg.experiment.image_size)
-    if cfg.experiment.mlflow_enabled and not params.get("experiment_name"):
-        raise ConfigError("MLFLOW_ENABLED is true: give the MLflow experiment in the experiment_name parameter")
+    experiment_name = experiment_of(cfg, environment, params.get("experiment_name"))
+    if cfg.experiment.mlflow_enabled:
+        log.info(f"MLflow: the runs go to experiment {experiment_name!r} ("
+                 + ("trigger parameter experiment_name)" if params.get("experiment_name")
+                    else f"EXPERIMENT_NAME of environment {environment})"))
     store = store_of(cfg)
     log.info(f"run store: {store.check() if store else 'none (METRICS_DIR and OUTPUT_DIR of each worker)'}")
     log.info(f"placement: {placement_check(env) if placement_check else 'not checked'}")
@@ -98,7 +102,7 @@ def preflight(environment: str, params: dict, dag_run_id: str,
              + (f", queue {env.queue})" if env.queue else ")"))
     return {"environment": environment, "runner": env.runner,
             "config_args": config_options(params.get("profile"), overrides_from(params)),
-            "experiment_name": params.get("experiment_name"), "dag_run_id": dag_run_id,
+            "experiment_name": experiment_name, "dag_run_id": dag_run_id,
             "dataset_dir": str(cfg.path("DATASET_DIR")),  # on the GPU host: host_check checks it there
             "warmup_minutes": cfg.experiment.warmup_time, "cooldown_minutes": cfg.experiment.cooldown,
             "runs": [run.to_dict() for run in runs]}
@@ -125,28 +129,49 @@ def store_of(cfg: Config) -> RunStore | None:
     return open_store(cfg.run_store())
 
 
-def pull_runs(store: RunStore, raw: Path) -> None:
+# Local runs not in the run store named in its warning, at most (then "and N more").
+NAMED_LOCAL_RUNS = 20
+
+
+def pull_runs(store: RunStore, raw: Path) -> frozenset[RunKey]:
+    """Mirrors the store's runs into `raw` and returns them: the runs a step works on. The store is the truth: a run
+    folder in `raw` the store does not have (measured here before RUN_STORE was set) is named in a warning and left
+    out."""
     pulled = store.pull_runs(raw)
     log.info(f"run store {store!r}: {pulled.runs} published run(s); {pulled.files} new or changed file(s) fetched "
              f"({pulled.bytes / 1e6:.3g} MB)")
+    local_only = sorted(key for key in map(RunKey.of_folder, find_runs(raw)) if key not in pulled.keys)
+    if local_only:
+        named = ", ".join(map(str, local_only[:NAMED_LOCAL_RUNS]))
+        more = f" and {len(local_only) - NAMED_LOCAL_RUNS} more" if len(local_only) > NAMED_LOCAL_RUNS else ""
+        log.warning(f"{len(local_only)} run(s) in {raw} are not in the run store {store!r} and are left out of "
+                    f"validation and aggregation: {named}{more}; `ect publish {raw}` publishes them to the store")
+    return pulled.keys
+
+
+def pull_report(store: RunStore, metrics: MetricsDir, name: str, out: Path) -> None:
+    """What a report needs from the store: its results (processed dataset, samples) into METRICS_DIR, and its
+    reports/<name>/ (what the regression check, maybe on another worker, left there) into `out`."""
+    pull_outputs(store, metrics)
+    store.pull_tree(f"reports/{name}", out)
 
 
 def validate_step(cfg: Config, raw: Path | None = None, summary_dir: Path | None = None, force: bool = False,
                   data_docs: Path | None = None) -> list:
-    """Validates every raw run (METRICS_DIR/raw, after mirroring the run store's); the summary goes to
-    METRICS_DIR/validation/ (and the store, with each new verdict)."""
+    """Validates every raw run (METRICS_DIR/raw, after mirroring the run store's: then the store's runs alone); the
+    summary goes to METRICS_DIR/validation/ (and the store, with each new verdict)."""
     from ect.validation import limits_from, validate_raw
 
     store = store_of(cfg) if raw is None else None
     raw = raw or metrics_dir(cfg).raw
     summary_dir = summary_dir or MetricsDir(raw.parent).validation
-    if store:
-        pull_runs(store, raw)
-    results = validate_raw(raw, limits_from(cfg.experiment), summary_dir, force=force, data_docs=data_docs)
+    only = pull_runs(store, raw) if store else None
+    results = validate_raw(raw, limits_from(cfg.experiment), summary_dir, force=force, data_docs=data_docs, only=only)
     if store:
         for result in results:
-            if not result.reused:
-                store.push(result.folder / VALIDATION_FILE, f"raw/{result.run}/{VALIDATION_FILE}")
+            if not result.reused and result.recorded:  # a link's verdict is in the summary only
+                store.push(result.folder / VALIDATION_FILE,
+                           run_file_key(RunKey.of_folder(result.folder), VALIDATION_FILE))
         store.push_folder(summary_dir, "validation")
     return results
 
@@ -176,18 +201,18 @@ def planned_runs_summary(cfg: Config, environment: str, planned: list[dict], res
 
 def aggregate_step(cfg: Config, raw: Path | None = None, out: Path | None = None, allow_removal: bool = False):
     """Aggregates the raw runs into METRICS_DIR/interim and processed (ect.aggregate); with a run store, from its
-    runs and the state of its last aggregation, and back into it. Refused (RemovalRefused) when runs of the processed
-    dataset have no run folder any more, unless allow_removal."""
+    runs alone and the state of its last aggregation, and back into it. Refused (RemovalRefused) when runs of the
+    processed dataset have no run folder (or are not in the store) any more, unless allow_removal."""
     from ect.aggregate.aggregate import aggregate
     from ect.validation import limits_from
 
     store = store_of(cfg) if raw is None and out is None else None
     metrics = metrics_dir(cfg)
+    only = pull_runs(store, metrics.raw) if store else None
     if store:
-        pull_runs(store, metrics.raw)
         pull_outputs(store, metrics)
     result = aggregate(raw or metrics.raw, out or metrics.root, cfg.environments, limits_from(cfg.experiment),
-                       allow_removal=allow_removal)
+                       allow_removal=allow_removal, only=only)
     if store and result.changed:
         push_outputs(store, metrics)
     if cfg.base.prometheus_pushgateway and result.runs:  # every time: a gateway that was down gets them now
@@ -226,13 +251,16 @@ def regression_step(cfg: Config, environment: str) -> dict:
     import pandas as pd
 
     from ect.analysis.plots import plot_trend
-    from ect.analysis.regression import RegressionSettings, check_regressions, trend_table
+    from ect.analysis.regression import RegressionSettings, check_regressions, trend_table, verdict_summary
 
     e = cfg.experiment
     store = store_of(cfg)
     if store:
         pull_outputs(store, metrics_dir(cfg), samples=False)
-    runs = pd.read_parquet(metrics_dir(cfg).processed)
+    processed = metrics_dir(cfg).processed
+    if not processed.is_file():
+        raise NothingToDo(f"processed dataset {processed} does not exist: run `ect aggregate` first")
+    runs = pd.read_parquet(processed)
     out = cfg.path("OUTPUT_DIR") / environment
     out.mkdir(parents=True, exist_ok=True)
     if runs.empty or environment not in set(runs["environment"]):
@@ -258,8 +286,7 @@ def regression_step(cfg: Config, environment: str) -> dict:
         for name in ("regression.json", "trend.csv", "trend.png"):
             if (out / name).exists():
                 store.push(out / name, f"reports/{environment}/{name}")
-    log.info(f"regressions: {result['regressions'] or 'none'}, inconclusive: {result['inconclusive'] or 'none'} "
-             f"(latest campaign {result['latest_campaign']})")
+    log.info(verdict_summary(result))
     return result
 
 
@@ -275,9 +302,8 @@ def report_step(cfg: Config, environment: str | None, regression: dict | None = 
     name = environment or "report"
     store = store_of(cfg) if processed is None and out is None else None
     out = out or cfg.path("OUTPUT_DIR") / name
-    if store:  # the run store's results, and what the regression check (maybe on another worker) left there
-        pull_outputs(store, metrics_dir(cfg))
-        store.pull_tree(f"reports/{name}", out)
+    if store:
+        pull_report(store, metrics_dir(cfg), name, out)
     processed = processed or metrics_dir(cfg).processed
     runs = pd.read_parquet(processed)
     if environment is not None:
@@ -290,7 +316,7 @@ def report_step(cfg: Config, environment: str | None, regression: dict | None = 
     paths = write_report(runs, out, title, alpha=e.analysis_alpha, correction=e.analysis_correction,
                          outliers=outliers or e.analysis_remove_outliers,
                          samples_path=MetricsDir(processed.parent.parent).samples,
-                         regression=regression, trend_png=out / "trend.png")
+                         regression=regression, trend_png=out / "trend.png", processed_path=processed)
     if environment is not None and not runs.empty and "campaign_id" in runs:
         keep_report(out, str(runs.sort_values("start")["campaign_id"].iloc[-1]))
     if store:

@@ -11,24 +11,48 @@ files first, manifest.json last, so that a reader sees a run only once it is com
 Readers mirror the store into their METRICS_DIR (pull: only what changed; a mirrored file gets the store's
 modification time, so that every worker's copy has the same signature and a verdict recorded by one worker holds
 on all), work on local files, and push what they wrote.
+
+A key listed from a store is data, never a path: every one is checked against the layout (ect.raw.layout.store_key);
+any other key ("..", an absolute path, a backslash, an encoded or look-alike separator, a NUL, an over-long name, a
+bad environment, architecture or run id, an unknown file) is logged as an error naming it and skipped, nothing is
+written for it, and the valid keys of the same listing still arrive. Keys ect writes are built and checked by the
+same rules. In a folder store no symbolic link is followed, on reading (a link is skipped with an error) or writing.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
+import stat
 from collections import defaultdict
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ect.config.secrets import mask_url as mask
-from ect.errors import StoreError
+from ect.errors import StoreError, quoted
+from ect.masking import mask, masked_url, url_secrets
 from ect.raw.atomic import remove_stale_temporaries, temporary_name
-from ect.raw.layout import MANIFEST_FILE, RUN_FILES, VALIDATION_FILE, MetricsDir, RunKey
+from ect.raw.layout import (KEY_QUOTE_LIMIT, MANIFEST_FILE, RUN_FILES, VALIDATION_FILE, MetricsDir, RunKey, inside,
+                            is_temporary_key, layout_key, run_file_key, store_key)
 
 log = logging.getLogger(__name__)
 
 DATA_FILES = tuple(name for name in RUN_FILES if name != MANIFEST_FILE)
+_CHUNK = 1 << 20  # bytes copied at a time
+
+
+class LinkNotPublished(StoreError):
+    """A run folder, or a file of it, is a symbolic link: not published (its target could be any file of the host)."""
+
+
+class _Refused(Exception):
+    """A folder store's file that is a symbolic link, lies behind one, or is not a regular file: not read."""
+
+
+def _skipped(key: str, why: str) -> None:
+    log.error(f"run store key {quoted(key, KEY_QUOTE_LIMIT)} {why}: skipped, nothing written for it")
 
 
 def _mtime_ns(info: dict) -> int:
@@ -48,6 +72,7 @@ class Pulled:
     runs: int  # complete runs in the store
     files: int  # files downloaded because they were new or had changed
     bytes: int
+    keys: frozenset[RunKey] = frozenset()  # the complete runs
 
 
 class RunStore:
@@ -55,22 +80,24 @@ class RunStore:
         import fsspec
 
         self.url = url.rstrip("/")
+        self.secrets = url_secrets(url)  # what every message about the store masks
         try:
             # A filesystem of its own: fsspec's cache would hand back one made with other credentials.
             self.fs, root = fsspec.core.url_to_fs(self.url, skip_instance_cache=True, **(storage_options or {}))
         except (ImportError, ValueError) as error:
-            raise StoreError(f"RUN_STORE={mask(url)!r}: {error}") from None
+            raise StoreError(f"RUN_STORE={masked_url(url)!r}: {mask(error, self.secrets)}") from None
         self.root = root.rstrip("/")
         self.local = type(self.fs).__name__ == "LocalFileSystem"
 
     def __repr__(self) -> str:
-        return f"RunStore({mask(self.url)!r})"
+        return f"RunStore({masked_url(self.url)!r})"
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
 
     def _failed(self, what: str, error: Exception) -> StoreError:
-        return StoreError(f"run store {mask(self.url)}: {what}: {type(error).__name__}: {mask(str(error))}")
+        return StoreError(f"run store {masked_url(self.url)}: {what}: {type(error).__name__}: "
+                          f"{mask(error, self.secrets)}")
 
     def check(self) -> str:
         """The store answers and takes a write (a probe file written, read back and deleted)."""
@@ -82,40 +109,83 @@ class RunStore:
             self.fs.rm_file(probe)
         except Exception as error:
             raise self._failed("not reachable or not writable", error) from None
-        return f"{mask(self.url)} is reachable and writable"
+        return f"{masked_url(self.url)} is reachable and writable"
 
     # --- writing -------------------------------------------------------------------------------------------
 
     def put(self, local: Path, relative: str) -> None:
-        """Uploads one file whole: readers see the old file or the new one, never a part of it."""
-        target = self.path(relative)
-        if self.local:  # a shared folder: write beside, then rename (object stores replace objects whole)
-            self.fs.makedirs(str(PurePosixPath(target).parent), exist_ok=True)
-            tmp = f"{PurePosixPath(target).parent}/{temporary_name(PurePosixPath(target).name)}"
-            self.fs.put_file(str(local), tmp)
-            self.fs.mv(tmp, target)
-        else:
-            self.fs.put_file(str(local), target)
+        """Uploads one file whole under `relative`, a key of the store's layout (StoreError for any other): readers
+        see the old file or the new one, never a part of it. The local file is read without following a link."""
+        key = layout_key(relative)
+        with _open_local_file(local) as source:
+            if self.local:
+                self._put_in_folder(source, key)
+            else:
+                self._upload(source, self.path(key))
+
+    def _put_in_folder(self, source, key: str) -> None:
+        """A shared folder: written beside its place, then renamed over it, through no link of the store; the
+        temporaries a killed writer of this host left in that folder go first (ect.raw.atomic)."""
+        *folders, name = key.split("/")
+        folder = self._make_folders(folders)
+        remove_stale_temporaries(Path(folder))
+        tmp = os.path.join(folder, temporary_name(name))
+        try:
+            descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+            with os.fdopen(descriptor, "wb") as target:
+                shutil.copyfileobj(source, target, _CHUNK)
+            os.replace(tmp, os.path.join(folder, name))
+        finally:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def _make_folders(self, parts: list[str]) -> str:
+        """The store's folder root/parts..., made where missing; StoreError when one is a symbolic link or a file."""
+        os.makedirs(self.root, exist_ok=True)
+        path = os.path.realpath(self.root)
+        for part in parts:
+            path = os.path.join(path, part)
+            with suppress(FileExistsError):
+                os.mkdir(path)
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                raise StoreError(f"run store {masked_url(self.url)}: {path} is a symbolic link or a file, not a "
+                                 "folder: not followed")
+        return path
+
+    def _upload(self, source, target: str) -> None:
+        """An object store's object, streamed from `source`; a failed upload is discarded, never committed in part."""
+        remote = self.fs.open(target, "wb")
+        try:
+            shutil.copyfileobj(source, remote, _CHUNK)
+        except BaseException:
+            if hasattr(remote, "discard"):
+                remote.discard()
+            raise
+        remote.close()
 
     def published(self, folder: Path, key: RunKey) -> bool:
         """Whether the store holds this run folder as it is here: the same manifest, data files of the same sizes."""
-        remote = self.path("raw", *_parts(key))
         try:
-            if self.fs.cat_file(f"{remote}/{MANIFEST_FILE}") != (folder / MANIFEST_FILE).read_bytes():
+            if self._read(run_file_key(key, MANIFEST_FILE)) != (folder / MANIFEST_FILE).read_bytes():
                 return False
-            sizes = {PurePosixPath(p).name: info["size"] for p, info in self.fs.find(remote, detail=True).items()}
-        except FileNotFoundError:
+            remote = self._find("/".join(("raw", *_parts(key))))
+        except (FileNotFoundError, _Refused):
             return False
+        sizes = {PurePosixPath(name).name: info["size"] for name, info in remote.items()}
         return all(sizes.get(name) == (folder / name).stat().st_size for name in DATA_FILES if (folder / name).exists())
 
     def publish(self, folder: Path, key: RunKey) -> bool:
-        """Publishes a finished run folder (data files first, manifest last); False when it was published already."""
+        """Publishes a finished run folder (data files first, manifest last); False when it was published already.
+        LinkNotPublished when the folder or one of its files is a symbolic link: nothing of it is published."""
+        for path in (folder, *(folder / name for name in RUN_FILES)):
+            if path.is_symlink():
+                raise LinkNotPublished(f"{path} is a symbolic link: not published")
         try:
             if self.published(folder, key):
                 return False
             for name in (*DATA_FILES, MANIFEST_FILE):
                 if (folder / name).exists():
-                    self.put(folder / name, "/".join(("raw", *_parts(key), name)))
+                    self.put(folder / name, run_file_key(key, name))
         except Exception as error:
             raise self._failed(f"publishing {key}", error) from None
         return True
@@ -127,36 +197,127 @@ class RunStore:
             raise self._failed(f"writing {relative}", error) from None
 
     def push_folder(self, local_dir: Path, relative: str) -> None:
-        """Every file of local_dir (a report, a summary; hidden ones left out) to relative/ of the store."""
+        """Every file of local_dir (a report, a summary; hidden ones left out) to relative/ of the store; a file that
+        has no place in the store's layout, or is a symbolic link, is left out with an error."""
         for name, path in _files(Path(local_dir)).items():
-            self.push(path, f"{relative}/{name}")
+            key = f"{relative}/{name}"
+            if path.is_symlink() or store_key(key) is None:
+                why = "is a symbolic link" if path.is_symlink() else \
+                    f"has no place in the run store's layout ({quoted(key, KEY_QUOTE_LIMIT)})"
+                log.error(f"{path} {why}: not written to the run store {masked_url(self.url)}")
+                continue
+            self.push(path, key)
 
     # --- reading -------------------------------------------------------------------------------------------
 
-    def _listing(self, relative: str) -> dict[str, dict]:
-        """{path relative to `relative`: info} of every file below it; {} when there is none."""
+    def _find(self, relative: str) -> dict[str, dict]:
+        """{key relative to the store's root: info} of every file below relative/, keys as the store has them (not
+        checked yet); {} when there is none. In a folder store, links and special files are left out with an error."""
+        if self.local:
+            return self._walk(relative)
         base = self.path(relative)
         try:
             found = self.fs.find(base, detail=True)
         except FileNotFoundError:
             return {}
         prefix = base.rstrip("/") + "/"
-        return {p[len(prefix):]: info for p, info in found.items()
+        return {f"{relative}/{p[len(prefix):]}": info for p, info in found.items()
                 if info.get("type", "file") == "file" and p.startswith(prefix)}
 
-    def _get(self, relative: str, info: dict, local: Path) -> int:
+    def _walk(self, relative: str) -> dict[str, dict]:
+        """A folder store's files below relative/, found without following a symbolic link."""
+        root = os.path.realpath(self.root)
+        start = os.path.join(root, *relative.split("/"))
+        if os.path.realpath(start) != start:  # relative/ itself, or a folder above it, is a link
+            _skipped(relative, "is a symbolic link, or lies behind one: not followed")
+            return {}
+        found, folders = {}, [relative]
+        while folders:
+            folder = folders.pop()
+            try:
+                entries = list(os.scandir(os.path.join(root, *folder.split("/"))))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                key = f"{folder}/{entry.name}"
+                if entry.is_symlink():
+                    _skipped(key, "is a symbolic link: not followed")
+                elif entry.is_dir(follow_symlinks=False):
+                    folders.append(key)
+                elif entry.is_file(follow_symlinks=False):
+                    info = entry.stat(follow_symlinks=False)
+                    found[key] = {"type": "file", "size": info.st_size, "mtime": info.st_mtime}
+                else:
+                    _skipped(key, "is not a regular file")
+        return found
+
+    def _listing(self, relative: str) -> dict[str, dict]:
+        """{path relative to `relative`: info} of every file below it whose key is of the store's layout; any other
+        key is logged as an error naming it and left out (a folder store's temporaries quietly); {} when none."""
+        listing = {}
+        for key, info in sorted(self._find(relative).items()):
+            if store_key(key) is not None:
+                listing[key[len(relative) + 1:]] = info
+            elif not is_temporary_key(key):
+                _skipped(key, "is not a file of the run store's layout (ect/raw/layout.py)")
+        return listing
+
+    def _open_in_folder(self, key: str):
+        """A folder store's file for reading: _Refused when it is a symbolic link, lies behind one, or is not a
+        regular file (a FIFO would hang the reader)."""
+        path = os.path.join(os.path.realpath(self.root), *key.split("/"))
+        if os.path.realpath(path) != path:
+            raise _Refused("lies behind a symbolic link: not followed")
+        try:
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise _Refused("is a symbolic link: not followed") from None
+            raise
+        handle = os.fdopen(descriptor, "rb")
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            handle.close()
+            raise _Refused("is not a regular file: not read")
+        return handle
+
+    def _read(self, key: str) -> bytes:
+        if self.local:
+            with self._open_in_folder(key) as handle:
+                return handle.read()
+        return self.fs.cat_file(self.path(key))
+
+    def _get(self, key: str, info: dict, local: Path) -> None:
         """Downloads one file beside `local`, gives it the store's modification time, renames it into place."""
         local.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(local.parent, local.name)
         tmp = local.with_name(temporary_name(local.name))
         try:
-            self.fs.get_file(self.path(relative), str(tmp))
+            if self.local:
+                with self._open_in_folder(key) as source, open(tmp, "wb") as target:
+                    shutil.copyfileobj(source, target, _CHUNK)
+            else:
+                self.fs.get_file(self.path(key), str(tmp))
             mtime_ns = _mtime_ns(info)
             os.utime(tmp, ns=(mtime_ns, mtime_ns))
             os.replace(tmp, local)
         finally:
             tmp.unlink(missing_ok=True)
-        return info["size"]
+
+    def _fetch(self, key: str, info: dict, local: Path, destination: Path) -> bool:
+        """Mirrors the store's file `key` (checked) to `local` unless the copy there is current; whether it was
+        downloaded. A local path that would lie outside `destination`, or a link in a folder store: an error,
+        skipped."""
+        if not inside(local, destination):
+            _skipped(key, f"would be written to {local}, outside {destination}")
+            return False
+        if self._current(local, info):
+            return False
+        try:
+            self._get(key, info, local)
+        except _Refused as refused:
+            _skipped(key, str(refused))
+            return False
+        return True
 
     @staticmethod
     def _current(local: Path, info: dict) -> bool:
@@ -170,23 +331,22 @@ class RunStore:
         """Mirrors the store's complete runs (those with a manifest) into `raw`: new and changed files only, data
         files before the manifest, validation.json last."""
         order = {name: rank for rank, name in enumerate((*DATA_FILES, MANIFEST_FILE, VALIDATION_FILE))}
+        raw = Path(raw)
         try:
             runs = defaultdict(dict)
             for name, info in self._listing("raw").items():
-                parts = name.split("/")
-                if len(parts) == 4 and parts[3] in order:
-                    runs[tuple(parts[:3])][parts[3]] = info
+                key = store_key(f"raw/{name}")
+                runs[key.run][key.name] = info
             complete = {run: files for run, files in runs.items() if MANIFEST_FILE in files}
             count = size = 0
             for run, files in sorted(complete.items()):
                 for name in sorted(files, key=order.get):
-                    local = Path(raw, *run, name)
-                    if not self._current(local, files[name]):
-                        size += self._get("/".join(("raw", *run, name)), files[name], local)
+                    if self._fetch(run_file_key(run, name), files[name], run.folder(raw) / name, raw):
+                        size += files[name]["size"]
                         count += 1
         except Exception as error:
             raise self._failed("reading raw/", error) from None
-        return Pulled(len(complete), count, size)
+        return Pulled(len(complete), count, size, frozenset(complete))
 
     def pull_tree(self, relative: str, local_dir: Path) -> int:
         """Mirrors relative/ of the store into local_dir exactly: new and changed files downloaded, files the store
@@ -196,14 +356,10 @@ class RunStore:
             remote = self._listing(relative)
             count = 0
             for name, info in sorted(remote.items()):
-                local = local_dir / name
-                if not self._current(local, info):
-                    try:
-                        self._get(f"{relative}/{name}", info, local)
-                    except FileNotFoundError:  # replaced by a writer since the listing (a stale sample part)
-                        remote.pop(name)
-                        continue
-                    count += 1
+                try:
+                    count += self._fetch(f"{relative}/{name}", info, local_dir.joinpath(*name.split("/")), local_dir)
+                except FileNotFoundError:  # replaced by a writer since the listing (a stale sample part)
+                    remote.pop(name)
         except Exception as error:
             raise self._failed(f"reading {relative}/", error) from None
         for name, path in _files(local_dir).items():
@@ -218,14 +374,34 @@ class RunStore:
                 if name.count("/") == 1 and name.endswith("/report.html")}
 
     def read_text(self, relative: str) -> str:
+        """A file of the store's layout, as text (StoreError for any other key, or a link in a folder store)."""
         try:
-            return self.fs.cat_file(self.path(relative)).decode()
+            return self._read(layout_key(relative)).decode()
+        except _Refused as refused:
+            raise StoreError(f"run store {masked_url(self.url)}: {quoted(relative, KEY_QUOTE_LIMIT)} "
+                             f"{refused}") from None
         except Exception as error:
-            raise self._failed(f"reading {relative}", error) from None
+            raise self._failed(f"reading {quoted(relative, KEY_QUOTE_LIMIT)}", error) from None
 
 
 def _parts(key: RunKey) -> tuple[str, str, str]:
     return key.environment, key.architecture, key.run_id
+
+
+def _open_local_file(path: Path):
+    """A local file to upload, opened without following a link: StoreError naming it when it is a symbolic link or
+    not a regular file."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise StoreError(f"{path} is a symbolic link: not written to the run store") from None
+        raise
+    handle = os.fdopen(descriptor, "rb")
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        handle.close()
+        raise StoreError(f"{path} is not a regular file: not written to the run store")
+    return handle
 
 
 def _files(folder: Path) -> dict[str, Path]:
@@ -259,7 +435,6 @@ def push_outputs(store: RunStore, metrics: MetricsDir) -> None:
         if name not in parts:
             store.push(path, f"interim/samples.parquet/{name}")
     store.push(metrics.interim / "index.json", "interim/index.json")
-    for path in _files(metrics.processed.parent).values():
-        store.push(path, f"processed/{path.name}")
+    store.push_folder(metrics.processed.parent, "processed")
     for name in sorted(set(parts) - set(local_parts)):
         store.fs.rm_file(store.path("interim/samples.parquet", name))

@@ -213,3 +213,25 @@ def s3_url(s3_endpoint, monkeypatch):
     for name, value in {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": s3_endpoint}.items():
         monkeypatch.setenv(name, value)
     return f"s3://{new_bucket(s3_endpoint)}/runs"
+
+
+@pytest.fixture(scope="module")
+def mlflow_url(tmp_path_factory):
+    """A real `mlflow server` (SQLite backend, proxied artifacts) on a free port, for the tests of one module."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_ports(1)[0]
+    mlflow = Path(sys.executable).with_name("mlflow")
+    command = [str(mlflow)] if mlflow.exists() else [sys.executable, "-m", "mlflow"]
+    log_path = root / "server.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(
+            [*command, "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination",
+             str(root / "artifacts"), "--workers", "1", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/health", server, log_path, timeout=240)  # a fresh venv compiles and migrates first
+        yield url
+    finally:
+        stop(server, timeout=20)

@@ -33,8 +33,8 @@ from ect.aggregate.parts import PartWriter, kept_parts, remove_all_but
 from ect.aggregate.runs import run_row
 from ect.aggregate.samples import joined_samples, read_cpu, read_gpu, run_samples
 from ect.errors import ConfigError, EctError
-from ect.raw.atomic import atomic_path, read_json, write_json
-from ect.raw.layout import MetricsDir, RunKey, find_runs, run_name
+from ect.raw.atomic import LinkRefused, atomic_path, read_json, write_json
+from ect.raw.layout import MetricsDir, RunKey, find_links, find_runs, run_name
 from ect.raw.manifest import read_manifest
 
 KEY = ["environment", "architecture", "run_id"]
@@ -66,6 +66,7 @@ def _eligible(folders: list[Path], limits) -> tuple[dict[str, tuple[Path, dict]]
     """{run name: (folder, signature)} of the runs that completed and passed validation (validating those
     without a current record; a run whose manifest is not completed is skipped without validating it)."""
     from ect.validation import PASSED
+    from ect.validation.checks import linked_files
     from ect.validation.validate import batches, current_validation, validate_runs
 
     def quarantined(name: str, failures) -> str:
@@ -77,6 +78,12 @@ def _eligible(folders: list[Path], limits) -> tuple[dict[str, tuple[Path, dict]]
         record = current_validation(folder)  # a current pass implies a completed manifest: no need to read it
         if record is not None and record["status"] == PASSED:
             eligible[name] = (folder, record["signature"])
+            continue
+        if linked_files(folder):  # named by the validation (not_a_link), whatever the manifest says
+            if record is None:
+                unchecked.append(folder)
+            else:
+                skipped.append(quarantined(name, [SimpleNamespace(**f) for f in record["failures"]]))
             continue
         manifest = read_manifest(folder)
         if manifest is None or not manifest.completed:
@@ -135,9 +142,12 @@ def _read_run(folder: Path, environments: dict) -> tuple[pa.Table, dict]:
 
 def _read_or_error(folder: Path, environments: dict):
     """((samples, row), None), or (None, the error) when the run's data cannot be aggregated. Errors of the
-    configuration (EctError) and of the file system (OSError) are no fault of the run: they stop the aggregation."""
+    configuration (EctError) and of the file system (OSError) are no fault of the run: they stop the aggregation; a
+    run file that became a symbolic link since its validation is (LinkRefused: not read)."""
     try:
         return _read_run(folder, environments), None
+    except LinkRefused as error:
+        return None, error
     except (EctError, OSError, MemoryError):
         raise
     except Exception as error:  # noqa: BLE001 - a run's data that the checks let through: that run fails alone
@@ -170,30 +180,37 @@ def _only_one_at_a_time(lock_path: Path):
         yield  # the lock goes with the file's closing, also when the process dies
 
 
-def aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits, allow_removal: bool = False) -> AggregateResult:
-    """Aggregates raw_dir into out_dir/interim and out_dir/processed (one aggregation at a time per out_dir).
+def aggregate(raw_dir: Path, out_dir: Path, environments: dict, limits, allow_removal: bool = False,
+              only: set[RunKey] | None = None) -> AggregateResult:
+    """Aggregates raw_dir (with `only`, these runs of it alone: with a run store, the store's runs) into
+    out_dir/interim and out_dir/processed (one aggregation at a time per out_dir).
 
     RemovalRefused, with nothing changed, when runs of the processed dataset have no run folder under raw_dir,
     unless allow_removal."""
     with _only_one_at_a_time(MetricsDir(out_dir).interim / ".aggregate.lock"):
-        return _aggregate(raw_dir, MetricsDir(out_dir), environments, limits, allow_removal)
+        return _aggregate(raw_dir, MetricsDir(out_dir), environments, limits, allow_removal, only)
 
 
-def _aggregate(raw_dir: Path, out: MetricsDir, environments: dict, limits, allow_removal: bool) -> AggregateResult:
+def _aggregate(raw_dir: Path, out: MetricsDir, environments: dict, limits, allow_removal: bool,
+               only: set[RunKey] | None = None) -> AggregateResult:
     index_path, samples_dir = out.interim / "index.json", out.samples
     runs_path = out.processed
     processed, csv_path = runs_path.parent, runs_path.with_suffix(".csv")
 
-    folders = find_runs(raw_dir)
+    folders = find_runs(raw_dir, only)
+    links = [link.relative_to(raw_dir).as_posix() for link in find_links(raw_dir)]
     outputs_exist = samples_dir.is_dir() and runs_path.exists()
     index = _read_index(index_path) if outputs_exist else {}
     before = _processed_runs(index, runs_path)
-    leaving = sorted(before - {RunKey.of_folder(folder).name for folder in folders})
+    # A run under a link still has a folder (quarantined, not followed): it leaves the datasets as a quarantined run.
+    leaving = sorted(name for name in before - {RunKey.of_folder(folder).name for folder in folders}
+                     if not any(name == link or name.startswith(link + "/") for link in links))
     if leaving and not allow_removal:
         _refuse_removal(leaving, len(before), raw_dir, runs_path)
     if leaving:
         log.info(f"removing {len(leaving)} run(s) without a run folder under {raw_dir} (--allow-removal)")
     wanted, skipped = _eligible(folders, limits)
+    skipped += [f"{link}: quarantined (not_a_link: a symbolic link, not followed)" for link in links]
     present = {p.name for p in samples_dir.iterdir()} if samples_dir.is_dir() else set()
     keep = kept_parts(index, wanted, present)
     unchanged = sorted(name for name, entry in index.items() if entry["part"] in keep)

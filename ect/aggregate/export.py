@@ -44,6 +44,8 @@ def _locations(runs: pd.DataFrame, environments: dict) -> pd.DataFrame:
 
 def to_codecarbon(runs: pd.DataFrame, environments: dict | None = None) -> pd.DataFrame:
     """One CodeCarbon row per run. Fields ect does not have (RAM use and size, water, coordinates) stay empty."""
+    if runs.empty:  # an empty processed dataset may have no columns at all: the header alone
+        return pd.DataFrame(columns=list(CODECARBON_COLUMNS))
     duration = runs["duration_s"]
     emissions_kg = runs["emissions_gCO2e"] / 1000
     pue = runs["pue"]

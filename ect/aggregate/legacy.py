@@ -26,8 +26,11 @@ temperature.gpu). timestamp and a power field are required; fields ect has no co
 - Plain files are read with pyarrow as whole columns, two runs at a time; a file with anything unusual (quotes, a
   ragged or cut line, a value of another form, time going backwards) is read by the line-by-line parser, which
   gives the same values and names the line of an error.
-- Idempotent: a run folder whose manifest says completed is skipped, never overwritten; any other existing
-  run folder is an error.
+- Idempotent: a run folder whose manifest says completed is skipped, never overwritten. A folder without a manifest
+  that holds nothing but what an import writes before it (gpu.csv, cpu.csv) was left by an interrupted import: it is
+  removed and imported again. Any other existing run folder is an error. One import at a time per DEST (a lock).
+- Symbolic links are never followed, in SRC or DEST: a linked source file or folder, or a linked folder where a run
+  folder goes, fails that run (named), and nothing is read or written through it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import io
 import logging
 import os
 import re
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -50,8 +54,9 @@ import pyarrow.csv as pa_csv
 
 from ect.aggregate.model_metrics import attach_model_metrics, read_model_metrics
 from ect.errors import LegacyImportError
+from ect.raw.atomic import FolderInUse, LinkRefused, exclusive, is_link, read_bytes
 from ect.raw.columns import CPU_COLUMNS, GPU_COLUMNS, iso_utc_ms, now_utc
-from ect.raw.layout import CPU_FILE, GPU_FILE, RunKey
+from ect.raw.layout import CPU_FILE, GPU_FILE, MANIFEST_FILE, RunKey
 from ect.raw.manifest import COMPLETED, Host, Manifest, Sensors, Window, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
@@ -331,7 +336,7 @@ def _is_timestamp(text: str) -> bool:
 def read_gpu_file(path: Path, notes: list[str]) -> tuple[dict[str, list], bool, dict[str, str]]:
     """An nvidia-smi log: ({column: values}, whether its last line was cut, {contract column: the field it came
     from})."""
-    text = path.read_bytes().decode("utf-8-sig")
+    text = read_bytes(path).decode("utf-8-sig")
     first = _first_line(text)
     if not first:
         raise LegacyImportError(f"{path}: empty file (expected nvidia-smi's CSV)")
@@ -361,7 +366,7 @@ def read_gpu_file(path: Path, notes: list[str]) -> tuple[dict[str, list], bool, 
 
 def read_cpu_file(path: Path, notes: list[str]) -> tuple[dict[str, list], bool]:
     """The original's psutil sampler log: ({column: values}, whether its last line was cut)."""
-    text = path.read_bytes().decode("utf-8-sig")
+    text = read_bytes(path).decode("utf-8-sig")
     header = tuple(field.strip() for field in _first_line(text))
     if header not in CPU_HEADERS:
         expected = " or ".join(",".join(h) for h in CPU_HEADERS)
@@ -427,11 +432,25 @@ def _as_named(field: str) -> str:
     return f" ({field} in the file)" if "." not in field and field not in ("timestamp", "index", "name") else ""
 
 
+def _interrupted(folder: Path) -> bool:
+    """Whether `folder` is what an interrupted import leaves: no manifest (written last), and nothing but the files an
+    import writes before it (regular files, not links)."""
+    entries = list(os.scandir(folder))
+    return all(entry.name in (GPU_FILE, CPU_FILE) and entry.is_file(follow_symlinks=False) for entry in entries)
+
+
 def _import_run(src: Path, gpu_file: Path, stamp: str, repetition: int, dest: Path,
                 trim_samples: int) -> tuple[str, Path | None]:
     key = RunKey(gpu_file.parent.parent.name, gpu_file.parent.name, f"legacy-{stamp}")
     folder = key.folder(dest)
     label = f"{key.environment}/{key.architecture} run {repetition} ({key.run_id})"
+    for part in (folder.parent.parent, folder.parent, folder):
+        if is_link(part):
+            raise LegacyImportError(f"{part} is a symbolic link: not followed (nothing read or written through it); "
+                                    f"{gpu_file} not imported")
+    if folder.exists() and not os.path.lexists(folder / MANIFEST_FILE) and _interrupted(folder):
+        log.info(f"{folder} has no {MANIFEST_FILE}: an interrupted import left it; removed and imported again")
+        shutil.rmtree(folder)
     if folder.exists():
         existing = read_manifest(folder)
         if existing is not None and existing.completed:
@@ -504,10 +523,41 @@ def import_legacy(src: Path, dest: Path, trim_samples: int = 3, model_metrics: P
         raise LegacyImportError(f"--trim-samples must be >= 0, got {trim_samples}")
     if not src.is_dir():
         raise LegacyImportError(f"{src}: no such folder (expected <environment>/<architecture>/gpu-power-*.csv)")
-    gpu_files = sorted(src.glob("*/*/gpu-power-*.csv"))
-    if not gpu_files:
+    folders, linked = _source_folders(src)
+    gpu_files = sorted(path for folder in folders for path in folder.glob("gpu-power-*.csv"))
+    if not gpu_files and not linked:
         raise LegacyImportError(f"{src}: no gpu-power-*.csv files under <environment>/<architecture>/")
     metrics = read_model_metrics(model_metrics) if model_metrics else None  # a bad file fails before any import
+    try:  # one import at a time: another one's folder without a manifest is not an interrupted import
+        with exclusive(dest / ".import-legacy.lock", f"ect import-legacy {src}"):
+            return _import_all(src, dest, gpu_files, linked, trim_samples, metrics, model_metrics)
+    except FolderInUse as error:
+        raise LegacyImportError(f"another import into {dest} is running ({error}); try again when it has ended") \
+            from None
+    except LinkRefused as error:
+        raise LegacyImportError(str(error)) from None
+
+
+def _source_folders(src: Path) -> tuple[list[Path], list[str]]:
+    """SRC's <environment>/<architecture> folders, and a failure line for each symbolic link where one of them
+    belongs (not followed)."""
+    folders, linked = [src], []
+    for _ in range(2):
+        below = []
+        for folder in folders:
+            for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+                if entry.is_symlink():
+                    linked.append(f"{entry.path} is a symbolic link: not followed (nothing read through it)")
+                elif entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+                    below.append(Path(entry.path))
+        folders = below
+    return folders, linked
+
+
+def _import_all(src: Path, dest: Path, gpu_files: list[Path], linked: list[str], trim_samples: int, metrics,
+                model_metrics: Path | None) -> LegacyImport:
+    for line in linked:
+        log.error(f"not imported: {line}")
     jobs = []  # (gpu file, stamp, repetition) of every run, in order
     for folder in sorted({path.parent for path in gpu_files}):
         runs = []
@@ -537,7 +587,7 @@ def import_legacy(src: Path, dest: Path, trim_samples: int = 3, model_metrics: P
         outcomes = list(pool.map(run, jobs))
     counts = {outcome: sum(o == outcome for o, _ in outcomes) for outcome in ("imported", "done", "short")}
     imported = [folder for outcome, folder in outcomes if outcome == "imported"]
-    failed = [reason for outcome, reason in outcomes if outcome == "failed"]
+    failed = linked + [reason for outcome, reason in outcomes if outcome == "failed"]
     log.info(f"legacy import {src} -> {dest}: {counts['imported']} runs imported, {counts['done']} already "
              f"imported, {counts['short']} skipped as too short, {len(failed)} failed")
     if metrics is not None:

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as arrow_csv
 
+from ect.raw.atomic import read_bytes
 from ect.raw.columns import CPU_COLUMNS, GPU_COLUMNS, TEXT_COLUMNS
 from ect.raw.layout import CPU_FILE, GPU_FILE, RunKey
 
@@ -49,7 +50,7 @@ _GPU_OPTIONS, _CPU_OPTIONS = _convert_options(GPU_COLUMNS), _convert_options(CPU
 
 def _read(path: Path, options: arrow_csv.ConvertOptions) -> pa.Table | None:
     try:
-        data = path.read_bytes()  # then parsed from memory: a third faster than Arrow reading the file itself
+        data = read_bytes(path)  # never through a link; parsed from memory: a third faster than Arrow reading the file
     except FileNotFoundError:
         return None
     table = arrow_csv.read_csv(pa.BufferReader(data), read_options=_SERIAL, convert_options=options)

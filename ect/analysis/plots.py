@@ -19,9 +19,14 @@ def _pyplot():
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # "tight": a legend outside the axes stays in the picture
     _pyplot().close(fig)
     return path
+
+
+def _legend_outside(ax, *args, **kwargs):
+    """The axes' legend to the right of the plot, where it hides no point."""
+    return ax.legend(*args, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, **kwargs)
 
 
 # A box summarises a group of runs from this many on; below, its quartiles are the runs themselves.
@@ -44,6 +49,8 @@ def energy_boxplot(runs: pd.DataFrame, path: Path) -> Path:
         sns.boxplot(data=boxed, dodge=len(order) > 1, showfliers=False, boxprops={"alpha": 0.5}, **common)
     sns.stripplot(data=data, dodge=len(order) > 1, size=6, linewidth=0.6, edgecolor="black", legend=not len(boxed),
                   **common)
+    if ax.get_legend() is not None:
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
     ax.set(xlabel="architecture", ylabel="energy per training run (kJ)",
            title=f"Energy per training run (each point a run; boxes for groups of >= {BOX_MIN_RUNS} runs)")
     return _save(fig, path)
@@ -54,7 +61,8 @@ def median_bars(runs: pd.DataFrame, path: Path) -> Path:
     plt = _pyplot()
     medians = runs.pivot_table(index="architecture", columns="environment", values="total_energy_J", aggfunc="median")
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    (medians / 1e3).plot.bar(ax=ax, rot=0)
+    (medians / 1e3).plot.bar(ax=ax, rot=0, legend=False)
+    _legend_outside(ax, title="environment")
     ax.set(xlabel="architecture", ylabel="median energy per run (kJ)", title="Median energy per training run")
     return _save(fig, path)
 
@@ -71,7 +79,7 @@ def pareto_scatter(runs: pd.DataFrame, front: list[dict], path: Path) -> Path:
     if front:
         ax.plot([g["median_total_energy_J"] / 1e3 for g in front], [g["median_val_f1"] for g in front], "o-",
                 color="tab:red", label="Pareto front")
-        ax.legend()
+        _legend_outside(ax)
     ax.set(xlabel="median energy per run (kJ)", ylabel="median validation F1", title="Energy vs F1")
     return _save(fig, path)
 
@@ -86,7 +94,7 @@ def energy_vs_gflops(runs: pd.DataFrame, path: Path) -> Path:
         for row in part.itertuples(index=False):
             ax.annotate(row.architecture, (row.gflops, row.energy_per_image_J), fontsize=8, xytext=(3, 3),
                         textcoords="offset points")
-    ax.legend(title="environment")
+    _legend_outside(ax, title="environment")
     ax.set(xlabel="forward pass (GFLOPs per image)", ylabel="median energy per image seen (J)",
            title="Energy per image vs model cost")
     return _save(fig, path)
@@ -109,7 +117,7 @@ def power_timeline(samples: pd.DataFrame, run: pd.Series, path: Path) -> Path:
     ax.axvspan(0, run["duration_s"], color="tab:green", alpha=0.12, label="measurement window")
     ax.set_xlim(min(seconds.min(), 0) if len(seconds) else 0, max(seconds.max(), run["duration_s"]) if len(seconds) else run["duration_s"])
     ax.set_ylim(bottom=0)  # power from zero: the swings keep their true size
-    ax.legend(loc="upper right", fontsize=8)
+    _legend_outside(ax, fontsize=8)
     ax.set(xlabel="time since the window's start (s)", ylabel="power (W)",
            title=f"Power of {run['architecture']} on {run['environment']}, run {run['run_id']}")
     return _save(fig, path)
@@ -147,31 +155,55 @@ def training_curves(history: pd.DataFrame, run, path: Path) -> Path:
     return _save(fig, path)
 
 
+# Each architecture its own colour and marker (tab10 and these ten markers: ten architectures before a repeat).
+ARCHITECTURE_MARKERS = ("o", "s", "^", "v", "D", "P", "h", "<", ">", "p")
+# The latest point's verdict, drawn small over the architecture's own marker; verdicts not listed are not marked.
+VERDICT_MARKERS = {
+    "regression": ({"marker": "x", "color": "red", "markersize": 7, "markeredgewidth": 2},
+                   "regression (latest DAG run)"),
+    "inconclusive": ({"marker": "o", "markerfacecolor": "none", "markeredgecolor": "black", "markersize": 11,
+                      "markeredgewidth": 1},
+                     "inconclusive (latest DAG run; circled)"),
+}
+
+
 def plot_trend(table: pd.DataFrame, path: Path, regression: dict | None = None) -> Path:
-    """One line per architecture of a regression trend_table (J) over the campaigns' start times, in kJ; with a
-    check_regressions result, each architecture's threshold band (baseline median to baseline median x
-    (1 + THRESHOLD)) shaded and its latest point marked by verdict."""
+    """One line per architecture of a regression trend_table (J) over the campaigns' start times, in kJ, each with
+    its own colour and marker; with a check_regressions result, each architecture's threshold band (baseline median
+    to baseline median x (1 + THRESHOLD)) shaded and its latest point marked by verdict. The legend, beside the
+    plot, has one entry per architecture and one per verdict shown."""
+    from matplotlib.lines import Line2D
+
     plt = _pyplot()
     starts_utc = pd.to_datetime(table["start"], utc=True).dt.tz_localize(None)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     verdicts = (regression or {}).get("architectures", {})
     threshold = (regression or {}).get("settings", {}).get("threshold")
-    markers = {"regression": ("X", "red"), "inconclusive": ("D", "orange")}
-    for architecture in [c for c in table.columns if c != "start"]:
-        line, = ax.plot(starts_utc, table[architecture] / 1000, marker="o", label=str(architecture))
+    colours = plt.get_cmap("tab10").colors
+    shown = set()
+    for index, architecture in enumerate(c for c in table.columns if c != "start"):
+        colour, marker = colours[index % len(colours)], ARCHITECTURE_MARKERS[index % len(ARCHITECTURE_MARKERS)]
+        ax.plot(starts_utc, table[architecture] / 1000, marker=marker, markersize=5, color=colour,
+                label=str(architecture))
         verdict = verdicts.get(str(architecture), {})
         if verdict.get("baseline_median") and threshold is not None:
             base_kJ = verdict["baseline_median"] / 1000
-            ax.axhspan(base_kJ, base_kJ * (1 + threshold), color=line.get_color(), alpha=0.12, lw=0)
-        if verdict.get("status") in markers and table[architecture].notna().any():
-            marker, color = markers[verdict["status"]]
+            ax.axhspan(base_kJ, base_kJ * (1 + threshold), color=colour, alpha=0.12, lw=0)
+        status = verdict.get("status")
+        if status in VERDICT_MARKERS and table[architecture].notna().any():
             last = table[architecture].last_valid_index()
-            ax.plot([starts_utc.loc[last]], [table.at[last, architecture] / 1000], marker=marker,
-                    color=color, markersize=12, linestyle="none", label=f"{architecture}: {verdict['status']}")
+            ax.plot([starts_utc.loc[last]], [table.at[last, architecture] / 1000], linestyle="none",
+                    **VERDICT_MARKERS[status][0])
+            shown.add(status)
+    handles, labels = ax.get_legend_handles_labels()
+    for status in [s for s in VERDICT_MARKERS if s in shown]:
+        style, label = VERDICT_MARKERS[status]
+        handles.append(Line2D([], [], linestyle="none", **style))
+        labels.append(label)
     title = "Median energy per training run over the DAG runs"
     if threshold is not None:
         title += f"\n(shaded: baseline median to +{100 * threshold:g} %, the regression threshold)"
     ax.set(xlabel="DAG run start (UTC)", ylabel="median energy per run (kJ)", title=title)
-    ax.legend(fontsize="small")
+    _legend_outside(ax, handles, labels, fontsize="small", title="architecture / verdict")
     fig.autofmt_xdate()
     return _save(fig, path)

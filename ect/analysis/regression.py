@@ -102,9 +102,11 @@ def _repetitions_to_decide(n: int, m: int, ratio: float, low: float, high: float
     return max(1, more) if more < 1000 else None
 
 
-def _compare(latest_J: pd.Series, baseline: pd.DataFrame, settings: RegressionSettings, alpha: float) -> dict:
+def _compare(latest_J: pd.Series, baseline: pd.DataFrame, settings: RegressionSettings, alpha: float,
+             sides: tuple[str, str] = ("latest", "baseline")) -> dict:
     """One architecture: latest runs against the baseline runs (with their campaign_id), the interval's ends at
-    one-sided level alpha."""
+    one-sided level alpha. `sides` names the two in decided_by (compare_campaigns: the second and first campaign)."""
+    latest_side, baseline_side = sides
     latest_median = float(latest_J.median())
     baseline_median = float(baseline.groupby("campaign_id")[settings.metric].median().median())
     relative_change = latest_median / baseline_median - 1
@@ -117,9 +119,9 @@ def _compare(latest_J: pd.Series, baseline: pd.DataFrame, settings: RegressionSe
     if n < settings.min_runs or m < settings.min_runs:
         status = "inconclusive"
         needs = [f"{settings.min_runs - k} more {side} repetition(s)"
-                 for side, k in (("latest", n), ("baseline", m)) if k < settings.min_runs]
-        decided_by = (f"needs {' and '.join(needs)}: {n} latest and {m} baseline run(s), a verdict needs at least "
-                      f"{settings.min_runs} on each side (REGRESSION: MIN_RUNS)")
+                 for side, k in ((latest_side, n), (baseline_side, m)) if k < settings.min_runs]
+        decided_by = (f"needs {' and '.join(needs)}: {n} {latest_side} and {m} {baseline_side} run(s), a verdict "
+                      f"needs at least {settings.min_runs} on each side (REGRESSION: MIN_RUNS)")
     else:
         low, high = ratio_interval(latest_J.to_numpy(float), baseline_J.to_numpy(float), alpha)
         interval = None if math.isinf(high) else (low, high)
@@ -127,7 +129,8 @@ def _compare(latest_J: pd.Series, baseline: pd.DataFrame, settings: RegressionSe
                 f"{100 * (high - 1):+.3g} %")
         if interval is None:
             status = "inconclusive"
-            decided_by = (f"{n} latest and {m} baseline runs are too few for an interval at level {alpha:.3g}; "
+            decided_by = (f"{n} {latest_side} and {m} {baseline_side} runs are too few for an interval at level "
+                          f"{alpha:.3g}; "
                           "more repetitions would decide")
         elif low > limit:  # the rank test of "more than THRESHOLD", significant at alpha
             status = "regression"
@@ -214,6 +217,9 @@ def campaign_key(name: str) -> str:
     return campaign_of(run_id_for(name, 0))
 
 
+COMPARE_SIDES = ("second-campaign", "first-campaign")  # what decided_by calls the sides of compare_campaigns
+
+
 def compare_campaigns(df: pd.DataFrame, first: str, second: str,
                       settings: RegressionSettings = RegressionSettings()) -> dict:
     """The second campaign (DAG run) against the first, per environment and architecture that ran in both, judged as
@@ -236,7 +242,7 @@ def compare_campaigns(df: pd.DataFrame, first: str, second: str,
         a, b = (sides[name][(sides[name]["environment"] == environment) & (sides[name]["architecture"] == architecture)]
                 for name in (first, second))
         comparisons.append({"environment": environment, "architecture": architecture,
-                            **_compare(b[settings.metric], a, settings, alpha)})
+                            **_compare(b[settings.metric], a, settings, alpha, COMPARE_SIDES)})
     return {"first": first, "second": second, "settings": dataclasses.asdict(settings), "comparisons": comparisons,
             "only_in_first": [list(cell) for cell in sorted(cells[first] - cells[second])],
             "only_in_second": [list(cell) for cell in sorted(cells[second] - cells[first])]}
@@ -251,6 +257,14 @@ def trend_table(df: pd.DataFrame, environment: str, metric: str = "total_energy_
     medians = medians.reindex(index=starts.index, columns=sorted(medians.columns))
     medians.columns.name = None
     return pd.concat([starts.rename("start"), medians], axis=1)
+
+
+def verdict_summary(result: dict) -> str:
+    """A check_regressions result in one line: "regressions: vgg16, resnet50; inconclusive: none (latest campaign
+    X)"."""
+    return (f"regressions: {', '.join(result.get('regressions') or []) or 'none'}; "
+            f"inconclusive: {', '.join(result.get('inconclusive') or []) or 'none'} "
+            f"(latest campaign {result.get('latest_campaign')})")
 
 
 def raise_on_regression(result: dict) -> None:

@@ -12,7 +12,8 @@ import pandas as pd
 
 from ect import __version__
 from ect.analysis import plots
-from ect.analysis.stats import analyze
+from ect.analysis.stats import analyze, without_one_class_f1
+from ect.quality import ONE_CLASS_NOTE
 from ect.raw.atomic import write_json, write_text
 
 SUMMARY_COLUMNS = {
@@ -194,8 +195,9 @@ def findings(runs: pd.DataFrame, results: dict, alpha: float) -> list[str]:
 
 def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0.05, correction: str = "holm",
                  outliers: bool = False, samples_path: Path | None = None, regression: dict | None = None,
-                 trend_png: Path | None = None) -> dict:
-    """Writes results.json, report.md, report.html and figures/*.png to out_dir; returns their paths."""
+                 trend_png: Path | None = None, processed_path: Path | None = None) -> dict:
+    """Writes results.json, report.md, report.html and figures/*.png to out_dir; returns their paths. The footer
+    names processed_path (the processed runs, e.g. METRICS_DIR/processed/runs.parquet) as the full-precision data."""
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = out_dir / "figures"
     if runs.empty:
@@ -216,19 +218,24 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
                   f"corrected with {correction}; outlier removal {'on' if outliers else 'off'}.")
     doc.heading("Findings")
     doc.items(findings(runs, results, alpha))
+    quality_runs, one_class = without_one_class_f1(runs)  # the same F1 the statistics used
     doc.heading("Energy per architecture and environment")
-    doc.table(readable_summary(runs))
+    doc.table(readable_summary(quality_runs))
     doc.figure(plots.energy_boxplot(runs, figures / "energy_boxplot.png"),
                f"Energy per run: each point a run, a box behind the groups of at least {plots.BOX_MIN_RUNS} runs")
     doc.figure(plots.median_bars(runs, figures / "median_energy.png"), "Median energy per run")
     doc.heading("Energy vs quality: the Pareto front")
     front = results.get("pareto_front") or []
+    if one_class:
+        doc.paragraph(_one_class_text(runs, one_class))
     if front:
         doc.table(pd.DataFrame({"Architecture": [f["architecture"] for f in front],
                                 "Environment": [f["environment"] for f in front],
                                 "Median energy (kJ)": [f["median_total_energy_J"] / 1e3 for f in front],
                                 "Median F1": [f["median_val_f1"] for f in front]}))
-        doc.figure(plots.pareto_scatter(runs, front, figures / "pareto.png"), "Median energy vs median F1")
+        doc.figure(plots.pareto_scatter(quality_runs, front, figures / "pareto.png"), "Median energy vs median F1")
+    elif one_class and runs["val_f1"].notna().any():
+        doc.paragraph("No Pareto front: every run with a validation F1 predicted one class.")
     else:
         doc.paragraph("No Pareto front: no run has a validation F1 (e.g. runs imported without --model-metrics).")
     if runs["gflops"].notna().any():
@@ -258,10 +265,24 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
     doc.footer(f"Generated {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M} UTC by ect {__version__}"
                + (f" after DAG run {latest_run}" if latest_run else "") + ". Numbers here are rounded to 4 "
                "significant digits; results.json beside this page and the processed runs "
-               + (f"({samples_path.parent}) " if samples_path is not None else "") + "keep every digit.")
+               + (f"({processed_path}) " if processed_path is not None else "") + "keep every digit.")
     markdown, page = doc.write(out_dir)
     return {"results": str(out_dir / "results.json"), "markdown": str(markdown), "html": str(page),
             "figures": str(figures)}
+
+
+def _one_class_text(runs: pd.DataFrame, one_class: list[dict]) -> str:
+    """The runs whose model predicts one class, counted per architecture and environment: "3 run(s) predicted one
+    class: ...: tiny_cnn on local (2 of 5 runs), ...", with one of the reasons."""
+    totals = runs.groupby(["architecture", "environment"]).size()
+    counts: dict[tuple, int] = {}
+    for run in one_class:
+        cell = (run.get("architecture"), run.get("environment"))
+        counts[cell] = counts.get(cell, 0) + 1
+    named = "; ".join(f"{architecture} on {environment} ({n} of {totals.get((architecture, environment), n)} runs)"
+                      for (architecture, environment), n in counts.items())
+    return (f"{len(one_class)} run(s) {ONE_CLASS_NOTE}: {named}. For example, {one_class[0]['reason']} "
+            "(each run and its reason: one_class_models in results.json).")
 
 
 def _regression_section(doc: Document, regression: dict, trend_png: Path | None) -> None:
@@ -287,22 +308,30 @@ def _regression_section(doc: Document, regression: dict, trend_png: Path | None)
         doc.figure(trend_png, "Median energy per DAG run")
 
 
+COMPARISON_COLUMNS = ["Environment", "Architecture", "Runs 1st", "Runs 2nd", "1st (kJ)", "2nd (kJ)", "Change (%)",
+                      "Interval (%)", "Verdict", "Why"]
+
+
 def comparison_frame(result: dict) -> pd.DataFrame:
-    """compare_campaigns' result as people read it: one row per environment and architecture."""
+    """compare_campaigns' result as people read it: one row per environment and architecture. The headers say 1st
+    and 2nd (DAG run ids are long): comparison_legend names them."""
     rows = result["comparisons"]
     return pd.DataFrame({
         "Environment": [r["environment"] for r in rows], "Architecture": [r["architecture"] for r in rows],
-        f"Runs {result['first']}": [r["baseline_runs"] for r in rows],
-        f"Runs {result['second']}": [r["latest_runs"] for r in rows],
-        "Median before (kJ)": [r["baseline_median"] / 1e3 for r in rows],
-        "Median after (kJ)": [r["latest_median"] / 1e3 for r in rows],
+        "Runs 1st": [r["baseline_runs"] for r in rows], "Runs 2nd": [r["latest_runs"] for r in rows],
+        "1st (kJ)": [r["baseline_median"] / 1e3 for r in rows], "2nd (kJ)": [r["latest_median"] / 1e3 for r in rows],
         "Change (%)": [100 * r["relative_change"] for r in rows],
         "Interval (%)": ["–" if r["ratio_interval"] is None else
                          f"{100 * (r['ratio_interval'][0] - 1):+.3g} to {100 * (r['ratio_interval'][1] - 1):+.3g}"
                          for r in rows],
         "Verdict": [r["status"] for r in rows], "Why": [r["decided_by"] for r in rows],
-    }, columns=["Environment", "Architecture", f"Runs {result['first']}", f"Runs {result['second']}",
-                "Median before (kJ)", "Median after (kJ)", "Change (%)", "Interval (%)", "Verdict", "Why"])
+    }, columns=COMPARISON_COLUMNS)
+
+
+def comparison_legend(result: dict) -> list[str]:
+    """What the short headers of comparison_frame stand for."""
+    return [f"1st: the first campaign, {result['first']}", f"2nd: the second campaign, {result['second']}",
+            "kJ: median energy per run; change and interval: the second against the first"]
 
 
 def write_comparison(result: dict, out_dir: Path) -> dict:
@@ -316,6 +345,7 @@ def write_comparison(result: dict, out_dir: Path) -> dict:
                   f"(REGRESSION: THRESHOLD), with at least {result['settings']['min_runs']} runs on each side.")
     if result["comparisons"]:
         doc.table(comparison_frame(result))
+        doc.paragraph("; ".join(comparison_legend(result)) + ".")
     else:
         doc.paragraph("No architecture ran in both campaigns on the same environment.")
     for key, label in (("only_in_first", result["first"]), ("only_in_second", result["second"])):

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ect.quality import one_class_reason
+
 By = str | list[str]
 
 METRICS = ("total_energy_J", "energy_per_image_J", "gpu_utilization_mean_pct", "val_f1")
@@ -264,6 +266,28 @@ def pareto_front(df: pd.DataFrame, energy: str = "total_energy_J", quality: str 
     return front
 
 
+def one_class_models(df: pd.DataFrame) -> tuple[np.ndarray, list[dict]]:
+    """A positional mask of the runs whose validation metrics show a model that predicts one class
+    (ect.quality), and each of them with its reason."""
+    columns = [c for c in ("val_accuracy", "val_precision", "val_recall") if c in df.columns]
+    if not columns:
+        return np.zeros(len(df), dtype=bool), []
+    reasons = [one_class_reason(row) for row in df[columns].to_dict("records")]
+    flagged = [{**{column: _plain(df.iloc[position][column]) for column in
+                   ("environment", "architecture", "run_id", "repetition") if column in df.columns},
+                "reason": reason} for position, reason in enumerate(reasons) if reason]
+    return np.array([reason is not None for reason in reasons], dtype=bool), flagged
+
+
+def without_one_class_f1(df: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """The runs with val_f1 emptied where the model predicts one class (its F1 says nothing of quality, so it
+    stays out of the F1 tests and the Pareto front; its energy counts as any other), and those runs."""
+    one_class, flagged = one_class_models(df)
+    if one_class.any() and "val_f1" in df.columns:
+        df = df.assign(val_f1=df["val_f1"].mask(one_class))
+    return df, flagged
+
+
 def _outliers(df: pd.DataFrame, metric: str, by: By, k: float) -> tuple[np.ndarray, list[dict]]:
     """A positional mask of the rows outside their group's Tukey fences, and a report of each."""
     values = df[metric].to_numpy(dtype=float)
@@ -321,8 +345,10 @@ def _comparisons(df: pd.DataFrame, within: str, across: str, alpha: float, corre
 
 def analyze(df: pd.DataFrame, alpha: float = 0.05, correction: str = "holm", outliers: bool = False) -> dict:
     """The paper's analysis: architectures compared within each environment and environments within
-    each architecture, the largest energy reduction and the energy/F1 Pareto front."""
+    each architecture, the largest energy reduction and the energy/F1 Pareto front. Runs whose model predicts
+    one class ("one_class_models") keep their energy but not their F1."""
     _check_correction(correction)
+    df, one_class = without_one_class_f1(df)
     removed = []
     if outliers:
         df = df.copy()
@@ -337,6 +363,7 @@ def analyze(df: pd.DataFrame, alpha: float = 0.05, correction: str = "holm", out
         "alpha": alpha,
         "correction": correction,
         "outliers": {"enabled": outliers, "k": TUKEY_K, "removed": removed},
+        "one_class_models": one_class,
         "by_environment": _comparisons(df, "environment", "architecture", alpha, correction),
         "by_architecture": _comparisons(df, "architecture", "environment", alpha, correction),
         "energy_reduction": energy_reduction_table(df),

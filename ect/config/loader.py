@@ -11,7 +11,8 @@ from typing import Any, Mapping
 import yaml
 
 from ect.config.settings import SECTIONS, Base, Environment, Experiment, Resources, keys_of
-from ect.errors import ConfigError
+from ect.errors import ConfigError, quoted, shorten
+from ect.masking import mask, masked_url, url_secrets
 
 FILES = {"base": "base.yaml", "experiment": "experiment.yaml", "resources": "resources.yaml"}
 ENVIRONMENTS_FILE = "environments.yaml"
@@ -32,14 +33,78 @@ def project_root(env: Mapping[str, str] = os.environ) -> Path:
     return checkout if (checkout / "config").is_dir() else cwd
 
 
+# A configuration file is a few KiB of a few hundred values: far more is a mistake (or a YAML "billion laughs" whose
+# aliases expand a small file into billions of values), refused before it costs time or memory.
+MAX_FILE_BYTES = 1024 * 1024
+MAX_VALUES = 100_000
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, except that an integer with more digits than Python converts (sys.get_int_max_str_digits)
+    stays text, which the setting's parser then refuses naming the key and what it expects."""
+
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_ConfigLoader.add_constructor("tag:yaml.org,2002:int", _ConfigLoader.construct_yaml_int)
+
+
+def _expanded_values(node, counted: dict) -> int:
+    """How many nodes `node` stands for once every alias is expanded, counting each shared node once per use
+    (memoised in `counted`, so time is linear in the distinct nodes); a node that contains itself is endless."""
+    if id(node) in counted:
+        return counted[id(node)]
+    counted[id(node)] = MAX_VALUES + 1  # while being counted: an alias to it from inside is an endless expansion
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [item for pair in node.value for item in pair]
+    else:
+        children = []
+    total = 1
+    for child in children:
+        total += _expanded_values(child, counted)
+        if total > MAX_VALUES:
+            break
+    counted[id(node)] = total
+    return total
+
+
+def _load_limited(path: Path, text: str):
+    """The YAML document in `text`, refused (ConfigError) when its aliases expand it past MAX_VALUES values."""
+    loader = _ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded_values(node, {}) > MAX_VALUES:
+            raise ConfigError(f"{path}: expands to more than {MAX_VALUES:,} values through its aliases (*name), or "
+                              "an alias stands for the list or mapping it is in; a configuration has a few hundred "
+                              "values: is it the right file?")
+        return None if node is None else loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: Path) -> dict:
-    """A YAML mapping from `path`; {} when the file is absent or empty."""
+    """A YAML mapping from `path`; {} when the file is absent or empty. Files over MAX_FILE_BYTES and documents
+    that expand past MAX_VALUES values are refused before they cost time or memory."""
     if not path.is_file():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as handle:
+            content = handle.read(MAX_FILE_BYTES + 1)
+        if len(content) > MAX_FILE_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size / 2**20:.3g} MiB, more than a configuration file may "
+                              f"be ({MAX_FILE_BYTES // 2**20} MiB); expected a few KiB of KEY: value lines")
+        data = _load_limited(path, content.decode("utf-8"))
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        raise ConfigError(f"{path}: not valid YAML: {shorten(str(error))}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a configuration (lists or mappings inside each other "
+                          "hundreds of levels deep)") from None
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     except OSError as error:
@@ -81,7 +146,7 @@ class Config:
     def environment(self, name: str) -> Environment:
         if name not in self.environments:
             raise ConfigError(
-                f"unknown environment {name!r}: {self.root / 'config' / ENVIRONMENTS_FILE} "
+                f"unknown environment {quoted(name)}: {self.root / 'config' / ENVIRONMENTS_FILE} "
                 f"defines {', '.join(sorted(self.environments))}"
             )
         return self.environments[name]
@@ -126,11 +191,14 @@ def _parse(cls, values: dict[str, tuple[Any, str]], where: str, extra: dict | No
     parsed, origins = dict(extra or {}), {}
     for key, (raw, origin) in values.items():
         if key not in known:
-            raise ConfigError(f"{origin}: unknown key {key} in {where}; known keys: {', '.join(known)}")
+            raise ConfigError(f"{origin}: unknown key {shorten(key)} in {where}; known keys: {', '.join(known)}")
         try:
             parsed[known[key].name] = known[key].metadata["parse"](raw)
         except ValueError as error:
-            raise ConfigError(f"{origin}: {key}={raw!r}: expected {error}") from None
+            # A URL's credentials never reach the message, not even those of a URL refused for not parsing.
+            secrets = url_secrets(raw) if isinstance(raw, str) else []
+            shown = masked_url(raw) if isinstance(raw, str) else raw
+            raise ConfigError(mask(f"{origin}: {key}={quoted(shown)}: expected {error}", secrets)) from None
         origins[key] = origin
     return cls(**parsed), origins
 
@@ -194,7 +262,8 @@ def _check_override_keys(overrides: Mapping[str, Any]) -> None:
     known = {key for cls in SECTIONS.values() for key in keys_of(cls)}
     for key in overrides:
         if key.upper() not in known:
-            raise ConfigError(f"command line: unknown setting {key!r}; known settings: {', '.join(sorted(known))}")
+            raise ConfigError(f"command line: unknown setting {quoted(key)}; "
+                              f"known settings: {', '.join(sorted(known))}")
 
 
 def available_profiles(config_dir: Path) -> list[str]:
@@ -207,11 +276,11 @@ def _read_profile(config_dir: Path, profile: str | None) -> tuple[dict, str]:
     path = config_dir / "profiles" / f"{profile}.yaml"
     if not path.is_file():
         known = ", ".join(available_profiles(config_dir)) or "none"
-        raise ConfigError(f"unknown profile {profile!r}: {path} does not exist; available profiles: {known}")
+        raise ConfigError(f"unknown profile {quoted(profile)}: {path} does not exist; available profiles: {known}")
     data = read_yaml(path)
     for section in data:
         if section not in SECTIONS:
-            raise ConfigError(f"{path}: unknown section {section!r}; expected {', '.join(SECTIONS)}")
+            raise ConfigError(f"{path}: unknown section {quoted(section)}; expected {', '.join(SECTIONS)}")
     return data, f"{path} (profile {profile})"
 
 
@@ -226,13 +295,14 @@ def _load_environments(path: Path) -> dict[str, Environment]:
     environments = {}
     for name, entry in data.items():
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}", name):
-            raise ConfigError(f"{path}: environment name {name!r}: expected letters, digits, '_' or '-', starting "
-                              "with a letter or digit")
+            raise ConfigError(f"{path}: environment name {quoted(name)}: expected letters, digits, '_' or '-', "
+                              "starting with a letter or digit")
         if name in RESERVED_ENVIRONMENT_NAMES:
             raise ConfigError(f"{path}: environment name {name!r} is reserved: its DAG id ect_{name} is "
                               f"{RESERVED_ENVIRONMENT_NAMES[name]}; choose another name")
         if not isinstance(entry, dict):
-            raise ConfigError(f"{path}: environment {name}: expected a mapping of KEY: value, got {entry!r}")
+            raise ConfigError(mask(f"{path}: environment {name}: expected a mapping of KEY: value, got {quoted(entry)}",
+                                   url_secrets(str(entry))))
         values = {key: (raw, f"{path}: environment {name}") for key, raw in flatten(entry).items()}
         environments[name], _ = _parse(Environment, values, path, extra={"name": name})
     return environments

@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from ect.config.loader import read_yaml
+from ect.config.loader import project_root, read_yaml
 from ect.errors import ConfigError
+from ect.masking import PERCENT_ENCODING_HINT, mask, masked_url, url_problem, url_secrets, url_userinfo
+
+__all__ = ["MlflowSecrets", "known_secrets", "load_secrets", "mask_url", "url_userinfo"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class MlflowSecrets:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     source: str = "none"
+    url_source: str = "MLFLOW_TRACKING_URI"  # where the URL came from, for errors
 
     def require_url(self) -> str:
         if not self.url:
@@ -34,66 +38,57 @@ class MlflowSecrets:
                 "MLFLOW_ENABLED is true but no tracking server is configured: set MLFLOW: URL in secrets.yaml "
                 "at the project root or the MLFLOW_TRACKING_URI environment variable"
             )
+        problem = url_problem(str(self.url))
+        if problem:
+            raise ConfigError(
+                f"{self.url_source}: the MLflow tracking URL {masked_url(str(self.url))!r} cannot be used: {problem}; "
+                f"{PERCENT_ENCODING_HINT}"
+            )
         return self.url
+
+    def secret_values(self) -> list[str]:
+        """What must never be shown: the password (alone and as user:password) and the URL's credentials."""
+        values = url_secrets(self.url)
+        if self.password:
+            values += [str(self.password), f"{self.username}:{self.password}" if self.username else ""]
+        return [value for value in values if value]
 
 
 def load_secrets(root: Path, env: Mapping[str, str] = os.environ) -> MlflowSecrets:
     path = Path(env.get("ECT_SECRETS_FILE") or root / "secrets.yaml")
-    section = read_yaml(path).get("MLFLOW") or {}
+    try:
+        data = read_yaml(path)
+    except ConfigError as error:  # YAML's message quotes the line at fault, which may hold the password
+        if "not valid YAML" not in str(error):
+            raise
+        where = re.search(r"line \d+, column \d+", str(error))
+        raise ConfigError(f"{path}: not a valid secrets file{f' (at {where.group(0)})' if where else ''}; expected "
+                          "MLFLOW: with URL, USERNAME and PASSWORD (see README)") from None
+    section = data.get("MLFLOW") or {}
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: MLFLOW: expected a mapping with URL, USERNAME and PASSWORD")
     values = {key: section.get(key) or None for key in ("URL", "USERNAME", "PASSWORD")}
     source = str(path) if any(values.values()) else "none"
+    url_source = f"{path}: MLFLOW: URL"
     for key, variable in (("URL", "MLFLOW_TRACKING_URI"), ("USERNAME", "MLFLOW_TRACKING_USERNAME"),
                           ("PASSWORD", "MLFLOW_TRACKING_PASSWORD")):
         if env.get(variable):
             values[key], source = env[variable], "environment"
-    return MlflowSecrets(values["URL"], values["USERNAME"], values["PASSWORD"], source)
-
-
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-_URL_END = re.compile(r"[\s\"'<>]")
-
-
-def url_userinfo(url: str) -> str | None:
-    """The user-info of a URL ("user:password"), parsed as its authority defines it: everything between "://" and
-    the last "@" before the URL ends, so that a password holding "/", "@" or ":" is taken whole; None without."""
-    match = _SCHEME.search(url or "")
-    if match is None:
-        return None
-    end = _URL_END.search(url, match.end())
-    token = url[match.end():end.start() if end else len(url)]
-    at = token.rfind("@")
-    return token[:at] if at > 0 else None
+            url_source = f"environment variable {variable}" if key == "URL" else url_source
+    return MlflowSecrets(values["URL"], values["USERNAME"], values["PASSWORD"], source, url_source)
 
 
 def mask_url(text: str | None, secrets: "MlflowSecrets | None" = None) -> str:
-    """The text with the user-info of every URL in it replaced by ***, each URL parsed (url_userinfo). With the
-    configured secrets, also their user-info and password wherever they appear whole (a password with a space cuts a
-    URL short in free text); a user name alone is never replaced (it would hide those letters everywhere)."""
-    text = text or ""
-    for known in _known_secrets(secrets):
-        text = text.replace(known, "***")
-    out, position = [], 0
-    for match in _SCHEME.finditer(text):
-        if match.start() < position:
-            continue
-        userinfo = url_userinfo(text[match.start():])
-        if userinfo:
-            out.append(text[position:match.end()] + "***")
-            position = match.end() + len(userinfo)
-    return "".join(out) + text[position:]
+    """The text masked (ect.masking.mask): every URL's user-info and secret parameters, and with the configured
+    secrets also their password and user-info wherever they appear (a password with a space cuts a URL short in free
+    text); a user name alone is never replaced (it would hide those letters everywhere)."""
+    return mask(text, secrets.secret_values() if secrets is not None else ())
 
 
-def _known_secrets(secrets) -> list[str]:
-    if secrets is None:
+def known_secrets(root: Path | None = None, env: Mapping[str, str] = os.environ) -> list[str]:
+    """The configured secrets of this process (secrets.yaml or MLFLOW_TRACKING_*), for masking what it prints; never
+    raises (a secrets file that cannot be read gives none: its own error is reported where it is needed)."""
+    try:
+        return load_secrets(root or project_root(env), env).secret_values()
+    except Exception:
         return []
-    userinfo = url_userinfo(secrets.url or "")
-    known = [userinfo] if userinfo else []
-    if secrets.password:
-        from urllib.parse import quote
-
-        known += [secrets.password, quote(secrets.password, safe="")]
-        if secrets.username:
-            known.append(f"{secrets.username}:{secrets.password}")
-    return sorted({k for k in known if k}, key=len, reverse=True)  # longest first

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from ect.architectures import ARCHITECTURES, BENCHMARK_ARCHITECTURES
 from ect.errors import ConfigError
+from ect.masking import PERCENT_ENCODING_HINT, url_problem
 
 
 def setting(default: Any, parse: Callable[[Any], Any], doc: str):
@@ -38,7 +39,10 @@ def _to_int(value: Any) -> int:
 def _to_float(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond any float: infinite, which no setting accepts
+        return math.inf if value > 0 else -math.inf
 
 
 def _integer(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
@@ -190,13 +194,21 @@ def path_map(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _parsable_url(value: str, expected: str) -> str:
+    """A URL that parses as its user meant (ect.masking.url_problem), else ValueError naming why and the fix."""
+    problem = url_problem(value)
+    if problem:
+        raise ValueError(f"{expected}; this one cannot be parsed safely: {problem}; {PERCENT_ENCODING_HINT}")
+    return value
+
+
 def store_location(value: Any) -> str | None:
     """A path or an fsspec URL, without credentials in it (they would reach logs and command lines)."""
     location = optional_text(value)
-    if location and re.search(r"://[^/@\s]*:[^/@\s]*@", location):
+    if location and ":" in location.partition("://")[2].rpartition("@")[0]:  # user:password@, however malformed
         raise ValueError("a path or a URL without user:password@ (give the credentials in the Airflow connection "
                          "ect_store or the store's variables, e.g. AWS_ACCESS_KEY_ID)")
-    return location
+    return _parsable_url(location, "a path or a URL") if location else None
 
 
 def pushgateway_url(value: Any) -> str | None:
@@ -204,6 +216,7 @@ def pushgateway_url(value: Any) -> str | None:
     url = optional_text(value)
     if url is None:
         return None
+    _parsable_url(url.strip(), "the Pushgateway's URL such as http://pushgateway:9091")
     parts = urlsplit(url.strip())
     try:
         parts.port  # a port that is not a number raises
@@ -214,6 +227,11 @@ def pushgateway_url(value: Any) -> str | None:
         raise ValueError("the Pushgateway's URL such as http://pushgateway:9091 (http:// or https://, no "
                          "user:password@), or empty for none")
     return url.strip().rstrip("/")
+
+
+def engine_url(value: Any) -> str:
+    """The Docker engine's URL (unix:///var/run/docker.sock, tcp://host:2376, ssh://user@host), which must parse."""
+    return _parsable_url(text(value), "a Docker engine URL such as unix:///var/run/docker.sock or tcp://host:2376")
 
 
 def country_iso_code(value: Any) -> str | None:
@@ -377,8 +395,15 @@ class Environment:
         "default: Airflow's default queue.")
     alert_callback: str | None = setting(None, optional_text,
         "Dotted path of a function called with the task context when the regression check fails.")
+    experiment_name: str | None = setting(None, optional_text,
+        "MLflow experiment of the environment's runs when MLFLOW_ENABLED is true and no --experiment-name or "
+        "experiment_name trigger parameter names one (scheduled runs); empty: ect-<environment>.")
+    host_check_timeout_s: float = setting(3600, positive_number,
+        "With a QUEUE: seconds the DAG run waits for host_check on the GPU host's worker before failing (a worker "
+        "that cannot load the DAG, or none that takes the task).")
     docker_image: str = setting("ect-worker:latest", text, "docker runner: the worker image.")
-    docker_url: str = setting("unix:///var/run/docker.sock", text, "docker runner: the Docker engine of the GPU host.")
+    docker_url: str = setting("unix:///var/run/docker.sock", engine_url,
+                              "docker runner: the Docker engine of the GPU host.")
     docker_shm_size: str = setting("2g", text, "docker runner: shared memory of the container.")
     docker_user: str | None = setting(None, optional_text, "docker runner: user:group in the container (default: the image's).")
     docker_network_mode: str | None = setting(None, optional_text, "docker runner: network mode (e.g. host; default: Docker's).")
@@ -389,6 +414,11 @@ class Environment:
     @property
     def pool_name(self) -> str:
         return self.pool or f"ect_{self.name}"
+
+    @property
+    def experiment(self) -> str:
+        """The MLflow experiment of the environment's runs: EXPERIMENT_NAME, default ect-<name>."""
+        return self.experiment_name or f"ect-{self.name}"
 
     @property
     def located(self) -> bool:

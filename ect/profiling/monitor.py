@@ -5,6 +5,9 @@
         ...
         measurement = monitor.end_window("training")
 
+begin_window and end_window read every sensor once, in the caller's thread, at the moment they are called: a window's
+edges are samples of their own, however late a busy CPU lets the sampler thread take the periodic samples between them.
+
 GPU energy comes from the NVML total-energy counter where the GPU has one ("counter"), else from
 the trapezoid rule over its power samples ("integrated"). CPU energy comes from RAPL counters
 ("counter"), else from the utilisation x TDP estimate ("estimated"). Never an estimate for a GPU.

@@ -3,7 +3,10 @@ the disk, then rename it over the target (a rename within a folder is atomic).
 
 Temporaries are named ".NAME.tmp-<host>-<pid>[.suffix]". A failing write (a full disk included) deletes its own;
 one left by a process that was killed mid-write is deleted by the next write of the same file on the same host
-(remove_stale_temporaries), so nothing accumulates."""
+(remove_stale_temporaries), so nothing accumulates.
+
+Reading run files (read_bytes, read_text, read_json) never follows a symbolic link: a run folder is written by other
+hosts and people, and a link in it could point at any file of the reading machine."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -65,6 +69,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        if error.errno is not None and error.filename is None:  # a write or fsync refused (a full disk): say of what
+            error.filename = str(path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -79,10 +87,44 @@ def write_json(path: Path, data: Any, indent: int = 2) -> Path:
     return write_text(path, json.dumps(data, indent=indent, default=str) + "\n")
 
 
-def read_json(path: Path) -> dict | None:
-    """A JSON object from `path`; None when the file is missing, unreadable, not JSON or not an object."""
+class LinkRefused(OSError):
+    """A file ect reads is a symbolic link: its target is never read (it may be any file of the machine)."""
+
+
+class NotAFile(OSError):
+    """A file ect reads is not a regular file (a folder, a FIFO, a device): it is not read."""
+
+
+def is_link(path: Path) -> bool:
+    return os.path.islink(path)
+
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of the regular file at `path`, never through a symbolic link: LinkRefused when `path` is one (the
+    link itself, not a folder above it: callers check those), NotAFile when it is a folder, a FIFO or a device
+    (opened without blocking, so a FIFO never hangs the reader); FileNotFoundError when it is missing."""
     try:
-        data = json.loads(Path(path).read_text())
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == errno.ELOOP and os.path.islink(path):
+            raise LinkRefused(f"{Path(path).name} is a symbolic link: not read") from None
+        raise
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise NotAFile(f"{Path(path).name} is not a regular file: not read")
+        return handle.read()
+
+
+def read_text(path: Path, encoding: str = "utf-8") -> str:
+    """read_bytes, decoded (UnicodeDecodeError when it is not text of `encoding`)."""
+    return read_bytes(path).decode(encoding)
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON object from `path`; None when the file is missing, unreadable, a symbolic link, not JSON or not an
+    object."""
+    try:
+        data = json.loads(read_bytes(path))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -98,7 +140,13 @@ def exclusive(lock_file: Path, purpose: str) -> Iterator[None]:
     FolderInUse, naming the holder, when another process holds it."""
     lock_file = Path(lock_file)
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "a+") as handle:
+    try:  # never through a link: the holder's line would be written into its target
+        descriptor = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        if error.errno == errno.ELOOP and os.path.islink(lock_file):
+            raise LinkRefused(f"{lock_file} is a symbolic link: not used as a lock") from None
+        raise
+    with os.fdopen(descriptor, "r+") as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:

@@ -7,11 +7,14 @@ or the container's private environment (docker runner), never on a command line,
 - The run store (RUN_STORE on s3://): the `ect_store` connection if Airflow has one (type aws: login = access key
   id, password = secret key, extra {"endpoint_url": ..., "region_name": ...}), else the process's own AWS_*
   variables.
+Both are registered with Airflow's secrets masker (mask_in_task_logs) as they are looked up.
 """
 
 from __future__ import annotations
 
 import os
+
+from ect.masking import SECRET_VARIABLES, secret_forms, url_secrets
 
 CONNECTION_ID = "mlflow_default"
 STORE_CONNECTION_ID = "ect_store"
@@ -63,11 +66,25 @@ def store_environment() -> dict:
                      "AWS_ENDPOINT_URL": extra.get("endpoint_url"), "AWS_DEFAULT_REGION": extra.get("region_name")})
 
 
+def mask_in_task_logs(values: dict) -> dict:
+    """Registers the credentials among `values` (MLFLOW_*, AWS_* variables) with Airflow's secrets masker, in every
+    form they may be printed in, so that the task log hides them wherever they appear; returns `values`."""
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # an Airflow without the task SDK's masker: ect masks its own messages anyway
+        return values
+    secrets = [values.get(name) for name in SECRET_VARIABLES] + url_secrets(values.get("MLFLOW_TRACKING_URI"))
+    for secret in filter(None, secrets):
+        for form in secret_forms(str(secret)):
+            mask_secret(form)
+    return values
+
+
 def use_store_credentials() -> None:
     """Puts the run store's credentials into this task process's environment, for the steps it runs in-process."""
-    os.environ.update(store_environment())
+    os.environ.update(mask_in_task_logs(store_environment()))
 
 
 def run_environment(cfg) -> dict:
     """Everything a launched run needs: MLflow's and the run store's credentials."""
-    return {**mlflow_environment(cfg), **store_environment()}
+    return mask_in_task_logs({**mlflow_environment(cfg), **store_environment()})

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from datetime import timedelta
 from pathlib import Path
 
 from airflow.providers.docker.operators.docker import DockerOperator
 
 from ect.errors import ConfigError, RunnerError
+from ect.masking import mask, masked_url, url_secrets
 from ect.runners.credentials import run_environment
 from ect.runners.placement import MAP_INDEX_TEMPLATE, RUN_LABEL, task_options
 from ect.runners.process import ChildOutput, third_party_log
@@ -195,17 +197,31 @@ def client(env):
     return docker.APIClient(base_url=env.docker_url, timeout=30)
 
 
+def _where_to_run(env) -> str:
+    """What to set when this host is not the environment's GPU host."""
+    if env.queue:
+        return (f"Is this the GPU host? host_check runs on queue {env.queue} (QUEUE): serve it there with `ect worker "
+                f"{env.name}`, or set DOCKER_URL in config/environments.yaml to that host's engine")
+    return (f"Environment {env.name} has no QUEUE, so its runs start on whichever worker takes them: set QUEUE in "
+            f"config/environments.yaml and serve it on the GPU host with `ect worker {env.name}`, or set DOCKER_URL to "
+            "the GPU host's engine (e.g. tcp://gpu-host:2376)")
+
+
 def check(env, cfg) -> str:
     """The Docker engine answers and has the worker image (the sensors are the container's: checked by each run)."""
     import docker
 
+    engine_url = masked_url(env.docker_url)
     try:
         engine = client(env)
         version = engine.version().get("Version")
         engine.inspect_image(env.docker_image)
     except docker.errors.ImageNotFound:
-        raise RunnerError(f"the Docker engine at {env.docker_url} has no image {env.docker_image!r}: build it with "
-                           "`docker build -f docker/Dockerfile -t ect-worker .` (see docker/README.md)") from None
+        raise RunnerError(f"the Docker engine at {engine_url} has no image {env.docker_image!r} (DOCKER_IMAGE of "
+                          f"environment {env.name}): build it there with `docker build -f docker/Dockerfile -t "
+                          f"{env.docker_image} .` (README, The worker image)") from None
     except docker.errors.DockerException as error:
-        raise RunnerError(f"no Docker engine answers at {env.docker_url} (DOCKER_URL): {error}") from None
-    return f"Docker {version} at {env.docker_url}, image {env.docker_image}"
+        raise RunnerError(f"no Docker engine answers at {engine_url} (DOCKER_URL of environment {env.name}) from "
+                          f"this host ({socket.gethostname()}): {mask(error, url_secrets(env.docker_url))}. "
+                          f"{_where_to_run(env)}") from None
+    return f"Docker {version} at {engine_url}, image {env.docker_image}"

@@ -33,5 +33,5 @@ def queue_check(env) -> str:
     workers = sorted(worker for worker, queues in replies.items() if any(q.get("name") == env.queue for q in queues))
     if not workers:
         raise RunnerError(f"no Celery worker consumes queue {env.queue} (QUEUE of environment {env.name}): start one "
-                          f"on its GPU host with `airflow celery worker --queues {env.queue}`")
+                          f"on its GPU host with `ect worker {env.name}` (README, Many machines)")
     return f"queue {env.queue} served by {', '.join(workers)}"

@@ -21,7 +21,7 @@ from ect.raw.manifest import read_manifest
 from ect.runs.commands import ect_command, profile_run_args, warmup_args
 from ect.runs.plan import plan_of
 from ect.runs.profiled import run_folder
-from ect.runs.record import require_tracking_settings
+from ect.runs.record import experiment_of, require_tracking_settings
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ def profile_campaign(cfg: Config, environment: str, options: Sequence[str], expe
     """Runs the campaign of the configuration's architectures and repetitions; returns the number of failed runs.
     `options` (config_options) are forwarded to each run."""
     cfg.environment(environment)
+    experiment_name = experiment_of(cfg, environment, experiment_name)
     require_tracking_settings(cfg, experiment_name)
     for name in cfg.experiment.architectures:
         get_architecture(name).check_input_size(cfg.experiment.image_size)

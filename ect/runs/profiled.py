@@ -34,7 +34,7 @@ from ect.raw.layout import HISTORY_FILE, METRICS_FILE, MetricsDir, RunKey, check
 from ect.raw.manifest import (Host, Manifest, Sensors, Window, read_manifest, recorded, set_aside_previous_attempt,
                               write_manifest)
 from ect.runs.publish import publish_run
-from ect.runs.record import new_manifest, require_tracking_settings, track_if_enabled
+from ect.runs.record import experiment_of, new_manifest, require_tracking_settings, track_if_enabled
 from ect.store import open_store
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ def run_lock(cfg: Config, key: RunKey) -> Path:
 
 def profile_run(cfg: Config, key: RunKey, repetition: int, experiment_name: str | None = None,
                 dag_run_id: str | None = None) -> RunOutcome:
+    experiment_name = experiment_of(cfg, key.environment, experiment_name)
     require_tracking_settings(cfg, experiment_name)
     check_run_id(key.run_id)
     store = open_store(cfg.run_store())

@@ -33,6 +33,14 @@ def new_manifest(cfg: Config, kind: str, key: RunKey, experiment_name: str | Non
                        software=software_versions(), **values)
 
 
+def experiment_of(cfg: Config, environment: str, given: str | None) -> str | None:
+    """The MLflow experiment of a run: the one given (--experiment-name, the experiment_name trigger parameter), else
+    with MLFLOW_ENABLED the environment's EXPERIMENT_NAME (default ect-<environment>); without MLflow, what was given."""
+    if given or not cfg.experiment.mlflow_enabled:
+        return given
+    return cfg.environment(environment).experiment
+
+
 def require_tracking_settings(cfg: Config, experiment_name: str | None) -> None:
     """With MLFLOW_ENABLED, the experiment name and a tracking URL must be known before any training."""
     if not cfg.experiment.mlflow_enabled:

@@ -21,7 +21,7 @@ from ect.models.training import train_two_phase
 from ect.raw.atomic import write_json
 from ect.raw.layout import HISTORY_FILE, METRICS_FILE, RunKey
 from ect.raw.manifest import Host, recorded
-from ect.runs.record import new_manifest, require_tracking_settings, track_if_enabled
+from ect.runs.record import experiment_of, new_manifest, require_tracking_settings, track_if_enabled
 from ect.runs.workload import final_metrics, prepare_run
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 def run_training(cfg: Config, environment: str, architecture: str, experiment_name: str | None = None) -> Path:
     """Trains one model; returns its folder."""
+    experiment_name = experiment_of(cfg, environment, experiment_name)
     require_tracking_settings(cfg, experiment_name)
     run = prepare_run(cfg, environment, architecture)
     key = RunKey(environment, architecture, datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ"))

@@ -22,6 +22,8 @@ class Sensor(ABC):
     name: str  # "nvml" | "rapl" | "process" | "estimate"
     kind: str  # "gpu" | "cpu"
     error: str | None = None
+    # Seconds after start() before read() has every value (a utilisation needs a span of time to be measured over).
+    settle_s: float = 0.0
 
     @abstractmethod
     def probe(self) -> Availability:

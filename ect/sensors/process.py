@@ -37,6 +37,7 @@ class ProcessSensor(Sensor):
 
     name = "process"
     kind = "cpu"
+    settle_s = MIN_CPU_SPAN_S  # a read sooner after start() has no utilisation (None)
 
     def __init__(self, pid: int | None = None):
         self.pid = os.getpid() if pid is None else pid

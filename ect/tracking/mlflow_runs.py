@@ -22,6 +22,7 @@ environment variables set only while talking to the server, and are never printe
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -34,16 +35,20 @@ from typing import Iterator
 
 from ect import __version__
 from ect.config import Config
-from ect.config.secrets import MlflowSecrets, load_secrets, mask_url
+from ect.config.secrets import MlflowSecrets, load_secrets
 from ect.energy import emissions_gCO2e, to_kWh
 from ect.errors import ConfigError, TrackingError
+from ect.masking import mask
 from ect.models.saving import MODEL_FILE
-from ect.raw.atomic import read_json, write_json
+from ect.quality import one_class_reason, predicts_one_class
+from ect.raw.atomic import is_link, read_json, read_text, write_json
 from ect.raw.columns import now_utc
-from ect.raw.layout import CPU_FILE, GPU_FILE, HISTORY_FILE, MANIFEST_FILE, METRICS_FILE, TRACKING_FILE, MetricsDir
+from ect.raw.layout import (CPU_FILE, GPU_FILE, HISTORY_FILE, MANIFEST_FILE, METRICS_FILE, RUN_FILES, TRACKING_FILE,
+                            MetricsDir, find_links, find_runs)
 from ect.raw.manifest import Manifest, read_manifest
 
 RUN_KEY_TAG = "ect_run_key"
+ONE_CLASS_TAG = "ect_model_predicts_one_class"  # "true" on a run whose model predicts one class (never registered)
 # MLflow 3's experiment kind (the UI's ExperimentKind): classic/custom model development, not GenAI.
 EXPERIMENT_KIND_TAG, CLASSIC_ML = "mlflow.experimentKind", "custom_model_development"
 ARTIFACT_FILES = (MANIFEST_FILE, HISTORY_FILE, METRICS_FILE, CPU_FILE, GPU_FILE)
@@ -73,8 +78,8 @@ def run_key(manifest: Manifest) -> str:
 
 
 def _scrub(text: str, secrets: MlflowSecrets) -> str:
-    """An error message fit for files and terminals: no password or URL credentials (parsed, see mask_url)."""
-    text = mask_url(text, secrets)
+    """An error message fit for files and terminals: no password or URL credentials (ect.masking.mask)."""
+    text = mask(text, secrets.secret_values())
     text = " ".join(text.split())
     return text if len(text) <= 300 else text[:297] + "..."
 
@@ -217,14 +222,13 @@ def _history(folder: Path, timestamp_ms: int):
     if not path.exists():
         return []
     metrics = []
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            step = int(float(row["epoch"]))
-            for column, value in row.items():
-                number = _number(value)
-                if column in _HISTORY_SKIP or number is None:
-                    continue
-                metrics.append(Metric(_HISTORY_RENAME.get(column, column), number, timestamp_ms, step))
+    for row in csv.DictReader(io.StringIO(read_text(path), newline="")):  # never through a link
+        step = int(float(row["epoch"]))
+        for column, value in row.items():
+            number = _number(value)
+            if column in _HISTORY_SKIP or number is None:
+                continue
+            metrics.append(Metric(_HISTORY_RENAME.get(column, column), number, timestamp_ms, step))
     return metrics
 
 
@@ -243,6 +247,12 @@ def _tags(manifest: Manifest, energy_tags: dict[str, str], experiment_name: str)
 def _find_synced(client, experiment_id: str, key: str):
     runs = client.search_runs([experiment_id], filter_string=f"tags.{RUN_KEY_TAG} = '{key}'", max_results=1)
     return runs[0] if runs else None
+
+
+def run_link(url: str, experiment_id: str, mlflow_run_id: str) -> str:
+    """The run's page in MLflow's UI, in its classic ML view (workflowType; the UI would otherwise pick its GenAI view
+    from the experiment's kind, or from what it last showed)."""
+    return f"{url.rstrip('/')}/#/experiments/{experiment_id}/runs/{mlflow_run_id}?workflowType=machine_learning"
 
 
 def _experiment_id(client, name: str) -> str:
@@ -265,12 +275,16 @@ def _experiment_id(client, name: str) -> str:
 def _log_model(client, experiment_id: str, run_id: str, manifest: Manifest, folder: Path, overview: list,
                models_dir: Path) -> str:
     """Logs the run's model as a LoggedModel of the run (MLflow Keras format, the run's params and overview
-    metrics) and registers it from there when its val_f1 is the architecture's best."""
+    metrics) and registers it from there when its val_f1 is the architecture's best. A model that predicts one class
+    (ect.quality) is tagged ONE_CLASS_TAG and never registered: its F1 says nothing of quality."""
     from mlflow.entities import LoggedModelOutput, Metric
     from mlflow.models import Model
 
     from ect.models.saving import SUMMARY_FILE, find_model
 
+    one_class = one_class_reason(_validation_metrics({m.key: m.value for m in overview}))
+    if one_class:
+        client.set_tag(run_id, ONE_CLASS_TAG, "true")
     model_file = find_model(models_dir, manifest, folder)
     if model_file is None:
         recorded = manifest.model or {}
@@ -278,7 +292,8 @@ def _log_model(client, experiment_id: str, run_id: str, manifest: Manifest, fold
         return f"not logged: {why}"
     logged = client.create_logged_model(experiment_id, name="model", source_run_id=run_id, params=_params(manifest),
                                         tags={"architecture": manifest.architecture,
-                                              "environment": manifest.environment}, model_type="keras")
+                                              "environment": manifest.environment,
+                                              **({ONE_CLASS_TAG: "true"} if one_class else {})}, model_type="keras")
     model_id = logged.model_id
     try:
         client.log_outputs(run_id, [LoggedModelOutput(model_id, step=0)])
@@ -302,8 +317,10 @@ def _log_model(client, experiment_id: str, run_id: str, manifest: Manifest, fold
     others = client.search_runs(
         [experiment_id], max_results=1000,
         filter_string=f"tags.architecture = '{architecture}' and tags.ect_model_logged = 'true'")
-    best = max((r.data.metrics.get("final_val_f1", -math.inf) for r in others if r.info.run_id != run_id),
-               default=-math.inf)
+    if one_class:
+        return f"logged, not registered: the model predicts one class ({one_class})"
+    best = max((r.data.metrics.get("final_val_f1", -math.inf) for r in others if r.info.run_id != run_id
+                and not _predicts_one_class(r)), default=-math.inf)
     val_f1 = next((m.value for m in overview if m.key == "final_val_f1"), None)
     if val_f1 is None or val_f1 <= best:
         return f"logged, not registered: val_f1 {val_f1} is not above the best {architecture} run's {best}"
@@ -316,6 +333,17 @@ def _log_model(client, experiment_id: str, run_id: str, manifest: Manifest, fold
             raise
     version = client.create_model_version(architecture, f"models:/{model_id}", run_id=run_id, model_id=model_id)
     return f"registered as {architecture} version {version.version} (val_f1 {val_f1:.4f})"
+
+
+def _validation_metrics(final: dict[str, float]) -> dict[str, float]:
+    """final_val_* metrics of an MLflow run by the names of metrics.json (val_*)."""
+    return {key.removeprefix("final_"): value for key, value in final.items() if key.startswith("final_val_")}
+
+
+def _predicts_one_class(mlflow_run) -> bool:
+    """An earlier MLflow run's model predicts one class: tagged so, or (a run logged before the tag) its metrics."""
+    return (mlflow_run.data.tags.get(ONE_CLASS_TAG) == "true"
+            or predicts_one_class(_validation_metrics(mlflow_run.data.metrics)))
 
 
 def _save_mlflow_model(model_file: Path, target: Path, mlflow_model) -> None:
@@ -340,7 +368,8 @@ def _log_plots(client, run_id: str, manifest: Manifest, folder: Path) -> None:
 
     with tempfile.TemporaryDirectory(prefix="ect-mlflow-plots-") as tmp:
         if (folder / HISTORY_FILE).exists():
-            plots.training_curves(pd.read_csv(folder / HISTORY_FILE), manifest.key, Path(tmp) / "training_curves.png")
+            history = pd.read_csv(io.StringIO(read_text(folder / HISTORY_FILE)))
+            plots.training_curves(history, manifest.key, Path(tmp) / "training_curves.png")
         window = manifest.window
         if window is not None and window.start_unix_s is not None:
             from ect.aggregate.samples import joined_samples, read_cpu, read_gpu, run_samples
@@ -379,7 +408,7 @@ def _upload(client, experiment_id: str, manifest: Manifest, folder: Path, experi
         for start in range(0, len(metrics), 1000):
             client.log_batch(run_id, metrics=metrics[start:start + 1000])
         for name in ARTIFACT_FILES:
-            if (folder / name).exists():
+            if (folder / name).exists() and not is_link(folder / name):
                 client.log_artifact(run_id, str(folder / name), "raw")
         try:
             _log_plots(client, run_id, manifest, folder)
@@ -429,7 +458,8 @@ def track_completed_run(cfg: Config, folder: Path, experiment_name: str | None =
                 note = "uploaded"
         record = {"synced": True, "experiment_name": experiment_name, "experiment_id": experiment_id,
                   "mlflow_run_id": mlflow_run_id, "run_key": key, "synced_at": now_utc(), "model": model}
-        log.info(f"MLflow: {key} {note} as run {mlflow_run_id} of experiment {experiment_name!r}; model {model}")
+        log.info(f"MLflow: {key} {note} as run {mlflow_run_id} of experiment {experiment_name!r}; model {model}; "
+                 f"{run_link(mask(url, secrets.secret_values()), experiment_id, mlflow_run_id)}")
     except Exception as error:
         message = _scrub(f"{type(error).__name__}: {error}", secrets)
         record = {"synced": False, "experiment_name": experiment_name, "run_key": key, "error": message,
@@ -447,14 +477,31 @@ def sync_runs(cfg: Config, raw_dir: Path | None = None) -> list[tuple[Path, str]
     """Uploads every completed run (profiled runs under RAW_DIR, `ect train` runs under MODELS_DIR) whose
     tracking.json says synced false, exactly once each.
 
-    Returns (run folder, status) for each run it tried; a second call finds nothing to do.
+    Returns (run folder, status) for each run it tried; a second call finds nothing to do. Symbolic links are never
+    followed: a linked run (or environment, architecture) folder, and a tracked run with a linked file, are not
+    synced (named), and nothing is read or written through them.
     """
     load_secrets(cfg.root).require_url()  # a configuration error, before touching any run
     raw = Path(raw_dir) if raw_dir else MetricsDir(cfg.path("METRICS_DIR")).raw
     results: list[tuple[Path, str]] = []
-    pattern = f"*/*/*/{TRACKING_FILE}"
-    for path in sorted(raw.glob(pattern)) + sorted(cfg.path("MODELS_DIR").glob(pattern)):
-        folder = path.parent
+    for root in (raw, cfg.path("MODELS_DIR")):
+        for link in find_links(root):
+            results.append((link, "not synced: a symbolic link, not followed (nothing read or written through it)"))
+            log.warning(f"{link}: {results[-1][1]}")
+        results += _sync_folders(cfg, find_runs(root))
+    return results
+
+
+def _sync_folders(cfg: Config, folders: list[Path]) -> list[tuple[Path, str]]:
+    results = []
+    for folder in folders:
+        if not os.path.lexists(folder / TRACKING_FILE):
+            continue
+        linked = [name for name in (*RUN_FILES, TRACKING_FILE) if is_link(folder / name)]
+        if linked:
+            results.append((folder, f"not synced: {', '.join(linked)}: a symbolic link, not read"))
+            log.warning(f"{folder}: {results[-1][1]}")
+            continue
         tracking = read_tracking(folder)
         if tracking is None or tracking.get("synced") is not False:
             continue

@@ -30,6 +30,7 @@ import pandas as pd
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
 from ect.analysis.regression import campaign_order
+from ect.masking import mask, masked_url, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +93,13 @@ def push_verdicts(gateway: str, result: dict) -> bool:
 
 
 def _push(gateway: str, job: str, environment: str, registry: CollectorRegistry, what: str) -> bool:
+    shown = masked_url(gateway)
     try:
         push_to_gateway(gateway, job, registry, grouping_key={"environment": environment}, timeout=TIMEOUT_S)
     except (OSError, http.client.HTTPException) as error:
-        log.warning(f"Prometheus Pushgateway {gateway}: could not push the {what}: {type(error).__name__}: {error} "
-                    "(the results are in the files; the next aggregation or regression check pushes again)")
+        log.warning(f"Prometheus Pushgateway {shown}: could not push the {what}: {type(error).__name__}: "
+                    f"{mask(error, url_secrets(gateway))} (the results are in the files; the next aggregation or "
+                    "regression check pushes again)")
         return False
-    log.info(f"Prometheus Pushgateway {gateway}: pushed the {what}")
+    log.info(f"Prometheus Pushgateway {shown}: pushed the {what}")
     return True

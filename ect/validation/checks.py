@@ -37,13 +37,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ect.raw.atomic import read_json
+from ect.raw.atomic import LinkRefused, is_link, read_bytes, read_json
 from ect.raw.columns import (CPU_COLUMNS, CPU_NUMERIC, CPU_POWER_SOURCES, GPU_COLUMNS, GPU_NUMERIC, TIMESTAMP_PATTERN)
-from ect.raw.layout import CPU_FILE, GPU_FILE, MANIFEST_FILE, METRICS_FILE, RunKey
+from ect.raw.layout import CPU_FILE, GPU_FILE, MANIFEST_FILE, METRICS_FILE, RUN_FILES, RunKey
 from ect.raw.manifest import Manifest
 from ect.validation.fields import BETWEEN, CHECKS, field_rows, finite_number, meaning, offending
 
 log = logging.getLogger(__name__)
+
+
+def _quiet() -> None:
+    """Importing Great Expectations logs about 220 INFO lines ("Skipping registering function ...", "Multiple
+    declarations of metric ..."), noise in the first validation's task log: its loggers are set to WARNING before it is
+    imported. One of its modules sets its own logger to INFO when imported; a filter keeps that one at WARNING too."""
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    logging.getLogger("great_expectations.data_context.types.base").addFilter(
+        lambda record: record.levelno >= logging.WARNING)
+
+
+_quiet()
 
 # ASCII digits only ([0-9], not \d): Python's \d (Great Expectations' regex) also matches other scripts' digits,
 # which no CSV reader takes for numbers.
@@ -79,6 +91,7 @@ CPU_RANGES = {
 }
 CPU_ENERGY_COLUMNS = ("rapl_package_energy_uJ", "rapl_dram_energy_uJ", "cpu_power_estimated_W")
 VALIDATOR = "(validator)"  # the file of a validator error
+NOT_A_LINK = "not_a_link"  # the check of a run file or folder that is a symbolic link (never followed)
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,16 @@ class Failure:
         return {"file": self.file, "check": self.check, "column": self.column, "details": self.details}
 
 
+def link_failure(name: str) -> Failure:
+    """A run file that is a symbolic link: its target is not read (it could be any file of this machine)."""
+    return Failure(name, NOT_A_LINK, None, f"{name} is a symbolic link: not read")
+
+
+def linked_files(folder: Path) -> list[Failure]:
+    """A failure for each run file of `folder` that is a symbolic link."""
+    return [link_failure(name) for name in RUN_FILES if is_link(Path(folder) / name)]
+
+
 def validator_error(error: BaseException) -> Failure:
     """An unexpected error while checking a run, as that run's failure."""
     return Failure(VALIDATOR, "validator_error", None, f"validator error: {type(error).__name__}: {error}")
@@ -108,10 +131,14 @@ def read_text_csv(folder: Path, name: str) -> tuple[pa.Table | None, list[Failur
     """A CSV as a table of strings (empty fields null), or the reason it cannot be read. It is parsed by Arrow, as
     the aggregation parses it: what Arrow cannot read is reported. A last line cut while being written is reported
     and left out; so are lines with more or fewer fields than the header (row_field_count)."""
-    path = folder / name
-    if not path.exists():
+    try:
+        data = read_bytes(folder / name)
+    except FileNotFoundError:
         return None, [Failure(name, "file_readable", None, "file is missing")]
-    data = path.read_bytes()
+    except LinkRefused:
+        return None, [link_failure(name)]
+    except OSError as error:
+        return None, [Failure(name, "file_readable", None, f"cannot be read: {error}")]
     if not data:
         return None, [Failure(name, "file_readable", None, "file is empty (0 bytes)")]
     failures = []
@@ -636,7 +663,11 @@ class _Run:
 
 
 def _read_run(folder: Path) -> _Run:
-    """The manifest, metrics.json and the CSVs of a run, with the failures of reading them."""
+    """The manifest, metrics.json and the CSVs of a run, with the failures of reading them; none of them when a run
+    file is a symbolic link (not_a_link: nothing of the run is read)."""
+    linked = linked_files(folder)
+    if linked:
+        return _Run(folder, linked)
     manifest_path = folder / MANIFEST_FILE
     if not manifest_path.exists():
         return _Run(folder, [Failure(MANIFEST_FILE, "file_readable", None, "file is missing")])

@@ -10,10 +10,10 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ect.raw.atomic import read_json, write_json, write_text
+from ect.raw.atomic import is_link, read_json, write_json, write_text
 from ect.raw.columns import now_utc
-from ect.raw.layout import CPU_FILE, GPU_FILE, VALIDATION_FILE, RunKey, find_runs, signature
-from ect.validation.checks import DataDocs, Failure, Limits, check_runs
+from ect.raw.layout import CPU_FILE, GPU_FILE, VALIDATION_FILE, RunKey, find_links, find_runs, signature
+from ect.validation.checks import NOT_A_LINK, DataDocs, Failure, Limits, check_runs
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,25 @@ class RunValidation:
     failures: list[Failure] = field(default_factory=list)
     reused: bool = False  # True when an earlier validation of the same files was current
     signature: dict = field(default_factory=dict)  # the files (ect.raw.layout.signature) this status is about
+    name: str | None = None  # a linked environment or architecture folder's name ("local", "local/vgg16")
+    recorded: bool = True  # False for a link: its verdict is in the summary only, nothing is written through it
 
     @property
     def run(self) -> str:
-        return RunKey.of_folder(self.folder).name
+        return self.name or RunKey.of_folder(self.folder).name
+
+
+LEVELS = ("environment", "architecture", "run")
+
+
+def linked_folder(link: Path, raw_dir: Path | None = None) -> RunValidation:
+    """A symbolic link where an environment, architecture or run folder belongs: quarantined (not_a_link), never
+    followed: nothing is read or written through it."""
+    name = Path(link).relative_to(raw_dir).as_posix() if raw_dir is not None else RunKey.of_folder(link).name
+    level = LEVELS[min(name.count("/"), 2)]
+    failure = Failure(f"({level} folder)", NOT_A_LINK, None,
+                      f"{name} is a symbolic link: not followed (nothing read or written through it)")
+    return RunValidation(Path(link), QUARANTINED, [failure], name=name, recorded=False)
 
 
 def limits_from(experiment) -> Limits:
@@ -58,7 +73,9 @@ def limits_from(experiment) -> Limits:
 
 
 def current_validation(folder: Path) -> dict | None:
-    """The run's recorded validation if its files have not changed since."""
+    """The run's recorded validation if its files have not changed since (never one read through a link)."""
+    if is_link(folder):
+        return None
     record = read_json(folder / VALIDATION_FILE)
     return record if record and record.get("signature") == signature(folder) else None
 
@@ -69,11 +86,16 @@ def _reused(folder: Path, record: dict) -> RunValidation:
 
 
 def validate_runs(folders: list[Path], limits: Limits, docs: DataDocs | None = None) -> list[RunValidation]:
-    """Validates a batch of runs together and records each one's verdict in its validation.json."""
-    before = {folder: signature(folder) for folder in folders}
-    checked = check_runs(folders, limits, docs)
+    """Validates a batch of runs together and records each one's verdict in its validation.json (a run folder that is
+    a symbolic link is quarantined, and nothing written through it)."""
+    checking = [folder for folder in folders if not is_link(folder)]
+    before = {folder: signature(folder) for folder in checking}
+    checked = check_runs(checking, limits, docs) if checking else {}
     results = []
     for folder in folders:
+        if folder not in checked:
+            results.append(linked_folder(folder))
+            continue
         failures = checked[folder]
         status = QUARANTINED if failures else PASSED
         write_json(folder / VALIDATION_FILE, {
@@ -104,11 +126,13 @@ def validate_run(folder: Path, limits: Limits, force: bool = False, docs: DataDo
 
 
 def validate_raw(raw_dir: Path, limits: Limits, summary_dir: Path, force: bool = False,
-                 data_docs: Path | None = None) -> list[RunValidation]:
+                 data_docs: Path | None = None, only: set[RunKey] | None = None) -> list[RunValidation]:
     """Validates every run under raw_dir whose files changed since its last verdict (all with force), BATCH_RUNS at a
     time; writes summary_dir/summary.json and summary.txt, and with `data_docs` a Great Expectations project there
-    whose Data Docs (HTML) show every validation (one run at a time, named by run)."""
-    folders = find_runs(raw_dir)
+    whose Data Docs (HTML) show every validation (one run at a time, named by run). With `only`, these runs alone
+    (with a run store: the store's runs)."""
+    folders = find_runs(raw_dir, only)
+    links = [linked_folder(link, raw_dir) for link in find_links(raw_dir)]
     docs = DataDocs(data_docs) if data_docs else None
     records = {} if force or docs is not None else {f: current_validation(f) for f in folders}
     todo = [folder for folder in folders if records.get(folder) is None]
@@ -118,6 +142,7 @@ def validate_raw(raw_dir: Path, limits: Limits, summary_dir: Path, force: bool =
         if len(batch) < len(todo):
             log.info(f"validated {len(fresh)}/{len(todo)} runs")
     results = [fresh[folder] if folder in fresh else _reused(folder, records[folder]) for folder in folders]
+    results = sorted(results + links, key=lambda r: r.run.split("/"))
     write_summary(results, raw_dir, summary_dir)
     log.info(summary_table(results))
     if docs is not None:

@@ -2,6 +2,9 @@
 
 import csv
 import json
+import signal
+import subprocess
+import sys
 from datetime import datetime, timedelta
 
 import pytest
@@ -234,18 +237,52 @@ def test_reimport_skips_completed_runs_without_touching_them(tmp_path):
     assert "1 already imported" in lines[-1]
 
 
-@pytest.mark.parametrize("content", [None, '{"status": "running"}'])
-def test_existing_incomplete_run_folder_is_refused(tmp_path, content):
+@pytest.mark.parametrize("name, content", [("manifest.json", '{"status": "running"}'), ("manifest.json", "{"),
+                                           ("notes.txt", "mine\n")])
+def test_an_existing_run_folder_that_no_import_left_is_refused(tmp_path, name, content):
+    """A manifest ect's import did not complete, or a file an import never writes: not an interrupted import."""
     src, dest = tmp_path / "src", tmp_path / "raw"
     write_run(src, STAMP_A)
     folder = dest / "cloud" / "mobilenet_v2" / f"legacy-{STAMP_A}"
     folder.mkdir(parents=True)
     (folder / "gpu.csv").write_text("half written\n")
-    if content:
-        (folder / "manifest.json").write_text(content)
+    (folder / name).write_text(content)
     result, _ = import_with_failures(src, dest)
     assert len(result.failed) == 1 and f"legacy-{STAMP_A} exists without a completed manifest" in result.failed[0]
-    assert (folder / "gpu.csv").read_text() == "half written\n"
+    assert (folder / "gpu.csv").read_text() == "half written\n" and (folder / name).read_text() == content
+
+
+def test_an_import_killed_mid_run_is_redone_by_the_next_import(tmp_path):
+    """A real kill (SIGKILL) just before the manifest is written leaves gpu.csv and cpu.csv without a manifest: the
+    next import removes that folder, says so, and imports it again, exactly as an import that was never killed."""
+    src, dest, clean = tmp_path / "src", tmp_path / "raw", tmp_path / "clean"
+    write_run(src, STAMP_A)
+    write_run(src, STAMP_B)
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal\n"
+        "import ect.aggregate.legacy as legacy\n"
+        "os.cpu_count = lambda: 1\n"  # one run at a time: killed at the first run's manifest
+        "def killed(*args):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "legacy.write_manifest = killed\n"
+        f"legacy.import_legacy({str(src)!r}, {str(dest)!r})\n")], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = dest / "cloud" / "mobilenet_v2" / f"legacy-{STAMP_A}"
+    assert sorted(p.name for p in left.iterdir()) == ["cpu.csv", "gpu.csv"]  # what a kill leaves
+    assert not left.with_name(f"legacy-{STAMP_B}").exists()
+
+    with log_lines() as lines:
+        result = import_legacy(src, dest)
+    assert result.failed == [] and sorted(result.imported) == [left, left.with_name(f"legacy-{STAMP_B}")]
+    assert f"{left} has no manifest.json: an interrupted import left it; removed and imported again" in lines
+    run_import(src, clean)
+    for run in result.imported:
+        again = clean / run.relative_to(dest)
+        assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in again.iterdir())
+        for name in ("gpu.csv", "cpu.csv"):
+            assert (run / name).read_bytes() == (again / name).read_bytes()
+        assert {**manifest(run), "created": None} == {**manifest(again), "created": None}
+    assert import_with_failures(src, dest)[0].imported == []  # and then it is done
 
 
 def test_a_header_without_power_names_the_file_and_what_is_missing(tmp_path):

@@ -45,3 +45,61 @@ def test_the_power_timeline_starts_at_zero_watts_and_spans_the_window(monkeypatc
     assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] > 260 and ax.get_xlim() == (0, 0.4)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
         "GPU 0 power (measured)", "CPU power (estimated)", "measurement window"]
+
+
+def legend_is_beside_the_axes(ax) -> bool:
+    """The legend lies right of the plotting area, where it can hide no point."""
+    ax.figure.canvas.draw()
+    return ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
+
+
+def trend(architectures, campaigns=4):
+    starts = pd.date_range("2026-11-01 02:00", periods=campaigns, freq="D", tz="UTC")
+    table = pd.DataFrame({"start": starts}, index=[f"night{k}" for k in range(campaigns)])
+    for index, architecture in enumerate(architectures):
+        table[architecture] = [1000.0 * (index + 1) + k for k in range(campaigns)]
+    return table
+
+
+def test_the_trend_has_one_legend_entry_per_architecture_and_per_verdict(monkeypatch, tmp_path):
+    from matplotlib.lines import Line2D
+
+    architectures = ["mobilenet_v2", "resnet50", "tiny_cnn", "vgg16"]
+    verdict = lambda status: {"status": status, "baseline_median": 1000.0}  # noqa: E731
+    regression = {"settings": {"threshold": 0.05}, "architectures": {
+        "mobilenet_v2": verdict("inconclusive"), "resnet50": verdict("inconclusive"), "tiny_cnn": verdict("regression"),
+        "vgg16": verdict("no regression")}}
+    ax = drawn(monkeypatch, plots.plot_trend, trend(architectures), tmp_path / "t.png", regression)
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        *architectures, "regression (latest DAG run)", "inconclusive (latest DAG run; circled)"]
+    lines = {line.get_label(): line for line in ax.get_lines() if line.get_label() in architectures}
+    assert len(lines) == 4 and all(len(line.get_xdata()) == 4 for line in lines.values())
+    # Each architecture its own colour and marker: no two share a legend entry's look.
+    assert len({(str(line.get_color()), line.get_marker()) for line in lines.values()}) == 4
+    assert len({str(line.get_color()) for line in lines.values()}) == 4
+    assert len({line.get_marker() for line in lines.values()}) == 4
+    # Verdicts: a small mark on each flagged architecture's latest point (3 of them), distinct from every line's.
+    marks = [line for line in ax.get_lines() if line.get_label().startswith("_") and len(line.get_xdata()) == 1]
+    assert len(marks) == 3 and all(mark.get_markersize() <= 11 for mark in marks)
+    assert {mark.get_marker() for mark in marks} == {"x", "o"}
+    handles = legend.legend_handles
+    assert all(isinstance(h, Line2D) for h in handles)
+    assert {h.get_marker() for h in handles[4:]} == {"x", "o"} and handles[5].get_markerfacecolor() == "none"
+    assert legend_is_beside_the_axes(ax)
+
+    plain = drawn(monkeypatch, plots.plot_trend, trend(architectures[:2]), tmp_path / "p.png")
+    assert [t.get_text() for t in plain.get_legend().get_texts()] == architectures[:2]  # no verdict, no verdict entry
+
+
+def test_the_legends_of_the_cross_environment_plots_hide_no_point(monkeypatch, tmp_path):
+    rows = runs([("local", "vgg16", 6), ("cloud", "vgg16", 6), ("local", "tiny_cnn", 6), ("cloud", "tiny_cnn", 6)])
+    rows = rows.assign(gflops=rows["architecture"].map({"vgg16": 15.5, "tiny_cnn": 0.1}),
+                       energy_per_image_J=rows["total_energy_J"] / 100, val_f1=0.8)
+    for plot in (plots.energy_boxplot, plots.median_bars, plots.energy_vs_gflops):
+        ax = drawn(monkeypatch, plot, rows, tmp_path / "x.png")
+        assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["cloud", "local"], plot.__name__
+        assert legend_is_beside_the_axes(ax), plot.__name__
+    front = [{"median_total_energy_J": 1002.5, "median_val_f1": 0.8}]
+    assert legend_is_beside_the_axes(drawn(monkeypatch, plots.pareto_scatter, rows, front, tmp_path / "p.png"))
+

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import REPO, run_ect
 from ect import __version__
+from ect.analysis.regression import campaign_key
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = REPO / ".home" / "test-artifacts"
@@ -97,6 +98,32 @@ def test_a_report_without_f1_says_why_there_is_no_pareto_plot(tmp_path):
     paths = write_report(processed_runs().assign(val_f1=np.nan), tmp_path, "No F1")
     assert "No Pareto front: no run has a validation F1" in (tmp_path / "report.md").read_text()
     assert not (tmp_path / "figures" / "pareto.png").exists() and paths["html"]
+
+
+def test_a_report_flags_models_that_predict_one_class_and_leaves_them_off_the_pareto_front(tmp_path):
+    from ect.analysis.report import write_report
+
+    runs = processed_runs(repetitions=2).assign(val_accuracy=0.85, val_precision=0.85, val_recall=0.85)
+    # mobilenet_v2 on local, the cheapest, calls every image positive: accuracy 0.5, F1 0.667.
+    one_class = (runs["architecture"] == "mobilenet_v2") & (runs["environment"] == "local")
+    runs.loc[one_class, ["val_accuracy", "val_precision", "val_recall", "val_f1"]] = [0.5, 0.5, 1.0, 2 / 3]
+    write_report(runs, tmp_path, "One class")
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert len(results["one_class_models"]) == one_class.sum() == 12
+    assert "mobilenet_v2@local" not in [g["group"] for g in results["pareto_front"]]
+    markdown = (tmp_path / "report.md").read_text()
+    assert ("12 run(s) predicted one class: their accuracy and F1 say nothing of quality; left out of the Pareto "
+            "front and the F1 statistics: mobilenet_v2 on local (12 of 12 runs).") in markdown
+    assert "validation recall 1 and precision 0.5 = accuracy: every validation image called positive" in markdown
+    summary = next(line for line in markdown.splitlines() if line.startswith("| local | mobilenet_v2 |"))
+    assert summary.split("|")[9].strip() == "–"  # its median F1: none that says anything
+    pareto = (tmp_path / "figures" / "pareto.png").read_bytes()
+    assert pareto[:8] == b"\x89PNG\r\n\x1a\n"
+
+    everyone = runs.assign(val_accuracy=0.5, val_precision=0.5, val_recall=1.0, val_f1=2 / 3)
+    write_report(everyone, tmp_path / "all", "All one class")
+    assert "No Pareto front: every run with a validation F1 predicted one class." in (
+        tmp_path / "all" / "report.md").read_text()
 
 
 @pytest.mark.browser
@@ -195,6 +222,67 @@ def test_a_browser_without_a_session_is_sent_to_airflows_login(monkeypatch):
     assert client.get("/local", headers={"Authorization": "Bearer not-a-token"}).status_code in (401, 403)
 
 
+def test_the_report_page_serves_no_api_docs_with_or_without_a_session(monkeypatch, tmp_path):
+    """FastAPI's /docs, /redoc and /openapi.json are served outside the app's dependencies, i.e. to anyone: they are
+    off. Without a session they are refused as any page; signed in they are reports that do not exist."""
+    from airflow.api_fastapi.app import create_auth_manager
+    from fastapi.testclient import TestClient
+
+    monkeypatch.syspath_prepend(str(REPO / "plugins"))
+    monkeypatch.setenv("ECT_OUTPUT_DIR", str(tmp_path))
+    import ect_reports
+
+    app = ect_reports.reports_app
+    assert (app.docs_url, app.redoc_url, app.openapi_url) == (None, None, None)
+    create_auth_manager()
+    client = TestClient(app, follow_redirects=False)
+    docs = ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect")
+    for path in docs:
+        answer = client.get(path)
+        assert answer.status_code in (401, 403, 404), (path, answer.status_code)
+        assert "swagger" not in answer.text.lower() and '"paths"' not in answer.text, path
+    monkeypatch.setitem(app.dependency_overrides, ect_reports.signed_in, lambda: "signed in")
+    for path in docs:
+        answer = client.get(path)
+        assert answer.status_code == 404, (path, answer.status_code)
+        assert "swagger" not in answer.text.lower() and '"paths"' not in answer.text, path
+
+
+def test_the_report_page_neither_lists_nor_serves_a_report_that_is_a_link(report, monkeypatch, tmp_path):
+    """OUTPUT_DIR/<name> or its report.html linked to another file of the API server: not listed, 404, never its
+    content; a linked results.json is not read either."""
+    from fastapi.testclient import TestClient
+
+    out, _ = report
+    marker = "ect-secret-marker-77a0"
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "passwd").write_text(f"root:x:0:0:{marker}:/root:/bin/bash\n")
+    (secret / "report.html").write_text(f"<html>{marker}</html>")
+    (secret / "results.json").write_text(json.dumps({"n_runs": marker}))
+    output = tmp_path / "out"
+    shutil.copytree(out, output / "cloud")
+    shutil.copytree(out, output / "local")
+    (output / "local" / "results.json").unlink()
+    (output / "local" / "results.json").symlink_to(secret / "results.json")
+    (output / "linked_folder").symlink_to(secret, target_is_directory=True)
+    (output / "linked_file").mkdir()
+    (output / "linked_file" / "report.html").symlink_to(secret / "passwd")
+    monkeypatch.setenv("ECT_OUTPUT_DIR", str(output))
+    monkeypatch.syspath_prepend(str(REPO / "plugins"))
+    import ect_reports
+
+    monkeypatch.setitem(ect_reports.reports_app.dependency_overrides, ect_reports.signed_in, lambda: "signed in")
+    client = TestClient(ect_reports.reports_app)
+    listing = client.get("/").text
+    assert 'href="cloud"' in listing and 'href="local"' in listing and "36 run(s)" in listing
+    assert "linked_folder" not in listing and "linked_file" not in listing and marker not in listing
+    assert client.get("/cloud").status_code == 200 and client.get("/local").status_code == 200
+    for name in ("linked_folder", "linked_file"):
+        answer = client.get(f"/{name}")
+        assert answer.status_code == 404 and marker not in answer.text
+
+
 def processed_project(tmp_path, runs: pd.DataFrame) -> dict:
     """The environment of `ect` commands on a processed dataset of these runs (METRICS_DIR and OUTPUT_DIR in tmp)."""
     metrics = tmp_path / "metrics"
@@ -211,13 +299,20 @@ def test_cli_analyze_and_check_regression(tmp_path):
                                                        "median", "Wh", "gCO2e", "F1"]
     vgg16 = next(line for line in analyzed.stdout.splitlines() if line.startswith("local") and "vgg16" in line)
     assert vgg16.split()[2] == "30" and all(len(v.replace(".", "").lstrip("0")) <= 4 for v in vgg16.split()[3:])
-    assert (tmp_path / "out" / "local" / "report.html").exists()
+    page = (tmp_path / "out" / "local" / "report.html").read_text()
+    # The footer names where the full-precision runs are: the processed dataset, not the interim samples.
+    footer = re.search(r"<footer>(.*)</footer>", page).group(1)
+    assert f"the processed runs ({tmp_path / 'metrics' / 'processed' / 'runs.parquet'}) keep every digit" in footer
+    assert "interim" not in footer
     checked = run_ect("check-regression", "local", cwd=tmp_path, env=env)
     assert checked.returncode == 1 and "vgg16: +" in checked.stderr and " %" in checked.stderr
     lines = {line.split()[1]: line for line in checked.stdout.splitlines() if line.startswith("local ")}
     assert lines["vgg16"].endswith(" regression") and not lines["vgg16"].endswith("no regression")
     assert lines["resnet50"].endswith("no regression") and lines["mobilenet_v2"].endswith("no regression")
     assert "vgg16: 96.7 % interval of the change" in checked.stdout
+    # Lists read as text, never as Python's ['a', 'b'].
+    assert "regressions: vgg16; inconclusive: none (latest campaign night5)" in checked.stdout + checked.stderr
+    assert "['" not in checked.stdout + checked.stderr
     result = json.loads((tmp_path / "out" / "local" / "regression.json").read_text())
     assert result["regressions"] == ["vgg16"] and (tmp_path / "out" / "local" / "trend.png").exists()
     clean = run_ect("check-regression", "cloud", cwd=tmp_path, env=env)
@@ -237,6 +332,8 @@ def test_compare_two_campaigns_in_the_terminal_and_as_a_report(tmp_path):
     env = processed_project(tmp_path, processed_runs(increase=("local", "vgg16"), repetitions=10))
     compared = run_ect("compare", "night4", "night5", cwd=tmp_path, env=env)
     assert compared.returncode == 0, compared.stderr
+    assert compared.stdout.splitlines()[0].split("  ")[:4] == ["Environment", "Architecture", "Runs 1st", "Runs 2nd"]
+    assert "1st: the first campaign, night4\n2nd: the second campaign, night5\n" in compared.stdout
     rows = {tuple(line.split()[:2]): line for line in compared.stdout.splitlines() if line.startswith(("local", "cloud"))}
     assert len(rows) == 6
     assert rows[("local", "vgg16")].rstrip().endswith(" regression") and "no regression" not in rows[("local", "vgg16")]
@@ -246,9 +343,32 @@ def test_compare_two_campaigns_in_the_terminal_and_as_a_report(tmp_path):
     result = json.loads((out / "compare.json").read_text())
     assert {(r["environment"], r["architecture"], r["status"]) for r in result["comparisons"]} >= {
         ("local", "vgg16", "regression"), ("cloud", "vgg16", "no regression")}
-    assert "| Environment | Architecture | Runs night4 | Runs night5 |" in (out / "report.md").read_text()
+    markdown = (out / "report.md").read_text()
+    assert "| Environment | Architecture | Runs 1st | Runs 2nd | 1st (kJ) | 2nd (kJ) |" in markdown
+    assert "1st: the first campaign, night4; 2nd: the second campaign, night5" in markdown
     unknown = run_ect("compare", "night4", "night9", cwd=tmp_path, env=env)
     assert unknown.returncode != 0 and "no runs of campaign 'night9'" in unknown.stderr and "night5" in unknown.stderr
+
+
+def test_compare_of_dag_runs_fits_120_columns_and_says_first_and_second(tmp_path):
+    first, second = "scheduled__2026-12-01T02:00:00+00:00", "scheduled__2026-12-02T02:00:00+00:00"
+    runs = processed_runs(campaigns=2, repetitions=3)
+    for night, dag_run in enumerate((first, second)):
+        key = campaign_key(dag_run)
+        at = runs["campaign_id"] == f"night{night}"
+        runs.loc[at, "run_id"] = key + "-rep" + runs.loc[at, "run_id"].str[-2:]
+        runs.loc[at, "campaign_id"] = key
+    env = processed_project(tmp_path, runs)
+    compared = run_ect("compare", first, second, cwd=tmp_path, env=env)
+    assert compared.returncode == 0, compared.stderr
+    lines = compared.stdout.splitlines()
+    assert max(map(len, lines[:-1])) <= 120, "\n".join(line for line in lines if len(line) > 120)  # not the path
+    assert f"1st: the first campaign, {first}" in lines and f"2nd: the second campaign, {second}" in lines
+    text = " ".join(line.strip() for line in lines)
+    # 3 runs a side: too few for a verdict, said with the campaigns' words, not the nightly check's.
+    assert "needs 2 more second-campaign repetition(s) and 2 more first-campaign repetition(s): 3 second-campaign " \
+           "and 3 first-campaign run(s)" in text
+    assert "latest" not in compared.stdout and "baseline" not in compared.stdout
 
 
 def test_each_dag_runs_report_is_kept_and_the_latest_is_linked_as_before(tmp_path):

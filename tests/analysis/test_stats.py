@@ -246,6 +246,34 @@ def test_analyze_is_json_and_says_what_it_skipped():
     assert cleaned["by_environment"]["local"]["metrics"]["val_f1"]["groups"]["arch0"]["n"] == 6
 
 
+def test_models_that_predict_one_class_stay_out_of_the_pareto_front_and_the_f1_tests():
+    df = lognormal_runs([100e3, 200e3, 400e3], n=5, seed=6).assign(val_accuracy=0.8, val_precision=0.8,
+                                                                   val_recall=0.8)
+    # arch0, the cheapest, calls every image positive in all its runs: accuracy 0.5, F1 0.667, above the others.
+    arch0 = df["architecture"] == "arch0"
+    df.loc[arch0, ["val_accuracy", "val_precision", "val_recall", "val_f1"]] = [0.5, 0.5, 1.0, 2 / 3]
+    # One run of arch1 finds no positive image: recall 0, precision 0.
+    df.loc[df["run_id"] == "arch1-rep02", ["val_precision", "val_recall", "val_f1"]] = [0.0, 0.0, 0.0]
+    df["val_f1"] = df["val_f1"].where(arch0, 0.6)
+    df.loc[df["run_id"] == "arch1-rep02", "val_f1"] = 0.0
+
+    assert [g["group"] for g in pareto_front(df)][0] == "arch0@local"  # what the one-class runs did before
+    result = analyze(df)
+    json.dumps(result, allow_nan=False)
+    flagged = {(m["architecture"], m["run_id"]): m["reason"] for m in result["one_class_models"]}
+    assert set(flagged) == {("arch0", f"arch0-rep{k:02d}") for k in range(5)} | {("arch1", "arch1-rep02")}
+    assert flagged[("arch0", "arch0-rep00")].endswith("every validation image called positive")
+    assert flagged[("arch1", "arch1-rep02")].endswith("every positive validation image called negative")
+    assert "arch0" not in {g["architecture"] for g in result["pareto_front"]}
+    f1 = result["by_environment"]["local"]["metrics"]["val_f1"]
+    assert set(f1["groups"]) == {"arch1", "arch2"} and f1["groups"]["arch1"]["n"] == 4
+    # Their energy is measured as any other's: arch0 stays the cheapest.
+    energy = result["by_environment"]["local"]["metrics"]["total_energy_J"]["groups"]
+    assert energy["arch0"]["n"] == 5 and energy["arch1"]["n"] == 5
+    assert result["energy_reduction"]["largest"]["to"] == "arch0@local"
+    assert analyze(df.drop(columns=["val_precision", "val_recall"]))["one_class_models"] == []  # nothing to judge
+
+
 def test_degenerate_inputs_do_not_crash_and_say_why():
     single = compare_groups(runs({"only": [1.0, 2.0, 3.0]}), "total_energy_J", "architecture")
     assert single["kruskal_wallis"]["reason"] == "not tested: fewer than 2 groups"

@@ -186,3 +186,69 @@ def test_an_alert_callback_that_does_not_import_is_named_by_ect_config_and_prefl
         load_config(project, env={}).environment("local").alert_function()
     write(project / "config" / "environments.yaml", "local:\n  RUNNER: process\n  ALERT_CALLBACK: logging.warning\n")
     assert load_config(project, env={}).environment("local").alert_function() is __import__("logging").warning
+
+
+BILLION_LAUGHS = "".join(
+    f"{name}: &{name} [{', '.join([f'*{previous}'] * 9) if previous else ', '.join(['lol'] * 9)}]\n"
+    for previous, name in zip([None, *"abcdefgh"], "abcdefghi"))  # 9 levels of 9 aliases: 9^9 values once expanded
+
+
+@pytest.mark.parametrize("file, text", [
+    ("experiment.yaml", BILLION_LAUGHS),
+    ("environments.yaml", "local:\n  RUNNER: process\n"  # doubling 39 times
+     + "".join(f"  X{i}: &x{i} [*x{i - 1}, *x{i - 1}]\n" for i in range(1, 40)).replace("*x0, *x0", "1, 2")),
+    ("experiment.yaml", "LOOP: &loop [*loop]\n"),  # an alias that stands for the list it is in: endless
+])
+def test_aliases_that_expand_a_small_file_past_the_limit_are_refused_before_they_are_expanded(project, file, text):
+    from ect.config.loader import MAX_VALUES
+
+    path = write(project / "config" / file, text)
+    with pytest.raises(ConfigError) as refused:
+        load_config(project, env={})
+    message = str(refused.value)
+    assert message.startswith(f"{path}: expands to more than {MAX_VALUES:,} values through its aliases")
+    assert len(message) < 500
+
+
+def test_a_config_file_over_the_size_limit_is_refused_naming_it(project):
+    from ect.config.loader import MAX_FILE_BYTES
+
+    path = write(project / "config" / "experiment.yaml", "INITIAL_EPOCHS: 3\n" + "# padding\n" * (MAX_FILE_BYTES // 10))
+    with pytest.raises(ConfigError, match=rf"^{path}: 1 MiB, more than a configuration file may be \(1 MiB\)"):
+        load_config(project, env={})
+    write(project / "config" / "experiment.yaml", "INITIAL_EPOCHS: 3\n" + "# padding\n" * (MAX_FILE_BYTES // 20))
+    assert load_config(project, env={}).experiment.initial_epochs == 3  # half the limit is fine
+
+
+@pytest.mark.parametrize("file, text, expected", [
+    # More digits than Python turns into an int (4300): the setting refuses the text, naming file and key.
+    ("experiment.yaml", f"INITIAL_EPOCHS: {'1' * 5001}\n", "INITIAL_EPOCHS='1111"),
+    ("resources.yaml", f"GPU:\n  MEM_LIMIT: {'9' * 5001}\n", "GPU_MEM_LIMIT='9999"),
+    ("environments.yaml", f"local:\n  PUE: {'2' * 5001}\n", "environment local: PUE='2222"),
+    # An int no float holds, for a number setting.
+    ("experiment.yaml", f"LEARNING_RATE: {'1' * 400}\n", "LEARNING_RATE=1111"),
+])
+def test_numbers_that_do_not_convert_name_file_key_and_what_was_expected(project, file, text, expected):
+    path = write(project / "config" / file, text)
+    with pytest.raises(ConfigError) as refused:
+        load_config(project, env={})
+    message = str(refused.value)
+    assert message.startswith(f"{path}: ") and expected in message and ": expected a" in message
+    assert len(message) < 1000  # the value is quoted up to 500 characters, then how many more there were
+    if len(text) > 5000:
+        assert "more characters): expected" in message
+
+
+def test_deeply_nested_yaml_and_huge_values_give_short_messages(project):
+    path = write(project / "config" / "experiment.yaml", "X: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: nested too deeply"):
+        load_config(project, env={})
+    write(project / "config" / "experiment.yaml", f"OPTIMIZER: {'x' * 100_000}\n")
+    with pytest.raises(ConfigError, match=r"OPTIMIZER='x{499}\.\.\. \(99,502 more characters\): expected") as refused:
+        load_config(project, env={})
+    assert len(str(refused.value)) < 1000
+    write(project / "config" / "experiment.yaml", "")
+    write(project / "config" / "environments.yaml", f"local:\n  DOCKER_IMAGE: [{', '.join(['[1, 2, 3]'] * 5000)}]\n")
+    with pytest.raises(ConfigError, match=r"local: DOCKER_IMAGE=\[\[1, 2, 3\], .*\.\.\.\]: expected") as refused:
+        load_config(project, env={})
+    assert len(str(refused.value)) < 1000

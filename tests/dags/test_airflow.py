@@ -48,6 +48,10 @@ def test_every_environment_has_a_dag_with_the_expected_graph(monkeypatch):
     from ect.pipeline import TRIGGER_PARAMETERS
 
     assert set(local.params) == set(TRIGGER_PARAMETERS)  # preflight rejects any other conf key
+    for name in TRIGGER_PARAMETERS:  # the form is valid as it opens: nothing required, empty = the configuration
+        param = local.params.get_param(name)
+        assert param.value is None and "null" in param.schema["type"], (name, param.schema)
+    assert "host_check_watch" not in local.task_ids  # no QUEUE: host_check runs where preflight ran
     assert local.params.get_param("architectures").schema["examples"] == list(ARCHITECTURES)  # the form's choices
     assert "(ARCHITECTURES of the configuration" in local.params.get_param("architectures").description
     assert local.get_task("train").map_index_template == "{{ ect_run_label }}"
@@ -74,6 +78,59 @@ def test_every_environment_has_a_dag_with_the_expected_graph(monkeypatch):
     assert cloud.get_task("train").partial_kwargs["pool"] == "ect_cloud"
     assert cloud.get_task("train").partial_kwargs["map_index_template"] == "{{ ect_run_label }}"
     assert cloud.get_task("train").partial_kwargs["environment_name"] == "cloud"  # with each run: its log's folder
+
+
+def test_the_trigger_form_takes_architectures_as_a_list_or_a_comma_separated_string(monkeypatch):
+    import copy
+
+    from ect.pipeline import config_for
+
+    params = dagbag(monkeypatch).dags["ect_local"].params
+    for given in (["vgg16", "tiny_cnn"], "vgg16,tiny_cnn", " vgg16 , tiny_cnn ", "vgg16", None):
+        conf = copy.deepcopy(params)
+        conf.update({"architectures": given})
+        resolved = conf.validate()
+        expected = ("vgg16", "tiny_cnn") if given not in ("vgg16", None) else (("vgg16",) if given else None)
+        if expected:
+            assert config_for(resolved, REPO).experiment.architectures == expected
+    for wrong in ("nope", "vgg16;tiny_cnn", ["nope"], []):
+        conf = copy.deepcopy(params)
+        with pytest.raises(Exception, match="architectures"):
+            conf.update({"architectures": wrong})
+            conf.validate()
+
+
+def test_with_a_queue_a_watch_on_the_default_queue_guards_host_check(project, monkeypatch):
+    (project / "config" / "environments.yaml").write_text(
+        "gpu:\n  RUNNER: process\n  QUEUE: ect_gpu\n  HOST_CHECK_TIMEOUT_S: 600\n")
+    gpu = dagbag(monkeypatch, project).dags["ect_gpu"]
+    edges = {(t.task_id, d) for t in gpu.tasks for d in t.downstream_task_ids}
+    assert {("preflight", "host_check_watch"), ("host_check_watch", "warm_up"), ("host_check_watch", "train"),
+            ("preflight", "host_check"), ("host_check", "warm_up")} <= edges
+    watch = gpu.get_task("host_check_watch")
+    assert watch.queue == "default" and watch.mode == "reschedule" and watch.timeout > 600
+    assert gpu.get_task("host_check").queue == "ect_gpu"
+
+
+def test_scheduled_runs_track_to_the_environments_experiment_and_the_parameter_overrides_it(project, monkeypatch):
+    from ect import pipeline
+
+    monkeypatch.setenv("ECT_HOME", str(project))
+    monkeypatch.setenv("ECT_MLFLOW_ENABLED", "true")
+    assert pipeline.preflight("local", {"profile": "demo"}, "scheduled__1")["experiment_name"] == "ect-local"
+    named = pipeline.preflight("local", {"profile": "demo", "experiment_name": "mine"}, "manual__1")
+    assert named["experiment_name"] == "mine"
+    (project / "config" / "environments.yaml").write_text("local:\n  RUNNER: process\n  EXPERIMENT_NAME: nightly\n")
+    assert pipeline.preflight("local", {"profile": "demo"}, "scheduled__2")["experiment_name"] == "nightly"
+    monkeypatch.setenv("ECT_MLFLOW_ENABLED", "false")
+    assert pipeline.preflight("local", {"profile": "demo"}, "scheduled__3")["experiment_name"] is None
+
+    from ect.config import load_config
+    from ect.runs.record import experiment_of  # what `ect profile`, `ect profile-run` and `ect train` use
+
+    on = load_config(project, env={"ECT_MLFLOW_ENABLED": "true"})
+    assert experiment_of(on, "local", None) == "nightly" and experiment_of(on, "local", "given") == "given"
+    assert experiment_of(load_config(project, env={}), "local", None) is None  # MLflow off: nothing to track
 
 
 def test_a_broken_environments_file_is_a_clear_import_error(project, monkeypatch):
@@ -142,6 +199,7 @@ def test_a_failed_training_task_leaves_the_other_runs_aggregated_and_the_failure
     env = {**env, "ECT_METRICS_DIR": str(metrics), "ECT_OUTPUT_DIR": str(tmp_path / "out")}
     result = airflow("dags", "test", "ect_local", "--conf", json.dumps({"profile": "demo"}), env=env, check=False)
     assert result.returncode != 0  # the DAG run fails (all_runs_measured), after validating and aggregating
+    assert "XCom not found" not in result.stdout + result.stderr  # no pull of a failed task's result
 
     runs = pd.read_parquet(metrics / "processed" / "runs.parquet")
     assert list(runs["architecture"]) == ["tiny_cnn"]
@@ -150,6 +208,15 @@ def test_a_failed_training_task_leaves_the_other_runs_aggregated_and_the_failure
     (missing,) = summary["planned_runs_without_folder"]
     assert missing.startswith("local/vgg16/")
     assert (tmp_path / "out" / "local" / "report.html").exists()
+
+
+def test_a_run_that_fails_in_preflight_fails_all_runs_measured_without_reading_missing_results(airflow_home):
+    root, env = airflow_home
+    result = airflow("dags", "test", "ect_local", "--conf", json.dumps({"profle": "demo"}), env=env, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "unknown trigger parameter(s) 'profle'" in output, output[-4000:]
+    assert "the runs of this DAG run were not validated" in output  # all_runs_measured ran, and said why
+    assert "XCom not found" not in output  # it read no result of the tasks that never ran
 
 
 # This machine's HTTP proxy variables must not apply to the local API server.
@@ -197,21 +264,33 @@ def warm_up(base_url: str) -> None:
             return
 
 
-def check_the_report_page_is_behind_airflows_login(base_url: str, airflow_home: Path) -> None:
+def api_token(base_url: str, airflow_home: Path) -> str:
+    """An API token of the admin user (`airflow standalone` writes the simple auth manager's generated password)."""
+    password = json.loads((airflow_home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+    login = urllib.request.Request(f"{base_url}/auth/token", data=json.dumps({"username": "admin", "password": password})
+                                   .encode(), headers={"Content-Type": "application/json"})
+    return json.loads(LOCAL_HTTP.open(login, timeout=60).read())["access_token"]
+
+
+def check_the_report_page_is_behind_airflows_login(base_url: str, token: str) -> None:
     """/ect-reports/: 401 without credentials, a browser sent to the login page, the list with an API token."""
     reports = f"{base_url}/ect-reports/"
     assert http_get(reports)[0] == 401 and http_get(f"{reports}local")[0] == 401
     browser = LOCAL_HTTP.open(urllib.request.Request(reports, headers={"Accept": "text/html"}), timeout=60)
     assert "/login" in browser.geturl() and "next=" in browser.geturl()
-    # `airflow standalone` writes the simple auth manager's generated admin password here.
-    password = json.loads((airflow_home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-    login = urllib.request.Request(f"{base_url}/auth/token", data=json.dumps({"username": "admin", "password": password})
-                                   .encode(), headers={"Content-Type": "application/json"})
-    token = json.loads(LOCAL_HTTP.open(login, timeout=60).read())["access_token"]
     listing = LOCAL_HTTP.open(urllib.request.Request(reports, headers={"Authorization": f"Bearer {token}"}), timeout=60)
     page = listing.read().decode()
     assert listing.status == 200 and 'href="local"' in page and "1 run(s)" in page, page[-2000:]
-    return token
+
+
+def api_post(url: str, token: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with LOCAL_HTTP.open(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
 
 
 def api_get(url: str, token: str) -> dict:
@@ -219,10 +298,28 @@ def api_get(url: str, token: str) -> dict:
     return json.loads(LOCAL_HTTP.open(request, timeout=60).read())
 
 
-def test_trigger_path_with_a_real_scheduler_and_api_server(airflow_home, project, tmp_path):
+# The project's own configuration for the triggered run: a minute on a CPU, so that a run with the form's defaults
+# (every field empty: the configuration's values) can run in the test.
+SMALL_EXPERIMENT = """\
+MLFLOW_ENABLED: true
+ARCHITECTURES: [tiny_cnn]
+INITIAL_EPOCHS: 1
+FT_EPOCHS: 1
+REPETITIONS: 1
+WARMUP_TIME: 0
+COOLDOWN: 0
+IMAGE_SIZE: 32
+BATCH_SIZE: 16
+WEIGHTS: none
+"""
+
+
+@pytest.mark.mlflow
+def test_trigger_path_with_a_real_scheduler_and_api_server(airflow_home, project, tmp_path, mlflow_url):
     root, env = airflow_home
     # A schedule: unpausing must start nothing until its next time (yearly here, so never during the test).
     (project / "config" / "environments.yaml").write_text("local:\n  RUNNER: process\n  SCHEDULE: 0 0 1 1 *\n")
+    (project / "config" / "experiment.yaml").write_text(SMALL_EXPERIMENT)
     # Free ports for every server `airflow standalone` opens: the API server and the two log servers.
     api_port, worker_log_port, trigger_log_port = free_ports(3)
     base_url = f"http://127.0.0.1:{api_port}"
@@ -233,7 +330,8 @@ def test_trigger_path_with_a_real_scheduler_and_api_server(airflow_home, project
            # The default 5 s is too short for a busy 2-core machine: a timed-out `PATCH .../run` fails the task.
            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
            "ECT_HOME": str(project), "ECT_METRICS_DIR": str(tmp_path / "metrics"),
-           "ECT_OUTPUT_DIR": str(tmp_path / "out")}
+           "ECT_OUTPUT_DIR": str(tmp_path / "out"), "MLFLOW_TRACKING_URI": mlflow_url,
+           "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
     airflow("dags", "reserialize", env=env)
     log_path = tmp_path / "standalone.log"
     log = open(log_path, "w")
@@ -243,9 +341,26 @@ def test_trigger_path_with_a_real_scheduler_and_api_server(airflow_home, project
         wait_until_healthy(base_url, server, log_path, timeout=240)  # 15-35 s on an idle 2-core machine
         warm_up(base_url)
         airflow("dags", "unpause", "ect_local", env=env, timeout=120)
-        conf = {"profile": "demo", "architectures": ["tiny_cnn"]}
-        airflow("dags", "trigger", "ect_local", "--conf", json.dumps(conf), "--run-id", "triggered-1", env=env,
-                timeout=120)
+        token = api_token(base_url, Path(env["AIRFLOW_HOME"]))
+
+        # The trigger form as the UI gets it: every field optional, empty by default.
+        details = api_get(f"{base_url}/api/v2/dags/ect_local/details", token)
+        form = details["params"]
+        assert set(form) == {"architectures", "repetitions", "profile", "dataset", "initial_epochs", "ft_epochs",
+                             "experiment_name"}
+        for name, param in form.items():
+            assert param["value"] is None and "null" in param["schema"]["type"], (name, param)
+        assert form["profile"]["schema"]["enum"] == [None, "demo"]
+        assert "ect-local (EXPERIMENT_NAME of environment local)" in form["experiment_name"]["description"]
+
+        runs_url = f"{base_url}/api/v2/dags/ect_local/dagRuns"
+        status, refused = api_post(runs_url, token, {"dag_run_id": "refused-1", "logical_date": None,
+                                                     "conf": {"architectures": "vgg16;nope"}})
+        assert status == 400 and "architectures" in json.dumps(refused), (status, refused)
+        # What the form's Trigger button sends when nothing is filled in: the configuration's values, as a
+        # scheduled run has them (MLflow on, no experiment given: EXPERIMENT_NAME's default, ect-local).
+        status, accepted = api_post(runs_url, token, {"dag_run_id": "triggered-1", "logical_date": None, "conf": {}})
+        assert status == 200 and accepted["conf"] == {}, (status, accepted)
         deadline, state = time.monotonic() + 420, None
         while time.monotonic() < deadline:
             listed = airflow("dags", "list-runs", "ect_local", "-o", "json", env=env, check=False, timeout=120)
@@ -256,12 +371,26 @@ def test_trigger_path_with_a_real_scheduler_and_api_server(airflow_home, project
             time.sleep(5)
         assert state == "success", f"state {state}; log tail:\n{log_tail(log_path)}"
         # The run took over a minute; unpausing started no scheduled run in that time (the other runs in this
-        # metadata DB are the `airflow dags test` runs of the tests before).
-        assert not [run for run in runs if run.startswith("scheduled__")], runs
+        # metadata DB are the `airflow dags test` runs of the tests before), and the refused trigger made none.
+        assert not [run for run in runs if run.startswith("scheduled__")] and "refused-1" not in runs, runs
         runs = pd.read_parquet(tmp_path / "metrics" / "processed" / "runs.parquet")
-        assert list(runs["run_id"]) == ["triggered-1-rep00"]
-        token = check_the_report_page_is_behind_airflows_login(base_url, Path(env["AIRFLOW_HOME"]))
-        instances = api_get(f"{base_url}/api/v2/dags/ect_local/dagRuns/triggered-1/taskInstances", token)
+        assert list(runs["run_id"]) == ["triggered-1-rep00"] and list(runs["architecture"]) == ["tiny_cnn"]
+
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(mlflow_url)
+        experiment = client.get_experiment_by_name("ect-local")
+        assert experiment is not None and experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+        (tracked,) = client.search_runs([experiment.experiment_id])
+        assert tracked.data.tags["ect_run_key"] == "local/tiny_cnn/triggered-1-rep00"
+        assert tracked.data.tags["dag_run_id"] == "triggered-1"
+        train_log = "".join(p.read_text(errors="replace") for p in (Path(env["AIRFLOW_HOME"]) / "logs").glob(
+            "dag_id=ect_local/run_id=triggered-1/task_id=train/**/*.log"))
+        link = f"/#/experiments/{experiment.experiment_id}/runs/{tracked.info.run_id}?workflowType=machine_learning"
+        assert mlflow_url + link in train_log  # the run's page, in the UI's classic ML view
+
+        check_the_report_page_is_behind_airflows_login(base_url, token)
+        instances = api_get(f"{runs_url}/triggered-1/taskInstances", token)
         labels = [i["rendered_map_index"] for i in instances["task_instances"] if i["task_id"] == "train"]
         assert labels == ["tiny_cnn · rep 0"], instances
         dags = {d["dag_id"]: d for d in api_get(f"{base_url}/api/v2/dags", token)["dags"]}

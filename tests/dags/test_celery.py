@@ -2,6 +2,7 @@
 a DAG processor and an API server, and two Celery workers, one per GPU host (queues ect_local and ect_cloud, both
 also serving the default queue), each with its own ECT home, METRICS_DIR and scratch folder. The run store (s3://
 on a local S3-compatible server, credentials only in the Airflow connection ect_store) is the only thing they share.
+Each GPU host's worker is started as README says: `ect worker ENVIRONMENT`, with only the central host's variables.
 
 Needs Debian's postgresql and redis-server (marker celery): .ci/run installs both; a plain `make test` leaves it out.
 """
@@ -41,7 +42,14 @@ nowhere:
   RUNNER: process
   QUEUE: ect_nowhere
   SCHEDULE: null
+lost:
+  RUNNER: process
+  QUEUE: ect_lost
+  SCHEDULE: null
 """
+# What `ect worker` sets itself: a GPU host's worker gets none of these from the operator.
+WORKER_SETS = ("AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__PLUGINS_FOLDER", "AIRFLOW__CORE__LOAD_EXAMPLES",
+               "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT")
 
 
 def postgres_bin(name: str) -> str:
@@ -75,17 +83,22 @@ class Deployment:
         return {**self.common, "ECT_HOME": str(home), "ECT_METRICS_DIR": str(home / "metrics"),
                 "ECT_OUTPUT_DIR": str(home / "out"), "ECT_MODELS_DIR": str(home / "models"), **extra}
 
-    def start(self, label: str, home: str, *command: str, **extra) -> subprocess.Popen:
+    def start(self, label: str, home: str, *command: str, program=(AIRFLOW,), env: dict | None = None,
+              **extra) -> subprocess.Popen:
         log = open(self.logs / f"{label}.log", "a")
-        process = subprocess.Popen([AIRFLOW, *command], env=self.env_of(home, **extra), stdout=log,
+        process = subprocess.Popen([*program, *command], env=env or self.env_of(home, **extra), stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         self.processes[label] = process
         return process
 
-    def worker(self, label: str, queues: str, log_port: int) -> subprocess.Popen:
-        return self.start(label, label, "celery", "worker", "--queues", queues, "--concurrency", "1",
-                          "--celery-hostname", f"{label}@%h",
-                          AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(log_port))
+    def worker_env(self, label: str) -> dict:
+        """A GPU host's variables as README lists them: the central services' and its ECT home, nothing else."""
+        return {k: v for k, v in self.env_of(label).items() if k not in WORKER_SETS}
+
+    def worker(self, label: str, log_port: int) -> subprocess.Popen:
+        """The GPU host's worker as README starts it: `ect worker ENVIRONMENT` (its queue and the default queue)."""
+        return self.start(label, label, "worker", label, "--hostname", f"{label}@%h", "--log-port", str(log_port),
+                          "--default-queue", program=(sys.executable, "-m", "ect"), env=self.worker_env(label))
 
     def log_tail(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2500:]}" for p in sorted(self.logs.glob("*.log")))
@@ -143,7 +156,7 @@ def deployment(synthetic_dataset, s3_endpoint):
 
         bucket = new_bucket(s3_endpoint)
         store_url = f"s3://{bucket}/runs"
-        for name in ("control", "local", "cloud"):
+        for name in ("control", "local", "cloud", "lost"):
             ect_home(root / name, store_url)
         base_url = f"http://127.0.0.1:{api_port}"
         common = {
@@ -182,15 +195,16 @@ def deployment(synthetic_dataset, s3_endpoint):
         api = dep.start("api-server", "control", "api-server")
         dep.start("scheduler", "control", "scheduler")
         dep.start("dag-processor", "control", "dag-processor")
-        dep.worker("local", "default,ect_local", log_a)
-        dep.worker("cloud", "default,ect_cloud", log_b)
         wait_for_http(f"{base_url}/api/v2/monitor/health", api, dep.logs / "api-server.log", timeout=240)
         wait_for_http(f"{base_url}/execution/health", api, dep.logs / "api-server.log", timeout=60)  # warm
+        # The GPU hosts' workers once the central services answer: `ect worker` checks the execution API first.
+        dep.worker("local", log_a)
+        dep.worker("cloud", log_b)
         dep.wait_for_workers(["local", "cloud"])
         dep.store = RunStore(store_url, {"key": S3_CREDENTIALS["AWS_ACCESS_KEY_ID"], "secret": SECRET,
                                          "endpoint_url": s3_endpoint})
         dep.log_b_port = log_b
-        for dag_id in ("ect_local", "ect_cloud", "ect_nowhere", "ect_report"):
+        for dag_id in ("ect_local", "ect_cloud", "ect_nowhere", "ect_lost", "ect_report"):
             airflow("dags", "unpause", dag_id, env=control, timeout=120)
         yield dep
     finally:
@@ -258,6 +272,45 @@ def test_a_queue_without_a_worker_fails_preflight_naming_it(deployment):
                    "AND state IS NOT NULL AND state <> 'upstream_failed'") == [(0,)]
 
 
+def test_the_workers_were_started_by_ect_worker_after_its_checks(deployment):
+    log = (deployment.logs / "cloud.log").read_text(errors="replace")
+    assert "ok: DAGs folder " + str(REPO / "dags") + ": has ect_dags.py" in log  # no DAGS_FOLDER given: the checkout's
+    assert "ok: DAG ect_cloud: loads" in log and "--queues ect_cloud,default" in log
+
+
+def test_a_worker_that_cannot_load_the_dags_is_refused_by_ect_worker_and_caught_by_the_watch(deployment):
+    dep = deployment
+    empty = dep.root / "lost" / "airflow-home-dags"
+    empty.mkdir()
+    refused = subprocess.run([sys.executable, "-m", "ect", "worker", "lost", "--check"], capture_output=True,
+                             text=True, timeout=300,
+                             env={**dep.worker_env("lost"), "AIRFLOW__CORE__DAGS_FOLDER": str(empty)})
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"AIRFLOW__CORE__DAGS_FOLDER={empty} has no ect_dags.py" in refused.stderr
+
+    # Started by hand with the central variables only, as before `ect worker`: its DAGs folder has no DAG file.
+    dep.start("lost", "lost", "celery", "worker", "--queues", "ect_lost", "--concurrency", "1",
+              "--celery-hostname", "lost@%h", env={**dep.worker_env("lost"), "AIRFLOW__CORE__DAGS_FOLDER": str(empty),
+                                                    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                                                    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_ports(1)[0])})
+    try:
+        dep.wait_for_workers(["lost"])
+        dep.trigger("ect_lost", "night-1")
+        deadline, states = time.monotonic() + 420, {}
+        while states.get("host_check_watch") != "failed":
+            assert time.monotonic() < deadline, f"states {states}:\n{dep.log_tail()}"
+            time.sleep(5)
+            states = dict(dep.sql("SELECT task_id, state FROM task_instance WHERE dag_id = 'ect_lost' "
+                                  "AND run_id = 'night-1'"))
+        assert states.get("train") in (None, "upstream_failed"), states  # no training after the watch failed
+        logs = "".join(p.read_text(errors="replace") for p in (dep.root / "task-logs").glob(
+            "dag_id=ect_lost/run_id=night-1/task_id=host_check_watch/**/*.log"))
+        assert "the worker of queue ect_lost (QUEUE of environment lost) could not load DAG ect_lost" in logs
+        assert "`ect worker lost`" in logs
+    finally:
+        stop(dep.processes.pop("lost"))
+
+
 def test_a_gpu_host_killed_mid_run_retries_on_its_queue_and_the_run_lands_once(deployment):
     dep = deployment
     dep.trigger("ect_cloud", "night-2")
@@ -267,7 +320,7 @@ def test_a_gpu_host_killed_mid_run_retries_on_its_queue_and_the_run_lands_once(d
         assert time.monotonic() < deadline, f"the cloud run never started measuring:\n{dep.log_tail()}"
         time.sleep(0.2)
     kill_tree(dep.processes["cloud"])  # the GPU host's worker and its training die mid-measurement
-    dep.worker("cloud", "default,ect_cloud", dep.log_b_port)  # the host comes back
+    dep.worker("cloud", dep.log_b_port)  # the host comes back
     assert dep.run_state("ect_cloud", "night-2", timeout=600) == "success", dep.log_tail()
 
     run = samples.parent

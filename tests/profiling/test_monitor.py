@@ -1,13 +1,17 @@
 """Measurement windows and the sampler's scheduling, against analytically known power traces."""
 
 import csv
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
 
 from ect.profiling.monitor import EnergyMonitor
 from ect.profiling.sampler import Sampler
-from ect.raw.columns import CPU_COLUMNS, GPU_COLUMNS
+from ect.raw.columns import CPU_COLUMNS, GPU_COLUMNS, iso_utc_ms
+from ect.sensors.estimate import CpuPowerEstimate
+from ect.sensors.process import ProcessSensor
 from test_energy import REL, linear_energy, linear_power
 
 
@@ -185,3 +189,37 @@ def test_ticks_are_drift_free_and_late_ticks_are_skipped():
     assert times[:6] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], abs=1e-12)
     assert times[6:9] == pytest.approx([0.9, 1.0, 1.1], abs=1e-12)
     assert sampler.missed_ticks == 2
+
+
+def test_a_starved_sampler_thread_still_leaves_every_reading_at_the_window_edges(tmp_path, monkeypatch):
+    """A busy CPU delays the sampler thread (its first tick came 0.27 s and 0.57 s late): a window begun right after
+    the monitor starts and ended later must still have the real CPU sensors' energy readings at both edges."""
+    released = threading.Event()
+    run = Sampler._run
+
+    def starved(sampler):
+        released.wait()  # no CPU time for the thread until the window is over
+        run(sampler)
+
+    monkeypatch.setattr(Sampler, "_run", starved)
+    process = ProcessSensor()
+    choice = SimpleNamespace(gpu=[], cpu=[process, CpuPowerEstimate(process)], cpu_energy_source="estimated", report={})
+    try:
+        with EnergyMonitor(tmp_path, interval_s=0.1, choice=choice) as monitor:
+            monitor.begin_window("training")
+            busy_until = time.monotonic() + 0.3
+            while time.monotonic() < busy_until:
+                pass
+            m = monitor.end_window("training")
+            released.set()
+    finally:
+        released.set()
+
+    with open(tmp_path / "cpu.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    stamps = [row["timestamp"] for row in rows]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    read = [row["timestamp"] for row in rows if row["cpu_power_estimated_W"] != ""]
+    start, end = iso_utc_ms(round(m.start * 1000)), iso_utc_ms(round(m.end * 1000))
+    assert start in read and end in read, (start, end, rows)
+    assert m.cpu_energy_source == "estimated" and m.cpu_energy_J > 0 and m.samples >= 2

@@ -54,10 +54,11 @@ def test_tiny_cnn_beats_chance_on_the_synthetic_dataset(synthetic_dataset, tmp_p
     assert model.output_shape == (None, 1)
 
 
-def test_plain_training_with_mlflow_needs_an_experiment_name_before_it_trains(synthetic_dataset, tmp_path):
+def test_plain_training_with_mlflow_needs_a_tracking_server_before_it_trains(synthetic_dataset, tmp_path):
+    """The experiment falls back to EXPERIMENT_NAME; the tracking server has no default and is asked for first."""
     cfg = load_config(REPO, profile="demo", overrides={"MLFLOW_ENABLED": True, "DATASET_DIR": str(synthetic_dataset),
                                                        "MODELS_DIR": str(tmp_path / "m")}, env={})
-    with pytest.raises(ConfigError, match="MLFLOW_ENABLED=true needs the MLflow experiment: give it with --experiment-name"):
+    with pytest.raises(ConfigError, match="no tracking server is configured: set MLFLOW: URL in secrets.yaml"):
         run_training(cfg, "local", "tiny_cnn")
     assert not (tmp_path / "m").exists()
 

@@ -1,5 +1,5 @@
 """Results pushed to a real Prometheus Pushgateway (Debian's prometheus-pushgateway; .ci/run installs it), started on
-a free port for the tests of this module."""
+a free port for the tests of this module; the tests that need it are marked pushgateway (left out by default)."""
 
 import logging
 import shutil
@@ -71,6 +71,7 @@ def labels(environment, architecture, campaign, run=None, **more):
     return tuple(sorted(found.items()))
 
 
+@pytest.mark.pushgateway
 def test_each_run_of_the_latest_campaign_is_pushed_with_its_labels_and_environments_keep_theirs(clean):
     local = pd.DataFrame([row("local", "vgg16", "n1", 0, 12345.678), row("local", "vgg16", "n1", 1, 23456.5),
                           row("local", "resnet50", "n1", 0, 34567.25, power=float("nan"))])
@@ -95,6 +96,7 @@ def test_each_run_of_the_latest_campaign_is_pushed_with_its_labels_and_environme
                                                        labels("local", "vgg16", "n2", "n2-rep00"): 11111.0}
 
 
+@pytest.mark.pushgateway
 def test_regression_verdicts_are_pushed_one_per_architecture(clean):
     def check(status, change):
         return {"status": status, "regression": status == "regression", "relative_change": change}
@@ -115,6 +117,7 @@ def test_regression_verdicts_are_pushed_one_per_architecture(clean):
     assert push_verdicts(clean, {"environment": "cloud", "latest_campaign": None, "architectures": {}}) is False
 
 
+@pytest.mark.pushgateway
 def test_a_gateway_that_is_down_or_answers_an_error_is_a_warning_and_never_an_error(clean, caplog):
     down, wrong = f"http://127.0.0.1:{free_ports(1)[0]}", f"{clean}/no-such-prefix"
     runs = pd.DataFrame([row("local", "vgg16", "n1", 0, 12345.678)])
@@ -140,6 +143,7 @@ def test_the_setting_wants_a_gateway_url(project):
             load_config(project, overrides={"PROMETHEUS_PUSHGATEWAY": wrong}, env={})
 
 
+@pytest.mark.pushgateway
 def test_after_a_demo_run_the_gateway_lists_its_energy_and_verdicts(clean, project, tmp_path):
     metrics = tmp_path / "metrics"
     for repetition in range(2):

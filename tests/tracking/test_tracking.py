@@ -1,13 +1,7 @@
 """MLflow tracking of profiled runs, against a real `mlflow server` (sqlite backend, proxied artifacts)."""
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,51 +9,13 @@ import pytest
 from conftest import REPO, airflow, airflow_env, free_ports, run_ect
 from ect.config import load_config
 from ect.energy import emissions_gCO2e
-from ect.tracking.mlflow_runs import CLASSIC_ML, EXPERIMENT_KIND_TAG, HYPERPARAMETERS
+from ect.quality import predicts_one_class
+from ect.tracking.mlflow_runs import CLASSIC_ML, EXPERIMENT_KIND_TAG, HYPERPARAMETERS, ONE_CLASS_TAG
 
 pytestmark = pytest.mark.mlflow
 
 SECRET = "s3cr3t-Pa55w0rd-never-shown"
 RUN = ("profile-run", "local", "tiny_cnn", "--repetition", "0", "--profile", "demo")
-
-
-@pytest.fixture(scope="module")
-def mlflow_url(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_ports(1)[0]
-    mlflow = Path(sys.executable).with_name("mlflow")
-    command = [str(mlflow)] if mlflow.exists() else [sys.executable, "-m", "mlflow"]
-    log = open(root / "server.log", "w")
-    server = subprocess.Popen(
-        [*command, "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--workers", "1", "--host", "127.0.0.1",
-         "--port", str(port)],
-        cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 240  # a fresh venv compiles MLflow's modules and migrates the DB first
-        while True:
-            try:
-                # A fresh opener without proxies: urllib's global one may carry a proxy set by an earlier test.
-                with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(f"{url}/health",
-                                                                                   timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.time() > deadline:
-                pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
 
 
 def _env(tmp_path: Path, url: str) -> dict:
@@ -78,6 +34,32 @@ def _assert_secret_nowhere(metrics: Path, *results) -> None:
 
 def _read(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+# Validation metrics of a model that learned something (both classes predicted), and of one that calls every image
+# positive on a balanced set: accuracy 0.5 and an F1 of 0.667, above the first one's.
+LEARNED = {"val_accuracy": 0.6, "val_precision": 0.62, "val_recall": 0.55, "val_f1": 2 * 0.62 * 0.55 / (0.62 + 0.55)}
+ONE_CLASS = {"val_accuracy": 0.5, "val_precision": 0.5, "val_recall": 1.0, "val_f1": 2 / 3}
+ONE_CLASS_OUTCOME = "logged, not registered: the model predicts one class ("
+
+
+def _expected_model(metrics: dict) -> str:
+    """How tracking.json's "model" starts for the first run of tiny_cnn in an experiment with these metrics.json
+    values: what a 1 + 1 epoch demo training learns differs between machines (it may well predict one class)."""
+    return ONE_CLASS_OUTCOME if predicts_one_class(metrics) else "registered as tiny_cnn version"
+
+
+def _copy_run(folder: Path, run_id: str, manifest: dict, metrics: dict, experiment_name: str) -> Path:
+    """A copy of a completed run folder under another run id with these validation metrics, waiting for
+    `ect mlflow-sync` into the experiment; its manifest names the same model file."""
+    copy = folder.parent / run_id
+    copy.mkdir()
+    for name in ("history.csv", "cpu.csv"):
+        (copy / name).write_bytes((folder / name).read_bytes())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "run_id": run_id}))
+    (copy / "metrics.json").write_text(json.dumps({**_read(folder / "metrics.json"), **metrics}))
+    (copy / "tracking.json").write_text(json.dumps({"synced": False, "experiment_name": experiment_name}))
+    return copy
 
 
 def _registered_version(client, name: str, run_id: str):
@@ -134,8 +116,9 @@ def test_a_completed_profiled_run_is_an_mlflow_run(mlflow_url, synthetic_dataset
     assert manifest["model"]["file"] == "local/tiny_cnn/t1/model.keras"
     assert manifest["model"]["bytes"] == (models / "local/tiny_cnn/t1/model.keras").stat().st_size
     tracking = _read(folder / "tracking.json")
+    trained = _read(folder / "metrics.json")
     assert tracking["synced"] is True and tracking["experiment_name"] == "ect-test", tracking
-    assert tracking["model"].startswith("registered as tiny_cnn version"), tracking
+    assert tracking["model"].startswith(_expected_model(trained)), tracking
 
     client = MlflowClient(mlflow_url)
     experiment = client.get_experiment_by_name("ect-test")
@@ -171,6 +154,7 @@ def test_a_completed_profiled_run_is_an_mlflow_run(mlflow_url, synthetic_dataset
     assert tags["architecture"] == "tiny_cnn" and tags["host"] == socket.gethostname()
     assert tags["gpus"] and tags["ect_version"] and tags["cpu_energy_source"] != "unavailable"
     assert tags["ect_kind"] == "profiled" and "ect_plots_error" not in tags and "ect_power_series_error" not in tags
+    assert (tags.get(ONE_CLASS_TAG) == "true") == predicts_one_class(trained)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "raw")}
     assert {"raw/manifest.json", "raw/history.csv", "raw/metrics.json", "raw/cpu.csv"} <= artifacts
     assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {
@@ -186,32 +170,51 @@ def test_a_completed_profiled_run_is_an_mlflow_run(mlflow_url, synthetic_dataset
     assert {m.key: m.value for m in logged.metrics}["final_val_f1"] == values["final_val_f1"]
     assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(logged.model_id)}
 
-    # ... and the registered version points at it.
+    # Registration, on copies of the run with known validation metrics, in an experiment of their own: the first
+    # that learned something is registered, and the registered version points at its LoggedModel.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_url)
-    version = _registered_version(client, "tiny_cnn", run.info.run_id)
-    assert version is not None and tracking["model"].endswith(f"version {version.version} "
-                                                               f"(val_f1 {values['final_val_f1']:.4f})")
+    sync_command = ("mlflow-sync", "--set", f"METRICS_DIR={metrics}", "--set", f"MODELS_DIR={models}")
+    learned = _copy_run(folder, "t1-learned", manifest, LEARNED, "ect-registry")
+    sync = run_ect(*sync_command, cwd=tmp_path, env=_env(tmp_path, mlflow_url))
+    assert sync.returncode == 0, sync.stdout + sync.stderr
+    learned_tracking = _read(learned / "tracking.json")
+    learned_run = client.get_run(learned_tracking["mlflow_run_id"])
+    assert ONE_CLASS_TAG not in learned_run.data.tags
+    (learned_logged,) = client.search_logged_models([learned_tracking["experiment_id"]],
+                                                    filter_string=f"source_run_id = '{learned_run.info.run_id}'")
+    version = _registered_version(client, "tiny_cnn", learned_run.info.run_id)
+    assert version is not None and learned_tracking["model"] == (f"registered as tiny_cnn version {version.version} "
+                                                                 f"(val_f1 {LEARNED['val_f1']:.4f})"), learned_tracking
     # (the OSS registry keeps the link in the source and in the LoggedModel's mlflow.modelVersions tag)
-    assert version.source == f"models:/{logged.model_id}" and version.model_id in (None, logged.model_id)
+    model_id = learned_logged.model_id
+    assert version.source == f"models:/{model_id}" and version.model_id in (None, model_id)
     assert {"name": "tiny_cnn", "version": str(version.version)} in [
-        {"name": v["name"], "version": str(v["version"])} for v in json.loads(logged.tags["mlflow.modelVersions"])]
+        {"name": v["name"], "version": str(v["version"])}
+        for v in json.loads(client.get_logged_model(model_id).tags["mlflow.modelVersions"])]
     _assert_loads_as_the_saved_model(version, models / "local/tiny_cnn/t1/model.keras")
 
-    # A later run of the same architecture whose F1 is not above the best is logged but not registered.
-    later = folder.parent / "t1-later"
-    later.mkdir()
-    for name in ("history.csv", "cpu.csv"):
-        (later / name).write_bytes((folder / name).read_bytes())
-    (later / "manifest.json").write_text(json.dumps({**manifest, "run_id": "t1-later"}))
-    (later / "metrics.json").write_text(json.dumps({**_read(folder / "metrics.json"), "val_f1": -1.0}))
-    (later / "tracking.json").write_text(json.dumps({"synced": False, "experiment_name": "ect-test"}))
-    sync = run_ect("mlflow-sync", "--set", f"METRICS_DIR={metrics}", "--set", f"MODELS_DIR={models}", cwd=tmp_path,
-                   env=_env(tmp_path, mlflow_url))
-    assert sync.returncode == 0, sync.stdout + sync.stderr
+    # A model that predicts one class is tagged and never registered, though its F1 (0.667) is above the best; a
+    # later run whose F1 is not above the best is logged but not registered.
+    one_class = _copy_run(folder, "t1-one-class", manifest, ONE_CLASS, "ect-registry")
+    later = _copy_run(folder, "t1-later", manifest, {**LEARNED, "val_f1": -1.0}, "ect-registry")
+    second_sync = run_ect(*sync_command, cwd=tmp_path, env=_env(tmp_path, mlflow_url))
+    assert second_sync.returncode == 0, second_sync.stdout + second_sync.stderr
+    one_class_tracking = _read(one_class / "tracking.json")
+    assert one_class_tracking["model"] == (
+        "logged, not registered: the model predicts one class (validation recall 1 and precision 0.5 = accuracy: "
+        "every validation image called positive)"), one_class_tracking
+    one_class_run = client.get_run(one_class_tracking["mlflow_run_id"])
+    assert one_class_run.data.tags[ONE_CLASS_TAG] == "true" and one_class_run.data.tags["ect_model_logged"] == "true"
+    assert one_class_run.data.metrics["final_val_f1"] == pytest.approx(2 / 3)
+    assert _registered_version(client, "tiny_cnn", one_class_run.info.run_id) is None
+    (one_class_logged,) = client.search_logged_models([one_class_tracking["experiment_id"]],
+                                                      filter_string=f"source_run_id = '{one_class_run.info.run_id}'")
+    assert one_class_logged.tags[ONE_CLASS_TAG] == "true"
     later_tracking = _read(later / "tracking.json")
-    assert later_tracking["model"].startswith("logged, not registered: val_f1 -1.0 is not above"), later_tracking
+    assert later_tracking["model"] == (f"logged, not registered: val_f1 -1.0 is not above the best tiny_cnn run's "
+                                       f"{LEARNED['val_f1']}"), later_tracking
     assert _registered_version(client, "tiny_cnn", later_tracking["mlflow_run_id"]) is None
-    _assert_secret_nowhere(metrics, result, sync)
+    _assert_secret_nowhere(metrics, result, sync, second_sync)
 
 
 def test_plain_training_is_an_mlflow_run_too(mlflow_url, synthetic_dataset, tmp_path):
@@ -225,7 +228,8 @@ def test_plain_training_is_an_mlflow_run_too(mlflow_url, synthetic_dataset, tmp_
     (folder,) = (models / "local" / "tiny_cnn").iterdir()
     assert _read(folder / "manifest.json")["status"] == "completed"
     tracking = _read(folder / "tracking.json")
-    assert tracking["synced"] is True and tracking["model"].startswith("registered as tiny_cnn"), tracking
+    trained = _read(folder / "metrics.json")
+    assert tracking["synced"] is True and tracking["model"].startswith(_expected_model(trained)), tracking
 
     client = MlflowClient(mlflow_url)
     run = client.get_run(tracking["mlflow_run_id"])
@@ -243,7 +247,11 @@ def test_plain_training_is_an_mlflow_run_too(mlflow_url, synthetic_dataset, tmp_
     assert "energy not measured" in tags["mlflow.note.content"]
     (output,) = run.outputs.model_outputs
     assert client.get_logged_model(output.model_id).source_run_id == run.info.run_id
-    assert _registered_version(client, "tiny_cnn", run.info.run_id).source == f"models:/{output.model_id}"
+    version = _registered_version(client, "tiny_cnn", run.info.run_id)
+    if predicts_one_class(trained):  # what the demo training learned: see _expected_model
+        assert version is None and tags[ONE_CLASS_TAG] == "true"
+    else:
+        assert version.source == f"models:/{output.model_id}" and ONE_CLASS_TAG not in tags
     _assert_secret_nowhere(models, result)
 
 
@@ -254,25 +262,25 @@ def test_server_down_leaves_the_run_completed_and_mlflow_sync_uploads_it_once(ml
     # An experiment made before ect set its kind, opened in the UI (which guessed GenAI): it becomes classic ML.
     MlflowClient(mlflow_url).create_experiment("ect-sync", tags={EXPERIMENT_KIND_TAG: "genai_development_inferred"})
     down = f"http://127.0.0.1:{free_ports(1)[0]}"
-    started = time.time()
     result = run_ect(*RUN, "--run-id", "t2", "-d", str(synthetic_dataset), "--experiment-name", "ect-sync",
                      "--set", f"METRICS_DIR={metrics}", "--set", f"MODELS_DIR={tmp_path / 'models'}",
                      "--set", "MLFLOW_ENABLED=true", cwd=tmp_path,
                      env=_env(tmp_path, down))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert time.time() - started < 120
     folder = metrics / "raw" / "local" / "tiny_cnn" / "t2"
     assert _read(folder / "manifest.json")["status"] == "completed"
     tracking = _read(folder / "tracking.json")
     assert tracking["synced"] is False and tracking["experiment_name"] == "ect-sync" and tracking["error"]
     assert "not synced" in result.stdout
+    # Validation metrics of a model that learned something (the demo training's may not have): it is registered.
+    (folder / "metrics.json").write_text(json.dumps({**_read(folder / "metrics.json"), **LEARNED}))
 
     sync = ("mlflow-sync", "--set", f"METRICS_DIR={metrics}", "--set", f"MODELS_DIR={tmp_path / 'models'}")
     first = run_ect(*sync, cwd=tmp_path, env=_env(tmp_path, mlflow_url))
     assert first.returncode == 0, first.stdout + first.stderr
     assert f"{folder}: synced" in first.stdout
     tracking = _read(folder / "tracking.json")
-    assert tracking["synced"] is True and "registered as tiny_cnn" in tracking["model"], tracking
+    assert tracking["synced"] is True and tracking["model"].startswith("registered as tiny_cnn version"), tracking
 
     second = run_ect(*sync, cwd=tmp_path, env=_env(tmp_path, mlflow_url))
     assert second.returncode == 0 and "nothing to sync" in second.stdout, second.stdout + second.stderr
@@ -294,12 +302,15 @@ def test_server_down_leaves_the_run_completed_and_mlflow_sync_uploads_it_once(ml
     _assert_secret_nowhere(metrics, result, first, second, third)
 
 
-def test_mlflow_enabled_needs_an_experiment_name_before_training(mlflow_url, synthetic_dataset, tmp_path):
+def test_mlflow_enabled_without_an_experiment_name_tracks_to_the_environment_s_experiment(mlflow_url, synthetic_dataset,
+                                                                                           tmp_path):
     metrics = tmp_path / "metrics"
     result = run_ect(*RUN, "--run-id", "t3", "-d", str(synthetic_dataset), "--set", f"METRICS_DIR={metrics}",
-                     "--set", "MLFLOW_ENABLED=true", cwd=tmp_path, env=_env(tmp_path, mlflow_url))
-    assert result.returncode == 2 and "--experiment-name" in result.stderr, result.stdout + result.stderr
-    assert not (metrics / "raw" / "local" / "tiny_cnn" / "t3" / "history.csv").exists()
+                     "--set", f"MODELS_DIR={tmp_path / 'models'}", "--set", "MLFLOW_ENABLED=true", cwd=tmp_path,
+                     env=_env(tmp_path, mlflow_url))
+    assert result.returncode == 0, result.stdout + result.stderr
+    tracking = _read(metrics / "raw" / "local" / "tiny_cnn" / "t3" / "tracking.json")
+    assert tracking["synced"] is True and tracking["experiment_name"] == "ect-local", tracking
     assert SECRET not in result.stdout + result.stderr
 
 
