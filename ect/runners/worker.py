@@ -94,7 +94,8 @@ def check_execution_api(url: str, given: bool = True, timeout_s: float = 10) -> 
     health = url.rstrip("/") + "/health"
     where = f"{url} ({EXECUTION_API})" if given else f"{url} (Airflow's default: {EXECUTION_API} is not set)"
     try:
-        with urllib.request.urlopen(health, timeout=timeout_s) as response:
+        # A fresh opener reads this process's proxy variables now; urlopen's cached one keeps those of its first call.
+        with urllib.request.build_opener().open(health, timeout=timeout_s) as response:
             status = response.status
     except urllib.error.HTTPError as error:
         status = error.code
