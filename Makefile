@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DATA ?= data/demo-dataset
+FASHION_DATA ?= data/fashion-mnist
+FASHION_IDX ?= /usr/share/datasets/fashion-mnist
 
 # Keep tools offline, quiet, and their caches inside the project.
 export KERAS_HOME := $(CURDIR)/.home/keras
@@ -30,6 +32,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 $(DEMO_DATA):
 	$(BIN)/ect make-dataset $(DEMO_DATA) --images 200 --size 32
+
+# 2,000 Fashion-MNIST pullovers and coats at 32x32 (the `fashion` profile's dataset), from the IDX files of Debian's
+# dataset-fashion-mnist; without them ect says to `apt-get install dataset-fashion-mnist` (or set FASHION_IDX=DIR).
+$(FASHION_DATA): | venv
+	$(BIN)/ect make-dataset $(FASHION_DATA) --source fashion-mnist --idx-dir $(FASHION_IDX) --images 2000 --size 32
 
 # Airflow's metadata DB migrated and one pool per GPU host (re-run after changing environments.yaml).
 airflow-db: venv

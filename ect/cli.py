@@ -148,19 +148,40 @@ def _raise_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-@command("make-dataset", "write a synthetic two-class image dataset (circles vs squares)", config=None,
-         description="Write a synthetic binary image-classification dataset: DIR/circles/*.png and DIR/squares/*.png.",
+@command("make-dataset", "write a two-class image dataset (synthetic shapes, or two Fashion-MNIST classes)", config=None,
+         description="Write a binary image-classification dataset: DIR/circles/*.png and DIR/squares/*.png (synthetic), "
+                     "or two classes of Fashion-MNIST from Debian's dataset-fashion-mnist, resized to RGB "
+                     "(--source fashion-mnist; default classes pullover and coat: DIR/coat/*.png and DIR/pullover/*.png).",
          arguments=[
              arg("dir", metavar="DIR", help="folder to create"),
-             arg("--images", type=int, default=200, help="number of images, split evenly over the two classes (default 200)"),
-             arg("--size", type=int, default=64, help="image side in pixels (default 64)"),
+             arg("--source", choices=["synthetic", "fashion-mnist"], default="synthetic",
+                 help="synthetic circles vs squares (default), or fashion-mnist"),
+             arg("--images", type=int, help="number of images, split evenly over the two classes "
+                                            "(default 200 synthetic, 2000 fashion-mnist)"),
+             arg("--size", type=int, help="image side in pixels (default 64 synthetic, 32 fashion-mnist)"),
              arg("--seed", type=int, default=0, help="random seed (default 0)"),
+             arg("--classes", default="pullover,coat", help="fashion-mnist: two labels, as numbers 0-9 or names "
+                                                             "(t-shirt, trouser, pullover, dress, coat, sandal, shirt, "
+                                                             "sneaker, bag, ankle-boot); default pullover,coat"),
+             arg("--idx-dir", metavar="DIR", help="fashion-mnist: folder of the IDX files "
+                                                  "(default /usr/share/datasets/fashion-mnist)"),
              arg("--force", action="store_true", help="replace DIR if it exists"),
          ])
 def make_dataset(args) -> int:
-    from ect.data import make_synthetic_dataset
+    if args.source == "fashion-mnist":
+        from ect.data.fashion_mnist import DEFAULT_IDX_DIR, make_fashion_mnist_dataset, parse_classes
 
-    index = make_synthetic_dataset(args.dir, images=args.images, size=args.size, seed=args.seed, force=args.force)
+        args.images = 2000 if args.images is None else args.images
+        args.size = 32 if args.size is None else args.size
+        index = make_fashion_mnist_dataset(args.dir, classes=parse_classes(args.classes), images=args.images,
+                                           size=args.size, seed=args.seed, idx_dir=args.idx_dir or DEFAULT_IDX_DIR,
+                                           force=args.force)
+    else:
+        from ect.data import make_synthetic_dataset
+
+        args.images = 200 if args.images is None else args.images
+        args.size = 64 if args.size is None else args.size
+        index = make_synthetic_dataset(args.dir, images=args.images, size=args.size, seed=args.seed, force=args.force)
     counts = ", ".join(f"{sum(f.label == i for f in index.files)} {name}" for i, name in enumerate(index.class_names))
     print(f"wrote {len(index.files)} images ({counts}) of {args.size}x{args.size} pixels to {index.root}")
     return 0

@@ -23,6 +23,16 @@ BACKGROUND_MAX = 80  # per channel: backgrounds are dark colours ...
 FOREGROUND_MIN = 175  # ... and shapes bright ones
 
 
+def check_request(source: str, root: Path, images: int, size: int, force: bool) -> None:
+    """The checks every dataset writer makes before it writes: enough images, a usable size, no folder replaced
+    unasked."""
+    if images < MIN_IMAGES:
+        raise DatasetError(f"{source} dataset needs at least {MIN_IMAGES} images, got {images}")
+    if size < MIN_SIZE:
+        raise DatasetError(f"{source} image size must be at least {MIN_SIZE} pixels, got {size}")
+    if is_non_empty(root) and not force:
+        raise DatasetError(f"dataset folder {root} already exists; pass force=True / --force to replace it")
+
 def make_synthetic_dataset(
     root: str | Path,
     images: int = 200,
@@ -32,12 +42,7 @@ def make_synthetic_dataset(
 ) -> DatasetIndex:
     """Write `images` PNGs (half circles, half squares) to root and return its index."""
     root = Path(root)
-    if images < MIN_IMAGES:
-        raise DatasetError(f"synthetic dataset needs at least {MIN_IMAGES} images, got {images}")
-    if size < MIN_SIZE:
-        raise DatasetError(f"synthetic image size must be at least {MIN_SIZE} pixels, got {size}")
-    if is_non_empty(root) and not force:
-        raise DatasetError(f"dataset folder {root} already exists; pass force=True / --force to replace it")
+    check_request("synthetic", root, images, size, force)
 
     # Built next to root and renamed into place, so an interrupted run never leaves
     # a folder that looks like a complete dataset.

@@ -15,7 +15,7 @@ def test_help_lists_every_command():
 @pytest.mark.parametrize("command, options", [
     ("train", ["ENVIRONMENT", "ARCHITECTURE", "-d DIR, --data DIR", "--experiment-name", "--experiment_name",
                "--profile", "--set KEY=VALUE", "--skip-corrupt"]),
-    ("make-dataset", ["DIR", "--images", "--size", "--seed", "--force"]),
+    ("make-dataset", ["DIR", "--source", "--images", "--size", "--seed", "--classes", "--idx-dir", "--force"]),
     ("config", ["--profile", "--explain", "--set KEY=VALUE"]),
     ("profile", ["ENVIRONMENT", "-d DIR, --data DIR", "--architectures", "--repetitions", "--experiment-name",
                  "--experiment_name", "--profile", "--set KEY=VALUE"]),

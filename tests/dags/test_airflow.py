@@ -350,7 +350,7 @@ def test_trigger_path_with_a_real_scheduler_and_api_server(airflow_home, project
                              "experiment_name"}
         for name, param in form.items():
             assert param["value"] is None and "null" in param["schema"]["type"], (name, param)
-        assert form["profile"]["schema"]["enum"] == [None, "demo"]
+        assert form["profile"]["schema"]["enum"] == [None, "demo", "fashion"]
         assert "ect-local (EXPERIMENT_NAME of environment local)" in form["experiment_name"]["description"]
 
         runs_url = f"{base_url}/api/v2/dags/ect_local/dagRuns"
