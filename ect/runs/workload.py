@@ -4,6 +4,7 @@ input pipelines, the model built and its forward-pass cost counted; and its fina
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -72,7 +73,7 @@ def final_metrics(run: PreparedRun, result: TrainingResult, experiment) -> dict:
         "gflops": run.flops / 1e9,
         "macs": run.flops / 2,
         "params_total": int(run.model.count_params()),
-        "params_trainable": int(sum(int(w.shape.num_elements()) for w in run.model.trainable_weights)),
+        "params_trainable": sum(math.prod(tuple(w.shape)) for w in run.model.trainable_weights),  # any Keras backend
         "trained_epochs": trained_epochs,
         "initial_epochs_trained": result.initial_epochs_trained,
         "ft_epochs_trained": result.ft_epochs_trained,

@@ -73,6 +73,8 @@ def test_profile_demo_writes_complete_run_folders_on_cpu(synthetic_dataset, tmp_
         assert {row["cpu_power_source"] for row in samples} == {"estimate"}
         metrics_json = read_json(folder / "metrics.json")
         assert metrics_json["trained_epochs"] == 3 and metrics_json["gflops"] > 0
+        assert 0 < metrics_json["params_trainable"] <= metrics_json["params_total"]
+        assert isinstance(metrics_json["params_trainable"], int)
 
 
 def test_profile_run_is_idempotent_and_retries_keep_earlier_attempts(synthetic_dataset, tmp_path):
