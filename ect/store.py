@@ -21,7 +21,6 @@ same rules. In a folder store no symbolic link is followed, on reading (a link i
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import shutil
@@ -33,7 +32,7 @@ from pathlib import Path, PurePosixPath
 
 from ect.errors import StoreError, quoted
 from ect.masking import mask, masked_url, url_secrets
-from ect.raw.atomic import remove_stale_temporaries, temporary_name
+from ect.raw.atomic import LinkRefused, NotAFile, open_regular, remove_stale_temporaries, temporary_name
 from ect.raw.layout import (KEY_QUOTE_LIMIT, MANIFEST_FILE, RUN_FILES, VALIDATION_FILE, MetricsDir, RunKey, inside,
                             is_temporary_key, layout_key, run_file_key, store_key)
 
@@ -269,16 +268,11 @@ class RunStore:
         if os.path.realpath(path) != path:
             raise _Refused("lies behind a symbolic link: not followed")
         try:
-            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as error:
-            if error.errno == errno.ELOOP:
-                raise _Refused("is a symbolic link: not followed") from None
-            raise
-        handle = os.fdopen(descriptor, "rb")
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            handle.close()
-            raise _Refused("is not a regular file: not read")
-        return handle
+            return open_regular(path)
+        except LinkRefused:
+            raise _Refused("is a symbolic link: not followed") from None
+        except NotAFile:
+            raise _Refused("is not a regular file: not read") from None
 
     def _read(self, key: str) -> bytes:
         if self.local:
@@ -392,16 +386,11 @@ def _open_local_file(path: Path):
     """A local file to upload, opened without following a link: StoreError naming it when it is a symbolic link or
     not a regular file."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise StoreError(f"{path} is a symbolic link: not written to the run store") from None
-        raise
-    handle = os.fdopen(descriptor, "rb")
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        handle.close()
-        raise StoreError(f"{path} is not a regular file: not written to the run store")
-    return handle
+        return open_regular(path)
+    except LinkRefused:
+        raise StoreError(f"{path} is a symbolic link: not written to the run store") from None
+    except NotAFile:
+        raise StoreError(f"{path} is not a regular file: not written to the run store") from None
 
 
 def _files(folder: Path) -> dict[str, Path]:

@@ -99,19 +99,26 @@ def is_link(path: Path) -> bool:
     return os.path.islink(path)
 
 
-def read_bytes(path: Path) -> bytes:
-    """The bytes of the regular file at `path`, never through a symbolic link: LinkRefused when `path` is one (the
-    link itself, not a folder above it: callers check those), NotAFile when it is a folder, a FIFO or a device
-    (opened without blocking, so a FIFO never hangs the reader); FileNotFoundError when it is missing."""
+def open_regular(path: Path):
+    """The regular file at `path` opened for binary reading, never through a symbolic link: LinkRefused when `path` is
+    one (the link itself, not a folder above it: callers check those), NotAFile when it is a folder, a FIFO or a
+    device (opened without blocking, so a FIFO never hangs the reader); FileNotFoundError when it is missing."""
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
         if error.errno == errno.ELOOP and os.path.islink(path):
             raise LinkRefused(f"{Path(path).name} is a symbolic link: not read") from None
         raise
-    with os.fdopen(descriptor, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise NotAFile(f"{Path(path).name} is not a regular file: not read")
+    handle = os.fdopen(descriptor, "rb")
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        handle.close()
+        raise NotAFile(f"{Path(path).name} is not a regular file: not read")
+    return handle
+
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of the regular file at `path`, read as open_regular opens it."""
+    with open_regular(path) as handle:
         return handle.read()
 
 
