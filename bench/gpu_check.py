@@ -1,19 +1,28 @@
-"""GPU check: ect's NVML measurement against a real GPU, under a controlled load and during real Keras training.
+"""GPU check: ect's shipped training path and its NVML measurement on a real GPU, per Keras backend.
 
-    python bench/gpu_check.py --out out/gpu-check                  # about 3 minutes on one GPU
-    KERAS_BACKEND=torch python bench/gpu_check.py --out DIR        # where PyTorch, not TensorFlow, has the GPU
+    python bench/gpu_check.py --out out/gpu-check                     # every installed backend
+    python bench/gpu_check.py --backends torch,jax --out DIR          # the H200: PyTorch and JAX, no TensorFlow
+    python bench/gpu_check.py --cpu --architectures tiny_cnn ...      # no GPU: the same path on CPU (the tests)
 
-1. Load pattern (idle, full matmul load, 0.5 s on/off bursts, idle), each phase an EnergyMonitor window:
+1. Training, as shipped: a scratch project under --out/project (the repository's config/ with its own
+   environment `gpu_check`, GPUS all, and profile `gpu_check` holding this script's sizes), a synthetic dataset
+   written by `ect make-dataset` (or --dataset), then `python -m ect profile gpu_check --profile gpu_check
+   --backends B --architectures A --repetitions N` (warm-up, then each architecture x backend x repetition in its
+   own `ect profile-run` process, GPU_MEM_LIMIT applied by each backend's configure_gpus), `ect validate` and
+   `ect aggregate`. From processed/runs.parquet, the run folders and their validation.json: per backend x
+   architecture the runs that completed, passed validation and were aggregated, and the medians of GPU energy
+   (with its source), CPU energy, total energy, duration, GPU utilisation, peak GPU memory against the limit,
+   and the counter's GPU energy against the trapezoid rule over the run's own power samples (gpu.csv).
+2. Load pattern (idle, full matmul load, 0.5 s on/off bursts, idle) on the first backend, after the trainings
+   (so that no framework of this process holds GPU memory while they run), each phase an EnergyMonitor window:
    GPU energy from the NVML counter (what ect reports) beside the trapezoid rule over the power that ect
    samples every --interval-ms (gpu.csv) and over a 10 ms probe of NVML's instantaneous and averaged power
    fields, where the driver has them. Shows how far integrated power is from the counter, and why.
-2. Training: each --architectures model (ect's build_model, random weights) trains two phases with ect's
-   train_two_phase inside an EnergyMonitor on a synthetic in-memory dataset; per-epoch and whole-training
-   energy, counter against integrated samples.
-3. Memory limit: with the TensorFlow backend, GPU: MEM_LIMIT applied through ect's configure_gpus and read back.
 
-Prints a table per part and writes summary.json, the raw samples (gpu.csv, cpu.csv, probe.csv) and each
-training's history.csv under --out. Exits 2 when no NVIDIA GPU is visible through NVML.
+Backends: --backends, else KERAS_BACKEND when set, else every installed one of torch, jax and tensorflow.
+Prints a table per part and writes summary.json under --out (also the load pattern's samples: load/gpu.csv,
+load/cpu.csv, probe.csv). Exits 2 when no NVIDIA GPU is visible through NVML (unless --cpu: part 1 alone, on CPU,
+GPUS none, energy from the CPU sensors), 1 when a planned run did not complete, pass validation or aggregate.
 """
 
 from __future__ import annotations
@@ -23,30 +32,63 @@ import csv
 import json
 import logging
 import os
+import shutil
+import statistics
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+# The scratch project's commands get this process's environment without the caller's ECT_* settings (a RUN_STORE
+# or METRICS_DIR of their own must not catch the check's runs), taken before this process changes anything.
+COMMAND_ENV = {name: value for name, value in os.environ.items() if not name.startswith("ECT_")}
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(REPO))
 
 PROBE_INTERVAL_S = 0.01
+ENVIRONMENT = PROFILE = "gpu_check"  # the scratch project's environment and profile
+BACKEND_ORDER = ("torch", "jax", "tensorflow")  # the default: every one of these that is installed
+MARKER = ".gpu-check"  # a scratch project this script made (and may replace)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("out/gpu-check"), help="output folder (default: out/gpu-check)")
+    parser.add_argument("--out", type=Path, default=Path("out/gpu-check"),
+                        help="output folder (default: out/gpu-check); its project/ is replaced on every call")
+    parser.add_argument("--cpu", action="store_true",
+                        help="no GPU: skip the load pattern and train on CPU (GPUS none; CPU sensors only)")
+    parser.add_argument("--backends", help="comma-separated Keras backends (default: KERAS_BACKEND if set, else "
+                                           "every installed one of torch, jax, tensorflow)")
     parser.add_argument("--architectures", default="mobilenet_v2,resnet50", help="comma-separated (default: mobilenet_v2,resnet50)")
-    parser.add_argument("--image-size", type=int, default=128, help="image side in pixels (default: 128)")
-    parser.add_argument("--images", type=int, default=4096, help="training images per epoch (default: 4096)")
-    parser.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs of each phase (default: 2)")
+    parser.add_argument("--repetitions", type=int, default=2, help="runs per architecture and backend (default: 2)")
+    parser.add_argument("--dataset", type=Path, help="a dataset folder to train on (default: a synthetic one, "
+                                                     "written by `ect make-dataset` with --images and --image-size)")
+    parser.add_argument("--images", type=int, default=2048, help="images of the synthetic dataset, 30 %% of them "
+                                                                 "for validation (default: 2048)")
+    parser.add_argument("--image-size", type=int, default=128, help="IMAGE_SIZE in pixels (default: 128)")
+    parser.add_argument("--batch-size", type=int, default=64, help="BATCH_SIZE (default: 64)")
+    parser.add_argument("--epochs", type=int, default=2, help="INITIAL_EPOCHS and FT_EPOCHS (default: 2)")
+    parser.add_argument("--warmup-minutes", type=float, help="WARMUP_TIME before the first run (default: 1, "
+                                                             "with --cpu 0)")
+    parser.add_argument("--memory-limit-mb", type=int, default=16384,
+                        help="GPU_MEM_LIMIT of the runs in MB (default: 16384; 0: none; not with --cpu)")
     parser.add_argument("--interval-ms", type=int, default=100, help="ect's sampling interval (default: 100)")
     parser.add_argument("--load-s", type=float, default=10.0, help="seconds of each load phase (default: 10)")
     parser.add_argument("--matrix-size", type=int, default=8192, help="side of the load pattern's matrices (default: 8192)")
-    parser.add_argument("--memory-limit-mb", type=int, default=4096, help="GPU: MEM_LIMIT to check (TensorFlow only)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.warmup_minutes is None:
+        args.warmup_minutes = 0.0 if args.cpu else 1.0
+    return args
+
+
+def default_backends() -> list[str]:
+    from ect.backends import BACKENDS
+
+    if os.environ.get("KERAS_BACKEND"):
+        return [os.environ["KERAS_BACKEND"]]
+    return [name for name in BACKEND_ORDER if BACKENDS[name].installed()]
 
 
 class PowerProbe:
@@ -129,9 +171,6 @@ def print_table(title: str, rows: list[dict]) -> None:
         for key in [k for k in row if k.endswith("_trapezoid_J")]:
             pct = row.get(key.replace("_J", "_vs_counter_pct"))
             print(f"    {key:<36} {row[key]:.6g} J" + ("" if pct is None else f"  ({pct:+.3f} % vs counter)"))
-        extra = {k: v for k, v in row.items() if k in ("wall_s", "missed_ticks", "epochs", "steady_state_energy_per_epoch_J", "keras_backend")}
-        if extra:
-            print(f"    {extra}")
 
 
 def load_pattern(monitor, probe, seconds: float, n: int) -> list[dict]:
@@ -162,80 +201,174 @@ def load_pattern(monitor, probe, seconds: float, n: int) -> list[dict]:
     return rows
 
 
-class SyntheticImages:
-    """Bright discs (label 1) against dark backgrounds (label 0) with noise, as an in-memory keras PyDataset."""
+def scratch_project(project: Path, args, backends: list[str], dataset: Path) -> None:
+    """A project root (ECT_HOME) with the repository's config/, one environment and one profile of this check."""
+    import yaml
 
-    def __new__(cls, count: int, size: int, batch_size: int, seed: int):
-        import keras
-        import numpy as np
-
-        class Images(keras.utils.PyDataset):
-            def __init__(self):
-                super().__init__()
-                rng = np.random.default_rng(seed)
-                self.labels = (np.arange(count) % 2).astype("float32")
-                yy, xx = np.mgrid[:size, :size]
-                disc = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 4) ** 2).astype("float32")
-                self.disc, self.rng = disc[..., None], rng
-
-            def __len__(self):
-                return count // batch_size
-
-            def __getitem__(self, index):
-                labels = self.labels[index * batch_size:(index + 1) * batch_size]
-                noise = self.rng.random((len(labels), size, size, 3), dtype="float32") * 0.5
-                images = noise + 0.5 * labels[:, None, None, None] * self.disc
-                return images, labels
-
-        return Images()
-
-
-def training(args, cfg, architecture: str, folder: Path, probe) -> dict:
-    import keras
-
-    from ect.models.build import build_model, make_optimizer
-    from ect.architectures import get_architecture
-    from ect.models.training import train_two_phase
-    from ect.profiling.monitor import EnergyMonitor
-    from ect.runs.profiled import steady_state
-
-    folder.mkdir(parents=True, exist_ok=True)
-    exp = cfg.experiment
-    model, base = build_model(get_architecture(architecture), args.image_size, "none",
-                              make_optimizer(exp.optimizer, exp.learning_rate, exp.momentum))
-    train = SyntheticImages(args.images, args.image_size, args.batch_size, seed=1)
-    val = SyntheticImages(max(args.images // 4, args.batch_size), args.image_size, args.batch_size, seed=2)
-    with EnergyMonitor(folder, interval_s=args.interval_ms / 1000) as monitor:
-        monitor.begin_window("training")
-        started = time.perf_counter()
-        result = train_two_phase(model, base, train, val, exp, history_csv=folder / "history.csv", monitor=monitor)
-        measurement = monitor.end_window("training")
-        seconds = time.perf_counter() - started
-    row = compare(measurement, monitor, probe)
-    row["window"] = f"{architecture} training"
-    row.update(wall_s=seconds, missed_ticks=monitor.sampler.missed_ticks, epochs=len(result.history),
-               steady_state_energy_per_epoch_J=steady_state(result.history)["energy_per_epoch_J"],
-               keras_backend=keras.backend.backend())
-    return row
+    if project.exists():
+        if not (project / MARKER).exists():
+            raise SystemExit(f"{project} exists and was not made by gpu_check.py: choose another --out")
+        shutil.rmtree(project)
+    shutil.copytree(REPO / "config", project / "config")
+    (project / MARKER).write_text("made by bench/gpu_check.py; replaced by its next run\n")
+    config = project / "config"
+    # Where things live, inside the scratch project (no RUN_STORE or Pushgateway of the caller's base.yaml).
+    (config / "base.yaml").write_text(yaml.safe_dump({
+        "DATASET_DIR": str(dataset.resolve()), "METRICS_DIR": "data/metrics", "MODELS_DIR": "models",
+        "OUTPUT_DIR": "out", "FIGURES_DIR": "out/figures"}, sort_keys=False))
+    (config / "environments.yaml").write_text(yaml.safe_dump({ENVIRONMENT: {
+        "DESCRIPTION": "bench/gpu_check.py on this host", "RUNNER": "process", "BACKEND": backends[0],
+        "GPUS": "none" if args.cpu else "all", "CARBON_INTENSITY_GCO2E_PER_KWH": 232, "SCHEDULE": None}},
+        sort_keys=False))
+    # Always set: a config/resources.yaml of this machine, copied above, must not bring its own limit.
+    resources = {"GPU": {"MEM_LIMIT": None if args.cpu or not args.memory_limit_mb else args.memory_limit_mb}}
+    (config / "profiles" / f"{PROFILE}.yaml").write_text(yaml.safe_dump({
+        "experiment": {
+            "ARCHITECTURES": args.architectures.split(","), "BACKENDS": backends, "REPETITIONS": args.repetitions,
+            "INITIAL_EPOCHS": args.epochs, "FT_EPOCHS": args.epochs, "IMAGE_SIZE": args.image_size,
+            "BATCH_SIZE": args.batch_size, "WEIGHTS": "none",  # no download: GPU hosts may have no network
+            "WARMUP_TIME": args.warmup_minutes, "COOLDOWN": 0, "SAMPLING_INTERVAL_MS": args.interval_ms,
+            "SAVE_MODELS": False, "MLFLOW_ENABLED": False, "REGRESSION": {"FAIL_RUN": False}},
+        "resources": resources}, sort_keys=False))
 
 
-def memory_limit(args) -> dict:
-    import keras
+def ect(project: Path, *args: str) -> int:
+    """`python -m ect ARGS` in the scratch project, its output on this terminal; its exit status."""
+    command = [sys.executable, "-m", "ect", *args]
+    print(f"\n$ ECT_HOME={project} python {' '.join(command[1:])}", flush=True)
+    env = {**COMMAND_ENV, "ECT_HOME": str(project),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), COMMAND_ENV.get("PYTHONPATH")]))}
+    return subprocess.run(command, cwd=project, env=env).returncode
 
-    if keras.backend.backend() != "tensorflow":
-        return {"checked": False, "reason": f"GPU: MEM_LIMIT is a TensorFlow setting; the Keras backend here is {keras.backend.backend()}"}
-    import tensorflow as tf
 
-    from ect.models.device import configure_gpus
+def run_record(folder: Path, processed: dict) -> dict:
+    """One run: its manifest, validation and processed row; the counter's GPU energy against the trapezoid rule
+    over the run's own power samples, and its peak GPU memory."""
+    import numpy as np
 
-    names = configure_gpus("all", args.memory_limit_mb)
-    logical = tf.config.list_logical_devices("GPU")
-    if not logical:
-        return {"checked": False, "reason": "TensorFlow sees no GPU (is tensorflow[and-cuda] installed?)"}
-    x = tf.random.normal((1024, 1024))
-    info = tf.config.experimental.get_memory_info("GPU:0")
-    return {"checked": True, "gpus": names, "logical_gpus": [d.name for d in logical], "memory_info": info,
-            "limit_MB": args.memory_limit_mb, "tensor_device": x.device}
+    from ect.aggregate.samples import read_gpu, values
+    from ect.energy import integrate_power_J
+    from ect.raw.atomic import read_json
+    from ect.raw.layout import VALIDATION_FILE
+    from ect.raw.manifest import read_manifest
+
+    manifest = read_manifest(folder)
+    backend = (manifest.backend or {}).get("name") or "tensorflow"  # a manifest without one: TensorFlow
+    row = processed.get((manifest.architecture, manifest.run_id), {})
+    record = {
+        "backend": backend, "backend_version": (manifest.backend or {}).get("version"),
+        "architecture": manifest.architecture, "run_id": manifest.run_id, "repetition": manifest.repetition,
+        "status": manifest.status, "error": manifest.error,
+        "validation": (read_json(folder / VALIDATION_FILE) or {}).get("status"), "aggregated": bool(row),
+        **{name: row.get(name) for name in (
+            "duration_s", "gpu_energy_J", "gpu_energy_source", "cpu_energy_J", "cpu_energy_source", "total_energy_J",
+            "gpu_utilization_mean_pct", "val_accuracy", "val_f1")},
+        "processed_backend": row.get("backend"),  # the aggregation's backend column: the manifest's backend
+        "gpu_integrated_J": None, "counter_vs_integrated_pct": None, "peak_gpu_memory_MiB": None,
+    }
+    gpu = read_gpu(folder)
+    if gpu is not None and gpu.num_rows and manifest.window is not None:
+        start_ms, end_ms = manifest.window.start_ms, manifest.window.end_ms
+        times, indices = values(gpu, "time_ms"), values(gpu, "gpu_index")
+        t = (times - start_ms) / 1000
+        record["gpu_integrated_J"] = sum(
+            integrate_power_J(t[indices == i], values(gpu, "power_W")[indices == i], 0.0, (end_ms - start_ms) / 1000)
+            for i in np.unique(indices))
+        inside = (times >= start_ms) & (times <= end_ms)
+        memory = values(gpu, "memory_used_MiB")[inside]
+        record["peak_gpu_memory_MiB"] = float(np.nanmax(memory)) if np.isfinite(memory).any() else None
+        if record["gpu_energy_source"] == "counter" and record["gpu_energy_J"]:
+            record["counter_vs_integrated_pct"] = \
+                100 * (record["gpu_integrated_J"] - record["gpu_energy_J"]) / record["gpu_energy_J"]
+    return {key: plain(value) for key, value in record.items()}
+
+
+def plain(value):
+    """A JSON value: numpy scalars as Python numbers, NaN (pandas' missing number) as None."""
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and value != value else value
+
+
+def median(records: list[dict], key: str) -> float | None:
+    numbers = [r[key] for r in records if isinstance(r.get(key), (int, float))]
+    return statistics.median(numbers) if numbers else None
+
+
+def group_rows(runs: list[dict], backends: list[str], architectures: list[str], repetitions: int) -> list[dict]:
+    """Per backend x architecture: the runs, how many passed and were aggregated, and medians of the aggregated."""
+    rows = []
+    for backend in backends:
+        for architecture in architectures:
+            mine = [r for r in runs if r["backend"] == backend and r["architecture"] == architecture]
+            done = [r for r in mine if r["aggregated"]]
+            rows.append({
+                "backend": backend, "architecture": architecture, "planned": repetitions, "runs": len(mine),
+                "completed": sum(r["status"] == "completed" for r in mine),
+                "passed": sum(r["validation"] == "passed" for r in mine), "aggregated": len(done),
+                "backend_version": next((r["backend_version"] for r in mine), None),
+                **{f"median_{key}": median(done, key) for key in (
+                    "gpu_energy_J", "cpu_energy_J", "total_energy_J", "duration_s", "gpu_utilization_mean_pct",
+                    "peak_gpu_memory_MiB", "counter_vs_integrated_pct", "val_accuracy")},
+                "gpu_energy_source": "/".join(sorted({str(r["gpu_energy_source"]) for r in done})) or None,
+                "cpu_energy_source": "/".join(sorted({str(r["cpu_energy_source"]) for r in done})) or None,
+            })
+    return rows
+
+
+def number(value, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def print_runs_table(rows: list[dict], memory_limit_mb: int | None) -> None:
+    print(f"\n== training as shipped: medians per backend x architecture (GPU_MEM_LIMIT "
+          f"{f'{memory_limit_mb} MB' if memory_limit_mb else 'none'})")
+    header = ("backend", "architecture", "runs", "passed", "aggr.", "GPU J", "GPU source", "CPU J", "CPU source",
+              "total J", "s", "GPU util %", "peak MiB", "counter-trapezoid %", "val_acc")
+    lines = [header] + [(
+        f"{r['backend']} {r['backend_version'] or ''}".strip(), r["architecture"], f"{r['runs']}/{r['planned']}",
+        str(r["passed"]), str(r["aggregated"]), number(r["median_gpu_energy_J"]), r["gpu_energy_source"] or "-",
+        number(r["median_cpu_energy_J"]), r["cpu_energy_source"] or "-", number(r["median_total_energy_J"]),
+        number(r["median_duration_s"]), number(r["median_gpu_utilization_mean_pct"], 3),
+        number(r["median_peak_gpu_memory_MiB"]), number(r["median_counter_vs_integrated_pct"], 3),
+        number(r["median_val_accuracy"], 3)) for r in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for line in lines:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)))
+
+
+def training(args, out: Path, backends: list[str]) -> dict:
+    """The shipped path in a scratch project: make-dataset, profile, validate, aggregate; the runs read back."""
+    import pandas as pd
+
+    from ect.raw.layout import MetricsDir, find_runs
+
+    architectures = args.architectures.split(",")
+    project = out / "project"
+    dataset = args.dataset.resolve() if args.dataset else project / "data" / "dataset"
+    scratch_project(project, args, backends, dataset)
+    status = {}
+    if args.dataset is None:
+        status["make-dataset"] = ect(project, "make-dataset", str(dataset), "--images", str(args.images),
+                                     "--size", str(args.image_size), "--force")
+        if status["make-dataset"]:
+            raise SystemExit(f"`ect make-dataset` failed with exit status {status['make-dataset']}")
+    status["profile"] = ect(project, "profile", ENVIRONMENT, "--profile", PROFILE, "--backends", ",".join(backends),
+                            "--architectures", args.architectures, "--repetitions", str(args.repetitions))
+    status["validate"] = ect(project, "validate", "--profile", PROFILE)
+    status["aggregate"] = ect(project, "aggregate", "--profile", PROFILE)
+
+    metrics = MetricsDir(project / "data" / "metrics")
+    processed = {}
+    if metrics.processed.is_file():
+        frame = pd.read_parquet(metrics.processed)
+        processed = {(row["architecture"], row["run_id"]): row for row in frame.to_dict("records")}
+    runs = [run_record(folder, processed) for folder in find_runs(metrics.raw)]
+    memory_limit = None if args.cpu or not args.memory_limit_mb else args.memory_limit_mb
+    rows = group_rows(runs, backends, architectures, args.repetitions)
+    print_runs_table(rows, memory_limit)
+    return {"project": str(project), "dataset": str(dataset), "backends": backends,
+            "architectures": architectures, "repetitions": args.repetitions, "memory_limit_MB": memory_limit,
+            "exit_status": status, "table": rows, "runs": runs}
 
 
 def sample_cost(choice, interval_s: float, count: int = 1000) -> dict:
@@ -268,48 +401,67 @@ def sample_cost(choice, interval_s: float, count: int = 1000) -> dict:
 
 def main() -> int:
     args = parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)  # ect's epoch lines
-    from ect.config import load_config
-    from ect.profiling.monitor import EnergyMonitor
-    from ect.sensors import select_sensors
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    from ect.backends import check_backend
+    from ect.errors import ConfigError
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    choice = select_sensors()
-    for name, entry in choice.report.items():
-        print(f"sensor {name}: {'used' if entry['used'] else 'not used'} ({entry['reason']})")
-    if not choice.gpu:
-        print("no NVIDIA GPU visible through NVML: nothing to check", file=sys.stderr)
+    backends = args.backends.split(",") if args.backends else default_backends()
+    try:
+        if not backends:
+            raise ConfigError(f"none of the backends {', '.join(BACKEND_ORDER)} is installed")
+        for name in backends:
+            check_backend(name, args.architectures.split(","))
+    except ConfigError as error:
+        print(f"gpu_check: {error}", file=sys.stderr)
         return 2
-    summary: dict = {"sensors": choice.report, "gpu_energy_source": choice.gpu_energy_source}
-    summary["memory_limit"] = memory_limit(args)  # before anything touches the GPU (TensorFlow requires it)
-    print(f"memory limit: {summary['memory_limit']}")
-    cost = summary["sample_cost"] = sample_cost(choice, args.interval_ms / 1000)
-    print(f"one sample of {', '.join(cost['sensors'])}: {cost['edge_sample_cpu_ms']:.3f} ms CPU at a window edge, "
-          f"{cost['between_sample_cpu_ms']:.3f} ms between; at {args.interval_ms} ms sampling "
-          f"{cost['cpu_ms_per_sample_at_interval']:.3f} ms a sample, {cost['share_of_one_core_pct']:.2f} % of one core")
+    print(f"backends: {', '.join(backends)}")
+    summary: dict = {"backends": backends, "cpu": args.cpu}
+    if not args.cpu:
+        from ect.sensors import select_sensors
 
-    overrides = {"INITIAL_EPOCHS": args.epochs, "FT_EPOCHS": args.epochs, "IMAGE_SIZE": args.image_size,
-                 "SAMPLING_INTERVAL_MS": args.interval_ms}
-    cfg = load_config(Path(__file__).resolve().parents[1], overrides=overrides)
-    with PowerProbe(0) as probe:
-        print(f"\nload pattern ({args.load_s:g} s per load phase):", flush=True)
-        (out / "load").mkdir(exist_ok=True)
-        with EnergyMonitor(out / "load", interval_s=args.interval_ms / 1000, choice=choice) as monitor:
-            summary["device"] = monitor.choice.gpu[0].info()
-            summary["load_pattern"] = load_pattern(monitor, probe, args.load_s, args.matrix_size)
-        summary["training"] = []
-        for architecture in args.architectures.split(","):
-            print(f"\ntraining {architecture}:", flush=True)
-            summary["training"].append(training(args, cfg, architecture, out / architecture, probe))
-            print_table(f"{architecture}: GPU energy (J)", summary["training"][-1:])
-            (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))  # kept if a later part fails
+        choice = select_sensors()
+        for name, entry in choice.report.items():
+            print(f"sensor {name}: {'used' if entry['used'] else 'not used'} ({entry['reason']})")
+        if not choice.gpu:
+            print("no NVIDIA GPU visible through NVML: nothing to check (--cpu trains on CPU)", file=sys.stderr)
+            return 2
+        summary.update(sensors=choice.report, gpu_energy_source=choice.gpu_energy_source)
+        cost = summary["sample_cost"] = sample_cost(choice, args.interval_ms / 1000)
+        print(f"one sample of {', '.join(cost['sensors'])}: {cost['edge_sample_cpu_ms']:.3f} ms CPU at a window edge, "
+              f"{cost['between_sample_cpu_ms']:.3f} ms between; at {args.interval_ms} ms sampling "
+              f"{cost['cpu_ms_per_sample_at_interval']:.3f} ms a sample, {cost['share_of_one_core_pct']:.2f} % of one core")
+
+    summary["training"] = training(args, out, backends)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))  # kept if the load pattern fails
+
+    if not args.cpu:
+        # This process's framework starts only now, as a run's does (GPU configuration before the import), so that
+        # it held no GPU memory while the runs trained.
+        from ect.backends import select_backend
+        from ect.models.device import configure_gpus
+        from ect.profiling.monitor import EnergyMonitor
+
+        select_backend(backends[0])
+        configure_gpus(backends[0], "all", None)
+        with PowerProbe(0) as probe:
+            print(f"\nload pattern on {backends[0]} ({args.load_s:g} s per load phase):", flush=True)
+            (out / "load").mkdir(exist_ok=True)
+            with EnergyMonitor(out / "load", interval_s=args.interval_ms / 1000, choice=choice) as monitor:
+                summary["device"] = monitor.choice.gpu[0].info()
+                summary["load_pattern"] = load_pattern(monitor, probe, args.load_s, args.matrix_size)
         probe.write(out / "probe.csv")
-    print_table("load pattern: GPU energy per window (J); ect reports counter_J", summary["load_pattern"])
-    print_table("training: GPU energy (J)", summary["training"])
+        print_table("load pattern: GPU energy per window (J); ect reports counter_J", summary["load_pattern"])
+        print_runs_table(summary["training"]["table"], summary["training"]["memory_limit_MB"])
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"\nwrote {out}/summary.json")
-    return 0
+    missing = [f"{r['backend']} {r['architecture']}: {r['planned']} planned, {r['completed']} completed, "
+               f"{r['passed']} passed validation, {r['aggregated']} aggregated"
+               for r in summary["training"]["table"] if not r["planned"] == r["completed"] == r["passed"] == r["aggregated"]]
+    for line in missing:
+        print(f"gpu_check: {line}", file=sys.stderr)
+    return 1 if missing else 0
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from ect import pipeline
 from ect.architectures import ARCHITECTURES
+from ect.backends import BACKENDS
 from ect.config import available_profiles, load_config
 from ect.runners import RUNNERS
 from ect.runners.credentials import use_store_credentials
@@ -39,6 +40,7 @@ def params(env) -> dict:
     e = CONFIG.experiment
     profiles = available_profiles(CONFIG.root / "config")
     names = "|".join(map(re.escape, ARCHITECTURES))
+    backends = "|".join(map(re.escape, BACKENDS))
     return {
         # A list (the form's multi-select), or a string of comma-separated names in a conf ("vgg16,resnet50").
         "architectures": Param(None, type=["null", "array", "string"],
@@ -47,6 +49,13 @@ def params(env) -> dict:
                                description=f"Architectures to profile (a list, or comma-separated names). Empty: "
                                            f"{', '.join(e.architectures)} (ARCHITECTURES of the configuration or the "
                                            "profile)."),
+        "backends": Param(None, type=["null", "array", "string"],
+                          items={"type": "string", "enum": list(BACKENDS)}, examples=list(BACKENDS), minItems=1,
+                          pattern=rf"^\s*(({backends})(\s*,\s*({backends}))*)?\s*$",
+                          description=f"Keras backends every architecture is trained with (a list, or comma-separated "
+                                      f"names; each must be installed on the host). Empty: "
+                                      f"{', '.join(e.backends or (env.backend,))} (BACKENDS, else BACKEND of "
+                                      f"environment {env.name})."),
         "repetitions": Param(None, type=["null", "integer"], minimum=1,
                              description=f"Profiled runs per architecture. Empty: {e.repetitions} (REPETITIONS)."),
         "profile": Param(None, type=["null", "string"], enum=[None, *profiles],

@@ -19,6 +19,7 @@ from typing import Callable
 
 from ect import __version__
 from ect.architectures import ARCHITECTURES
+from ect.backends import BACKENDS
 from ect.errors import (INTERNAL_ERROR, LINE_LIMIT, USAGE_ERROR, ConfigError, EctError, EnergyRegression,
                         NothingToDo, describe_os_error, is_system_error, shorten)
 from ect.masking import mask, url_secrets
@@ -189,6 +190,8 @@ def make_dataset(args) -> int:
 
 EXPERIMENT_NAME = arg("--experiment-name", "--experiment_name", dest="experiment_name",
                       help="name of the MLflow experiment (recorded with the run)")
+BACKEND = arg("--backend", choices=list(BACKENDS), metavar="NAME",
+              help=f"Keras backend: {', '.join(BACKENDS)} (default: the environment's BACKEND)")
 
 
 @command("train", "train one model without energy profiling", config="data",
@@ -198,11 +201,13 @@ EXPERIMENT_NAME = arg("--experiment-name", "--experiment_name", dest="experiment
              arg("environment", metavar="ENVIRONMENT", help=ENVIRONMENT_HELP),
              arg("architecture", metavar="ARCHITECTURE", choices=list(ARCHITECTURES), help=ARCHITECTURE_HELP),
              EXPERIMENT_NAME,
+             BACKEND,
          ])
 def train(args) -> int:
     from ect.runs.train import run_training
 
-    run_training(_load(args), args.environment, args.architecture, experiment_name=args.experiment_name)
+    run_training(_load(args), args.environment, args.architecture, experiment_name=args.experiment_name,
+                 backend=args.backend)
     return 0
 
 
@@ -215,6 +220,8 @@ def train(args) -> int:
              arg("environment", metavar="ENVIRONMENT", help=ENVIRONMENT_HELP),
              arg("--architectures", metavar="A,B", help="comma-separated architectures (default: ARCHITECTURES)"),
              arg("--repetitions", type=int, metavar="N", help="runs per architecture (default: REPETITIONS)"),
+             arg("--backends", metavar="A,B", help="comma-separated Keras backends, each architecture trained on "
+                                                   "each (default: BACKENDS, else the environment's BACKEND)"),
              EXPERIMENT_NAME,
          ])
 def profile(args) -> int:
@@ -223,6 +230,8 @@ def profile(args) -> int:
 
     if args.architectures:
         args.set.append(("ARCHITECTURES", args.architectures))
+    if args.backends:
+        args.set.append(("BACKENDS", args.backends))
     if args.repetitions is not None:
         args.set.append(("REPETITIONS", str(args.repetitions)))
     cfg = _load(args)
@@ -244,6 +253,7 @@ def profile(args) -> int:
              arg("--dag-run-id", metavar="ID", help="the Airflow DAG run this run belongs to (the DAGs pass it): "
                                                    "recorded in the manifest and as the MLflow tag dag_run_id"),
              EXPERIMENT_NAME,
+             BACKEND,
              arg("--cool-down", action="store_true",
                  help="cool down for COOLDOWN minutes after the run, whatever its outcome"),
          ])
@@ -255,7 +265,7 @@ def profile_run(args) -> int:
     _raise_on_sigterm()
     try:
         outcome = profile_run(cfg, RunKey(args.environment, args.architecture, args.run_id), args.repetition,
-                              experiment_name=args.experiment_name, dag_run_id=args.dag_run_id)
+                              experiment_name=args.experiment_name, dag_run_id=args.dag_run_id, backend=args.backend)
     except Terminated as error:  # the task is being stopped: no cool-down
         print(f"ect profile-run: {error}; the run is recorded as failed", file=sys.stderr)
         return 143
@@ -279,14 +289,18 @@ def _cool_down_if_asked(args, cfg) -> None:
          arguments=[
              arg("environment", metavar="ENVIRONMENT", help=ENVIRONMENT_HELP),
              arg("--minutes", type=float, help="duration in minutes (default: WARMUP_TIME)"),
+             BACKEND,
          ])
 def warmup(args) -> int:
+    from ect.backends import select_backend
     from ect.models.device import configure_gpus
     from ect.profiling.warmup import warm_up
 
     cfg = _load(args)
     env = cfg.environment(args.environment)
-    configure_gpus(env.gpus, cfg.resources.gpu_mem_limit)
+    backend = args.backend or env.backend
+    select_backend(backend)
+    configure_gpus(backend, env.gpus, cfg.resources.gpu_mem_limit)
     warm_up((cfg.experiment.warmup_time if args.minutes is None else args.minutes) * 60)
     return 0
 
@@ -441,6 +455,7 @@ def analyze(args) -> int:
     import pandas as pd
 
     from ect.analysis.report import summary_table
+    from ect.analysis.stats import shows_backend
     from ect.pipeline import report_step
 
     cfg = _load(args)
@@ -452,10 +467,12 @@ def analyze(args) -> int:
     if args.environment:
         runs = runs[runs["environment"] == args.environment]
     summary = summary_table(runs)
-    print(text_table(["environment", "architecture", "runs", "median kJ", "median Wh", "gCO2e", "F1"],
-                     [[r.environment, r.architecture, r.runs, r.median_total_energy_J / 1000,
-                       r.median_energy_kWh * 1000, r.median_emissions_gCO2e, r.median_val_f1]
-                      for r in summary.itertuples()]))
+    backend = shows_backend(summary["backend"])  # a column where a backend other than TensorFlow ran
+    print(text_table(["environment", "architecture", *(["backend"] if backend else []), "runs", "median kJ",
+                      "median Wh", "gCO2e", "F1"],
+                     [[r.environment, r.architecture, *([r.backend] if backend else []), r.runs,
+                       r.median_total_energy_J / 1000, r.median_energy_kWh * 1000, r.median_emissions_gCO2e,
+                       r.median_val_f1] for r in summary.itertuples()]))
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0
@@ -485,6 +502,8 @@ def text_table(header: list[str], rows: list[list]) -> str:
          arguments=[arg("environment", metavar="ENVIRONMENT", help=ENVIRONMENT_HELP)])
 def check_regression(args) -> int:
     from ect.analysis.regression import raise_on_regression
+    from ect.analysis.stats import shows_backend
+    from ect.backends import DEFAULT_BACKEND
     from ect.pipeline import metrics_dir, regression_step
 
     cfg = _load(args)
@@ -494,13 +513,17 @@ def check_regression(args) -> int:
     if not verdicts:
         raise NothingToDo(f"nothing to check: {metrics_dir(cfg).processed} has no run of environment "
                           f"{args.environment!r} with a measured energy (`ect aggregate` adds the measured runs)")
-    print(text_table(["environment", "architecture", "runs", "baseline runs", "median kJ", "median Wh", "change",
-                      "verdict"],
-                     [[args.environment, architecture, v["latest_runs"], v["baseline_runs"], v["latest_median"] / 1000,
-                       v["latest_median"] / 3600, "-" if v["relative_change"] is None
-                       else f"{100 * v['relative_change']:+.3g} %", v["status"]] for architecture, v in verdicts.items()]))
-    for architecture, v in verdicts.items():
-        print(f"{architecture}: {v['decided_by']}")
+    # A result keyed "vgg16·jax" compares one backend with itself: its backend gets a column.
+    backends = [v.get("backend", DEFAULT_BACKEND) for v in verdicts.values()]
+    shown = shows_backend(backends)
+    print(text_table(["environment", "architecture", *(["backend"] if shown else []), "runs", "baseline runs",
+                      "median kJ", "median Wh", "change", "verdict"],
+                     [[args.environment, v.get("architecture", key), *([backend] if shown else []), v["latest_runs"],
+                       v["baseline_runs"], v["latest_median"] / 1000, v["latest_median"] / 3600,
+                       "-" if v["relative_change"] is None else f"{100 * v['relative_change']:+.3g} %", v["status"]]
+                      for (key, v), backend in zip(verdicts.items(), backends)]))
+    for key, v in verdicts.items():
+        print(f"{key}: {v['decided_by']}")
     try:
         raise_on_regression(result)
     except EnergyRegression as error:
@@ -525,7 +548,9 @@ def check_regression(args) -> int:
                     arg("--out", metavar="DIR", help="output folder")])
 def compare(args) -> int:
     from ect.analysis.regression import RegressionSettings, campaign_key, compare_campaigns
-    from ect.analysis.report import comparison_frame, comparison_legend, write_comparison
+    from ect.analysis.report import (comparison_frame, comparison_legend, compared_backends, compared_cell,
+                                     write_comparison)
+    from ect.analysis.stats import shows_backend
 
     cfg = _load(args)
     e = cfg.experiment
@@ -537,9 +562,10 @@ def compare(args) -> int:
     frame = comparison_frame(result).drop(columns=["Why"])
     print(text_table(list(frame.columns), frame.astype(object).values.tolist()))
     print("\n".join(comparison_legend(result)))
+    shown = shows_backend(compared_backends(result))
     for row in result["comparisons"]:  # sentences wrapped to the table's width (TERMINAL_WIDTH)
-        print(textwrap.fill(f"{row['architecture']} on {row['environment']}: {row['decided_by']}", TERMINAL_WIDTH,
-                            subsequent_indent="    "))
+        cell = compared_cell(row["environment"], row["architecture"], row["backend"], shown)
+        print(textwrap.fill(f"{cell}: {row['decided_by']}", TERMINAL_WIDTH, subsequent_indent="    "))
     out = Path(args.out) if args.out else (cfg.path("OUTPUT_DIR") / "compare"
                                            / f"{campaign_key(args.first)}_vs_{campaign_key(args.second)}")
     print(f"report: {write_comparison(result, out)['html']}")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ect.architectures import get_architecture
+from ect.backends import check_backend, get_backend
 from ect.config import Config, Environment, load_config
 from ect.errors import ConfigError, NothingToDo, RunsNotMeasured
 from ect.raw.atomic import read_json, write_json
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 STORE_POOL = "ect_run_store"
 
 # Trigger-form parameters -> settings.
-PARAM_SETTINGS = {"architectures": "ARCHITECTURES", "repetitions": "REPETITIONS",
+PARAM_SETTINGS = {"architectures": "ARCHITECTURES", "backends": "BACKENDS", "repetitions": "REPETITIONS",
                   "initial_epochs": "INITIAL_EPOCHS", "ft_epochs": "FT_EPOCHS"}
 # The trigger form of an environment DAG (dags/ect_dags.py params()): a conf key outside it is a mistake.
 TRIGGER_PARAMETERS = (*PARAM_SETTINGS, "profile", "dataset", "experiment_name")
@@ -40,8 +41,9 @@ TRIGGER_PARAMETERS = (*PARAM_SETTINGS, "profile", "dataset", "experiment_name")
 
 def overrides_from(params: dict) -> dict:
     overrides = {PARAM_SETTINGS[k]: v for k, v in params.items() if k in PARAM_SETTINGS and v not in (None, [], "")}
-    if "ARCHITECTURES" in overrides and isinstance(overrides["ARCHITECTURES"], (list, tuple)):
-        overrides["ARCHITECTURES"] = ",".join(overrides["ARCHITECTURES"])
+    for setting in ("ARCHITECTURES", "BACKENDS"):
+        if setting in overrides and isinstance(overrides[setting], (list, tuple)):
+            overrides[setting] = ",".join(overrides[setting])
     if params.get("dataset"):
         overrides["DATASET_DIR"] = params["dataset"]
     return overrides
@@ -88,6 +90,8 @@ def preflight(environment: str, params: dict, dag_run_id: str,
     log.info(f"carbon intensity: {intensity:.4g} gCO2e/kWh ({source})")
     for name in cfg.experiment.architectures:
         get_architecture(name).check_input_size(cfg.experiment.image_size)
+    backends = cfg.backends(environment)
+    check_backends(env, backends, cfg.experiment.architectures, on_this_host=env.queue is None)
     experiment_name = experiment_of(cfg, environment, params.get("experiment_name"))
     if cfg.experiment.mlflow_enabled:
         log.info(f"MLflow: the runs go to experiment {experiment_name!r} ("
@@ -96,16 +100,29 @@ def preflight(environment: str, params: dict, dag_run_id: str,
     store = store_of(cfg)
     log.info(f"run store: {store.check() if store else 'none (METRICS_DIR and OUTPUT_DIR of each worker)'}")
     log.info(f"placement: {placement_check(env) if placement_check else 'not checked'}")
-    runs = plan_of(cfg.experiment, dag_run_id)
+    runs = plan_of(cfg.experiment, dag_run_id, backends)
     log.info(f"plan: {len(runs)} profiled run(s) of {', '.join(cfg.experiment.architectures)} "
-             f"x {cfg.experiment.repetitions} on {environment} (pool {env.pool_name}"
+             f"on {', '.join(backends)} x {cfg.experiment.repetitions} on {environment} (pool {env.pool_name}"
              + (f", queue {env.queue})" if env.queue else ")"))
     return {"environment": environment, "runner": env.runner,
             "config_args": config_options(params.get("profile"), overrides_from(params)),
-            "experiment_name": experiment_name, "dag_run_id": dag_run_id,
+            "experiment_name": experiment_name, "dag_run_id": dag_run_id, "backends": list(backends),
             "dataset_dir": str(cfg.path("DATASET_DIR")),  # on the GPU host: host_check checks it there
             "warmup_minutes": cfg.experiment.warmup_time, "cooldown_minutes": cfg.experiment.cooldown,
             "runs": [run.to_dict() for run in runs]}
+
+
+def check_backends(env: Environment, backends, architectures, on_this_host: bool) -> None:
+    """Every backend offers every architecture, and (where the runs train on this host with the process runner) is
+    installed here; ConfigError naming the backend and what is missing."""
+    for name in backends:
+        backend = get_backend(name)
+        if on_this_host and env.runner == "process":
+            check_backend(name, architectures)
+        else:
+            refused = sorted(set(architectures) & backend.unsupported_architectures)
+            if refused:
+                raise ConfigError(f"backend {name} does not offer architecture(s) {', '.join(refused)}")
 
 
 def host_check(environment: str, params: dict, runner_check: Callable[[Environment, Config], str] | None = None) -> None:
@@ -118,6 +135,9 @@ def host_check(environment: str, params: dict, runner_check: Callable[[Environme
     index = scan_dataset(cfg.dataset_dir(), skip_corrupt=cfg.experiment.skip_corrupt_images)
     split = split_dataset(index, cfg.experiment.validation_split, cfg.experiment.seed)
     log.info(f"dataset {index.root}: {len(split.train)} training, {len(split.validation)} validation images")
+    backends = cfg.backends(environment)
+    check_backends(env, backends, cfg.experiment.architectures, on_this_host=True)
+    log.info(f"backends: {', '.join(backends)}" + (" (in the worker image)" if env.runner == "docker" else ""))
     log.info(f"runner {env.runner}: {runner_check(env, cfg) if runner_check else 'not checked'}")
 
 

@@ -39,7 +39,7 @@ from ect.raw.manifest import read_manifest
 
 KEY = ["environment", "architecture", "run_id"]
 # Bump when the columns or the arithmetic of the outputs change: every run is then aggregated again.
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7  # 7: backend, backend_version, keras_version
 PROGRESS_EVERY = 20
 NAMED = 10  # runs named in a refusal, then "and N more"
 

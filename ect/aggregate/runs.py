@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ect.aggregate.samples import values
+from ect.backends import DEFAULT_BACKEND
 from ect.energy import CpuSeries, GpuSeries, carbon_factors, to_kWh, window_energy
 from ect.raw.atomic import read_json
 from ect.raw.columns import VALIDATION_METRICS
@@ -19,9 +20,9 @@ from ect.raw.manifest import Manifest
 
 # The processed row's text and integer columns (the others are numbers, but `start`, a time): a row whose value is
 # of another kind would break the processed dataset's columns for every run, so the run fails alone instead.
-TEXT_COLUMNS = ("environment", "architecture", "run_id", "campaign_id", "source", "experiment_name", "gpu_energy_source",
-                "cpu_energy_source", "dram_energy_source", "carbon_intensity_source", "hostname", "platform",
-                "cpu_model", "python_version", "gpu_name")
+TEXT_COLUMNS = ("environment", "architecture", "run_id", "campaign_id", "source", "experiment_name", "backend",
+                "backend_version", "keras_version", "gpu_energy_source", "cpu_energy_source", "dram_energy_source",
+                "carbon_intensity_source", "hostname", "platform", "cpu_model", "python_version", "gpu_name")
 INTEGER_COLUMNS = ("repetition", "cpu_count", "gpu_count", "samples", "params_total", "trained_epochs", "images_seen")
 TIME_COLUMNS = ("start",)
 
@@ -107,6 +108,19 @@ def _inside(table, start_ms: int, end_ms: int) -> np.ndarray | None:
     return (times >= start_ms) & (times <= end_ms)
 
 
+def backend_of(manifest: Manifest) -> dict:
+    """The run's Keras backend, its version and Keras's: the manifest's backend record; a run without one (measured
+    before backends were a choice, or imported from the original) trained on TensorFlow, whose version and Keras's
+    its software list may name."""
+    record = manifest.backend
+    if isinstance(record, dict) and record.get("name") is not None:
+        return {"backend": record["name"], "backend_version": record.get("version"),
+                "keras_version": record.get("keras_version")}
+    software = manifest.software if isinstance(manifest.software, dict) else {}
+    return {"backend": DEFAULT_BACKEND, "backend_version": software.get("tensorflow"),
+            "keras_version": software.get("keras")}
+
+
 def run_row(folder: Path, manifest: Manifest, gpu, cpu, environments: dict) -> dict:
     """The processed row of one validated run (ValueError when a value is of the wrong kind for its column)."""
     start_ms, end_ms = manifest.window.start_ms, manifest.window.end_ms
@@ -133,6 +147,7 @@ def run_row(folder: Path, manifest: Manifest, gpu, cpu, environments: dict) -> d
         "repetition": manifest.repetition,
         "source": manifest.source,
         "experiment_name": manifest.experiment_name,
+        **backend_of(manifest),
         "start": pd.Timestamp(start_ms, unit="ms", tz="UTC"),
         "duration_s": (end_ms - start_ms) / 1000,
         "gpu_energy_J": energy.gpu_total_J,

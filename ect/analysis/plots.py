@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ect.analysis.stats import BACKEND, shows_backend, with_backend
+
 
 def _pyplot():
     import matplotlib
@@ -31,6 +33,17 @@ def _legend_outside(ax, *args, **kwargs):
 
 # A box summarises a group of runs from this many on; below, its quartiles are the runs themselves.
 BOX_MIN_RUNS = 5
+ENVIRONMENT_BACKEND = "environment·backend"
+
+
+def _by_environment(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The runs and the column their colours stand for: "environment", or "environment·backend" ("local·jax") where a
+    backend other than TensorFlow ran, so that every label names the backend."""
+    runs = with_backend(runs)
+    if not shows_backend(runs[BACKEND]):
+        return runs, "environment"
+    return runs.assign(**{ENVIRONMENT_BACKEND: runs["environment"].astype(str) + "·" + runs[BACKEND].astype(str)}), \
+        ENVIRONMENT_BACKEND
 
 
 def energy_boxplot(runs: pd.DataFrame, path: Path) -> Path:
@@ -40,11 +53,12 @@ def energy_boxplot(runs: pd.DataFrame, path: Path) -> Path:
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    data = runs.assign(total_energy_kJ=runs["total_energy_J"] / 1e3)
-    order = sorted(data["environment"].unique())  # the same colours as the bar plot's
+    data, hue = _by_environment(runs)
+    data = data.assign(total_energy_kJ=data["total_energy_J"] / 1e3)
+    order = sorted(data[hue].unique())  # the same colours as the bar plot's
     architectures = sorted(data["architecture"].unique())
-    boxed = data[data.groupby(["architecture", "environment"])["total_energy_kJ"].transform("size") >= BOX_MIN_RUNS]
-    common = dict(x="architecture", y="total_energy_kJ", hue="environment", hue_order=order, order=architectures, ax=ax)
+    boxed = data[data.groupby(["architecture", hue])["total_energy_kJ"].transform("size") >= BOX_MIN_RUNS]
+    common = dict(x="architecture", y="total_energy_kJ", hue=hue, hue_order=order, order=architectures, ax=ax)
     if len(boxed):
         sns.boxplot(data=boxed, dodge=len(order) > 1, showfliers=False, boxprops={"alpha": 0.5}, **common)
     sns.stripplot(data=data, dodge=len(order) > 1, size=6, linewidth=0.6, edgecolor="black", legend=not len(boxed),
@@ -57,28 +71,37 @@ def energy_boxplot(runs: pd.DataFrame, path: Path) -> Path:
 
 
 def median_bars(runs: pd.DataFrame, path: Path) -> Path:
-    """Median energy per architecture and environment."""
+    """Median energy per architecture and environment (and backend)."""
     plt = _pyplot()
-    medians = runs.pivot_table(index="architecture", columns="environment", values="total_energy_J", aggfunc="median")
+    runs, hue = _by_environment(runs)
+    medians = runs.pivot_table(index="architecture", columns=hue, values="total_energy_J", aggfunc="median")
     fig, ax = plt.subplots(figsize=(8, 4.5))
     (medians / 1e3).plot.bar(ax=ax, rot=0, legend=False)
-    _legend_outside(ax, title="environment")
+    _legend_outside(ax, title=hue)
     ax.set(xlabel="architecture", ylabel="median energy per run (kJ)", title="Median energy per training run")
     return _save(fig, path)
 
 
-def pareto_scatter(runs: pd.DataFrame, front: list[dict], path: Path) -> Path:
-    """Median energy vs median F1 of every (architecture, environment), the Pareto front joined."""
+def pareto_scatter(runs: pd.DataFrame, front: list[dict], path: Path,
+                   fronts_by_backend: dict[str, list[dict]] | None = None) -> Path:
+    """Median energy vs median F1 of every (architecture, environment[, backend]), the Pareto front joined; with
+    fronts_by_backend, the front of each backend instead, each in its own colour."""
     plt = _pyplot()
-    groups = runs.groupby(["architecture", "environment"])[["total_energy_J", "val_f1"]].median().reset_index()
+    runs, hue = _by_environment(runs)
+    groups = runs.groupby(["architecture", hue])[["total_energy_J", "val_f1"]].median().reset_index()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.scatter(groups["total_energy_J"] / 1e3, groups["val_f1"], color="tab:gray")
-    for row in groups.itertuples(index=False):
-        ax.annotate(f"{row.architecture}@{row.environment}", (row.total_energy_J / 1e3, row.val_f1), fontsize=8,
-                    xytext=(3, 3), textcoords="offset points")
-    if front:
-        ax.plot([g["median_total_energy_J"] / 1e3 for g in front], [g["median_val_f1"] for g in front], "o-",
-                color="tab:red", label="Pareto front")
+    for architecture, where, energy_J, f1 in groups[["architecture", hue, "total_energy_J", "val_f1"]].itertuples(
+            index=False):
+        ax.annotate(f"{architecture}@{where}", (energy_J / 1e3, f1), fontsize=8, xytext=(3, 3),
+                    textcoords="offset points")
+    lines = ({f"Pareto front ({backend})": line for backend, line in sorted(fronts_by_backend.items()) if line}
+             if fronts_by_backend else {"Pareto front": front} if front else {})
+    tab10 = plt.get_cmap("tab10").colors
+    for index, (label, line) in enumerate(lines.items()):
+        ax.plot([g["median_total_energy_J"] / 1e3 for g in line], [g["median_val_f1"] for g in line], "o-",
+                color=tab10[index % len(tab10)] if fronts_by_backend else "tab:red", label=label)
+    if lines:
         _legend_outside(ax)
     ax.set(xlabel="median energy per run (kJ)", ylabel="median validation F1", title="Energy vs F1")
     return _save(fig, path)
@@ -87,14 +110,15 @@ def pareto_scatter(runs: pd.DataFrame, front: list[dict], path: Path) -> Path:
 def energy_vs_gflops(runs: pd.DataFrame, path: Path) -> Path:
     """Median energy per image against the forward-pass cost of the architecture."""
     plt = _pyplot()
-    groups = runs.groupby(["architecture", "environment"])[["gflops", "energy_per_image_J"]].median().reset_index()
+    runs, hue = _by_environment(runs)
+    groups = runs.groupby(["architecture", hue])[["gflops", "energy_per_image_J"]].median().reset_index()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for environment, part in groups.groupby("environment"):
+    for environment, part in groups.groupby(hue):
         ax.scatter(part["gflops"], part["energy_per_image_J"], label=environment)
         for row in part.itertuples(index=False):
             ax.annotate(row.architecture, (row.gflops, row.energy_per_image_J), fontsize=8, xytext=(3, 3),
                         textcoords="offset points")
-    _legend_outside(ax, title="environment")
+    _legend_outside(ax, title=hue)
     ax.set(xlabel="forward pass (GFLOPs per image)", ylabel="median energy per image seen (J)",
            title="Energy per image vs model cost")
     return _save(fig, path)

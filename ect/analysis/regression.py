@@ -12,6 +12,10 @@ campaigns, and the verdict is one of:
 - "inconclusive": too few repetitions, or an interval that straddles the threshold; "decided_by"
   says what would decide it. Inconclusive never fails a DAG run;
 - "no baseline": no earlier campaign ran the architecture.
+
+A backend is only ever compared with itself: the series compared (and the trend's columns) are the architectures
+where every run of the environment trained on TensorFlow (the keys of every result before backends were a choice),
+else one per architecture and backend, keyed "vgg16·jax"; each verdict names its "architecture" and "backend".
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ect.analysis.stats import BACKEND, shows_backend, with_backend
 from ect.errors import ConfigError, EnergyRegression
 from ect.raw.layout import campaign_of, run_id_for
 
@@ -43,10 +48,22 @@ class RegressionSettings:
 
 
 def _environment_runs(df: pd.DataFrame, environment: str) -> pd.DataFrame:
-    runs = df[df["environment"] == environment].copy()
+    runs = with_backend(df[df["environment"] == environment]).copy()
     # The CSV holds strings; naive timestamps are UTC by the dataset's definition.
     runs["start"] = pd.to_datetime(runs["start"], utc=True)
     return runs
+
+
+def series_label(architecture: str, backend: str, named: bool) -> str:
+    """A series of the regression check: "vgg16", or "vgg16·jax" where the backend is named."""
+    return f"{architecture}·{backend}" if named else str(architecture)
+
+
+def _with_series(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs with their "series": the architecture, with the backend where any run of them trained on another
+    backend than TensorFlow (shows_backend)."""
+    named = shows_backend(runs[BACKEND])
+    return runs.assign(series=[series_label(a, b, named) for a, b in zip(runs["architecture"], runs[BACKEND])])
 
 
 def _campaign_starts(runs: pd.DataFrame) -> pd.Series:
@@ -169,7 +186,7 @@ def check_regressions(df: pd.DataFrame, environment: str,
     dominate. The interval and the one-sided Mann-Whitney U test's p-value (latest greater than
     baseline, reported) use the run-level values. Runs without a value of the metric are left out.
     """
-    runs = _environment_runs(df, environment)
+    runs = _with_series(_environment_runs(df, environment))
     runs = runs[runs[settings.metric].notna()]
     order = [str(c) for c in _campaign_starts(runs).index]
     latest_campaign = order[-1] if order else None
@@ -178,13 +195,15 @@ def check_regressions(df: pd.DataFrame, environment: str,
     latest = runs[runs["campaign_id"] == latest_campaign]
     baseline = runs[runs["campaign_id"].isin(baseline_campaigns)]
     architectures = {}
-    compared = set(latest["architecture"]) & set(baseline["architecture"])
+    compared = set(latest["series"]) & set(baseline["series"])
     alpha = settings.alpha / max(1, len(compared))  # Bonferroni: ALPHA is the chance of any false alarm in a night
-    for architecture in sorted(latest["architecture"].unique()):
-        latest_J = latest.loc[latest["architecture"] == architecture, settings.metric]
-        arch_baseline = baseline[baseline["architecture"] == architecture]
+    for series, mine in latest.groupby("series", sort=True):
+        latest_J = mine[settings.metric]
+        arch_baseline = baseline[baseline["series"] == series]
+        names = {"architecture": str(mine["architecture"].iloc[0]), "backend": str(mine[BACKEND].iloc[0])}
         if arch_baseline.empty:
-            architectures[str(architecture)] = {
+            architectures[series] = {
+                **names,
                 "status": "no baseline",
                 "regression": False,
                 "latest_runs": int(len(latest_J)),
@@ -195,10 +214,11 @@ def check_regressions(df: pd.DataFrame, environment: str,
                 "relative_change": None,
                 "ratio_interval": None,
                 "p_value": None,
-                "decided_by": "no baseline: no earlier campaign ran this architecture",
+                "decided_by": "no baseline: no earlier campaign ran this architecture"
+                              + (f" on {names['backend']}" if series != names["architecture"] else ""),
             }
         else:
-            architectures[str(architecture)] = _compare(latest_J, arch_baseline, settings, alpha)
+            architectures[series] = {**names, **_compare(latest_J, arch_baseline, settings, alpha)}
 
     return {
         "environment": environment,
@@ -222,10 +242,11 @@ COMPARE_SIDES = ("second-campaign", "first-campaign")  # what decided_by calls t
 
 def compare_campaigns(df: pd.DataFrame, first: str, second: str,
                       settings: RegressionSettings = RegressionSettings()) -> dict:
-    """The second campaign (DAG run) against the first, per environment and architecture that ran in both, judged as
-    the regression check judges a latest run against its baseline (alpha shared out over the pairs compared).
-    Raises ConfigError naming a campaign without runs and the campaigns there are."""
-    runs = df[df[settings.metric].notna()]
+    """The second campaign (DAG run) against the first, per environment, architecture and backend that ran in both,
+    judged as the regression check judges a latest run against its baseline (alpha shared out over the cells
+    compared); a backend is only compared with itself. Raises ConfigError naming a campaign without runs and the
+    campaigns there are."""
+    runs = with_backend(df[df[settings.metric].notna()])
     known = sorted(str(c) for c in runs["campaign_id"].unique())
     sides = {}
     for name in (first, second):
@@ -234,14 +255,14 @@ def compare_campaigns(df: pd.DataFrame, first: str, second: str,
             raise ConfigError(f"no runs of campaign {name!r} (with {settings.metric}); campaigns: "
                               f"{', '.join(known) or 'none'}")
         sides[name] = side
-    cells = {name: set(zip(side["environment"], side["architecture"])) for name, side in sides.items()}
+    cells = {name: set(zip(side["environment"], side["architecture"], side[BACKEND])) for name, side in sides.items()}
     both = sorted(cells[first] & cells[second])
     alpha = settings.alpha / max(1, len(both))
     comparisons = []
-    for environment, architecture in both:
-        a, b = (sides[name][(sides[name]["environment"] == environment) & (sides[name]["architecture"] == architecture)]
-                for name in (first, second))
-        comparisons.append({"environment": environment, "architecture": architecture,
+    for environment, architecture, backend in both:
+        a, b = (sides[name][(sides[name]["environment"] == environment) & (sides[name]["architecture"] == architecture)
+                            & (sides[name][BACKEND] == backend)] for name in (first, second))
+        comparisons.append({"environment": environment, "architecture": architecture, "backend": backend,
                             **_compare(b[settings.metric], a, settings, alpha, COMPARE_SIDES)})
     return {"first": first, "second": second, "settings": dataclasses.asdict(settings), "comparisons": comparisons,
             "only_in_first": [list(cell) for cell in sorted(cells[first] - cells[second])],
@@ -250,10 +271,11 @@ def compare_campaigns(df: pd.DataFrame, first: str, second: str,
 
 def trend_table(df: pd.DataFrame, environment: str, metric: str = "total_energy_J") -> pd.DataFrame:
     """One row per campaign (oldest first, indexed by campaign_id): its earliest "start" and, per
-    architecture, the campaign's median of the metric (NaN where the architecture did not run)."""
+    series (the architecture, or "vgg16·jax" as check_regressions keys it), the campaign's median of the metric (NaN
+    where the series did not run)."""
     runs = _environment_runs(df, environment)
     starts = _campaign_starts(runs)
-    medians = runs.groupby(["campaign_id", "architecture"])[metric].median().unstack("architecture")
+    medians = _with_series(runs).groupby(["campaign_id", "series"])[metric].median().unstack("series")
     medians = medians.reindex(index=starts.index, columns=sorted(medians.columns))
     medians.columns.name = None
     return pd.concat([starts.rename("start"), medians], axis=1)

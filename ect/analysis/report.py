@@ -12,7 +12,9 @@ import pandas as pd
 
 from ect import __version__
 from ect.analysis import plots
-from ect.analysis.stats import analyze, without_one_class_f1
+from ect.analysis.stats import (BACKEND, CELL, analyze, backends, cell_columns, group_label, group_values,
+                                shows_backend, with_backend, without_one_class_f1)
+from ect.backends import DEFAULT_BACKEND
 from ect.quality import ONE_CLASS_NOTE
 from ect.raw.atomic import write_json, write_text
 
@@ -28,8 +30,11 @@ SUMMARY_COLUMNS = {
 
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
-    table = runs.groupby(["environment", "architecture"], sort=True).agg(**SUMMARY_COLUMNS).reset_index()
-    sources = runs.groupby(["environment", "architecture"], sort=True).apply(
+    """One row per environment, architecture and backend: runs, medians and energy sources."""
+    runs = with_backend(runs)
+    keys = ["environment", "architecture", BACKEND]
+    table = runs.groupby(keys, sort=True).agg(**SUMMARY_COLUMNS).reset_index()
+    sources = runs.groupby(keys, sort=True).apply(
         lambda g: ", ".join(sorted({f"GPU {a} / CPU {b}" for a, b in zip(g["gpu_energy_source"], g["cpu_energy_source"])})),
         include_groups=False)
     table["energy_sources"] = sources.to_numpy()
@@ -54,10 +59,12 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def readable_summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """summary_table with readable headers and the units of the figures (kJ, Wh, gCO2e, s)."""
+    """summary_table with readable headers and the units of the figures (kJ, Wh, gCO2e, s); the backend where one
+    other than TensorFlow ran (shows_backend)."""
     t = summary_table(runs)
+    backend = {"Backend": t[BACKEND]} if shows_backend(t[BACKEND]) else {}
     return pd.DataFrame({
-        "Environment": t["environment"], "Architecture": t["architecture"], "Runs": t["runs"],
+        "Environment": t["environment"], "Architecture": t["architecture"], **backend, "Runs": t["runs"],
         "Median energy (kJ)": t["median_total_energy_J"] / 1e3, "Median energy (Wh)": t["median_energy_kWh"] * 1e3,
         "Median emissions (gCO2e)": t["median_emissions_gCO2e"], "Median duration (s)": t["median_duration_s"],
         "Median energy per image (J)": t["median_energy_per_image_J"], "Median F1": t["median_val_f1"],
@@ -66,10 +73,18 @@ def readable_summary(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_label(run) -> str:
-    """A run as people name it: "vgg16 · rep 3 · local"."""
+    """A run as people name it: "vgg16 · rep 3 · local", "vgg16 · rep 3 · local · jax" on another backend than
+    TensorFlow."""
     repetition = run.get("repetition")
     rep = f" · rep {int(repetition)}" if repetition is not None and repetition == repetition else ""
-    return f"{run['architecture']}{rep} · {run['environment']}"
+    backend = run.get(BACKEND)
+    on = f" · {backend}" if isinstance(backend, str) and shows_backend([backend]) else ""
+    return f"{run['architecture']}{rep} · {run['environment']}{on}"
+
+
+def in_words(label: str) -> str:
+    """A cell's label in words: "vgg16@local·jax" -> "vgg16 on local with jax"."""
+    return label.replace("@", " on ").replace("·", " with ")
 
 
 class Document:
@@ -161,14 +176,15 @@ def findings(runs: pd.DataFrame, results: dict, alpha: float) -> list[str]:
     from ect.analysis.regression import ratio_interval
     from ect.analysis.stats import MIN_TEST_N
 
+    runs = with_backend(runs)
+    several = len(backends(runs)) > 1
     lines = []
     largest = (results.get("energy_reduction") or {}).get("largest")
     if largest:
-        values = {f"{a}@{e}": g["total_energy_J"].dropna().to_numpy(float)
-                  for (a, e), g in runs.groupby(["architecture", "environment"])}
+        values = group_values(runs, "total_energy_J", cell_columns(runs))
         source, target = values[largest["from"]], values[largest["to"]]
         text = (f"Largest reduction of the median energy: {_cell(100 * largest['reduction'])} % by running "
-                f"{largest['to'].replace('@', ' on ')} instead of {largest['from'].replace('@', ' on ')} "
+                f"{in_words(largest['to'])} instead of {in_words(largest['from'])} "
                 f"({_cell(largest['from_median_J'] / 1e3)} kJ to {_cell(largest['to_median_J'] / 1e3)} kJ per run)")
         low, high = ratio_interval(target, source, alpha) if min(len(source), len(target)) >= MIN_TEST_N else (0, math.inf)
         if math.isfinite(high):
@@ -176,21 +192,31 @@ def findings(runs: pd.DataFrame, results: dict, alpha: float) -> list[str]:
         else:
             text += f"; no interval: n = {len(source)} and {len(target)} runs (needs >= {MIN_TEST_N} each)"
         lines.append(text + ".")
-    medians = runs.groupby(["environment", "architecture"])["total_energy_J"].median().dropna()
-    for environment, group in medians.groupby(level="environment"):
-        if len(group) > 1:
-            best = group.idxmin()[1]
-            lines.append(f"On {environment}, {best} costs the least energy per run: median {_cell(group.min() / 1e3)} "
-                         f"kJ, against {_cell(group.max() / 1e3)} kJ for {group.idxmax()[1]}.")
-    for architecture, group in medians.groupby(level="architecture"):
-        if len(group) > 1:
-            tested = (results.get("by_architecture", {}).get(str(architecture), {}).get("metrics", {})
+    per_environment = ["environment", BACKEND] if several else ["environment"]
+    for where, group in _medians(runs, per_environment, "architecture"):
+        lines.append(f"On {in_words(where)}, {group.idxmin()[-1]} costs the least energy per run: median "
+                     f"{_cell(group.min() / 1e3)} kJ, against {_cell(group.max() / 1e3)} kJ for {group.idxmax()[-1]}.")
+    scopes = [("by_architecture", ["architecture", BACKEND] if several else ["architecture"], "environment")]
+    if several:
+        scopes.append(("by_backend", CELL, BACKEND))  # the backend effect per architecture on each environment
+    for scope, within, across in scopes:
+        for name, group in _medians(runs, within, across):
+            tested = (results.get(scope, {}).get(name, {}).get("metrics", {})
                       .get("total_energy_J", {}).get("kruskal_wallis", {}))
             evidence = (f"Kruskal-Wallis p = {_cell(tested['p'])}" if tested.get("p") is not None
                         else tested.get("reason", "not tested"))
-            lines.append(f"{architecture}: {group.idxmin()[0]} needs {_cell(100 * (1 - group.min() / group.max()))} % "
-                         f"less energy per run than {group.idxmax()[0]} (medians; {evidence}).")
+            lines.append(f"{in_words(name)}: {group.idxmin()[-1]} needs "
+                         f"{_cell(100 * (1 - group.min() / group.max()))} % less energy per run than "
+                         f"{group.idxmax()[-1]} (medians; {evidence}).")
     return lines or ["Too few runs for any finding."]
+
+
+def _medians(runs: pd.DataFrame, within: list[str], across: str) -> list[tuple[str, pd.Series]]:
+    """The median energy per run of each value of `across` within each group of `within` that has at least two,
+    with the group's name (as the statistics name it: "local", "local·jax", "vgg16@local")."""
+    medians = runs.groupby(within + [across])["total_energy_J"].median().dropna()
+    return [(group_label(key if isinstance(key, tuple) else (key,), within), group)
+            for key, group in medians.groupby(level=within) if len(group) > 1]
 
 
 def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0.05, correction: str = "holm",
@@ -207,14 +233,17 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
         markdown, page = doc.write(out_dir)
         return {"results": str(out_dir / "results.json"), "markdown": str(markdown), "html": str(page),
                 "figures": str(figures)}
+    runs = with_backend(runs)
     results = analyze(runs, alpha=alpha, correction=correction, outliers=outliers)
     if regression is not None:
         results["regression"] = regression
     write_json(out_dir / "results.json", results)
 
+    names = results["backends"]
     doc = Document(title, figures)
     doc.paragraph(f"{len(runs)} run(s) of {runs['architecture'].nunique()} architecture(s) on "
-                  f"{runs['environment'].nunique()} environment(s); tests at alpha = {alpha}, Dunn's p-values "
+                  f"{runs['environment'].nunique()} environment(s) with {len(names)} Keras backend(s) "
+                  f"({', '.join(names)}); tests at alpha = {alpha}, Dunn's p-values "
                   f"corrected with {correction}; outlier removal {'on' if outliers else 'off'}.")
     doc.heading("Findings")
     doc.items(findings(runs, results, alpha))
@@ -224,16 +253,19 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
     doc.figure(plots.energy_boxplot(runs, figures / "energy_boxplot.png"),
                f"Energy per run: each point a run, a box behind the groups of at least {plots.BOX_MIN_RUNS} runs")
     doc.figure(plots.median_bars(runs, figures / "median_energy.png"), "Median energy per run")
+    _backend_section(doc, quality_runs, results)
     doc.heading("Energy vs quality: the Pareto front")
     front = results.get("pareto_front") or []
+    by_backend = results.get("pareto_front_by_backend")
     if one_class:
         doc.paragraph(_one_class_text(runs, one_class))
     if front:
-        doc.table(pd.DataFrame({"Architecture": [f["architecture"] for f in front],
-                                "Environment": [f["environment"] for f in front],
-                                "Median energy (kJ)": [f["median_total_energy_J"] / 1e3 for f in front],
-                                "Median F1": [f["median_val_f1"] for f in front]}))
-        doc.figure(plots.pareto_scatter(quality_runs, front, figures / "pareto.png"), "Median energy vs median F1")
+        doc.table(pareto_frame(front, shows_backend(names)))
+        if by_backend:
+            doc.heading("The Pareto front of each backend", level=3)
+            doc.table(pareto_frame([f for name in sorted(by_backend) for f in by_backend[name]], True))
+        doc.figure(plots.pareto_scatter(quality_runs, front, figures / "pareto.png", by_backend),
+                   "Median energy vs median F1" + (", the Pareto front of each backend" if by_backend else ""))
     elif one_class and runs["val_f1"].notna().any():
         doc.paragraph("No Pareto front: every run with a validation F1 predicted one class.")
     else:
@@ -246,7 +278,8 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
         doc.figure(plots.power_timeline(samples, latest, figures / "power_timeline.png"),
                    f"Power over time of the latest run ({run_label(latest)})")
     doc.heading("Statistics")
-    for scope, label in (("by_environment", "Environment"), ("by_architecture", "Architecture")):
+    for scope, label in (("by_environment", "Environment"), ("by_architecture", "Architecture"),
+                         ("by_backend", "Backend effect on")):
         for key, entry in results.get(scope, {}).items():
             doc.heading(f"{label} {key}: across {entry['across']}s", level=3)
             if "skipped" in entry:
@@ -269,6 +302,64 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
     markdown, page = doc.write(out_dir)
     return {"results": str(out_dir / "results.json"), "markdown": str(markdown), "html": str(page),
             "figures": str(figures)}
+
+
+def pareto_frame(front: list[dict], backend: bool) -> pd.DataFrame:
+    """A Pareto front as people read it, its backend where `backend`."""
+    return pd.DataFrame({"Architecture": [f["architecture"] for f in front],
+                         "Environment": [f["environment"] for f in front],
+                         **({"Backend": [f.get(BACKEND, DEFAULT_BACKEND) for f in front]} if backend else {}),
+                         "Median energy (kJ)": [f["median_total_energy_J"] / 1e3 for f in front],
+                         "Median F1": [f["median_val_f1"] for f in front]})
+
+
+def backend_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """Energy and F1 per environment, architecture and backend: runs, medians and how much more energy per run each
+    backend needs than the cheapest one of that architecture on that environment."""
+    table = summary_table(runs)
+    cheapest = table.groupby(["environment", "architecture"])["median_total_energy_J"].transform("min")
+    return pd.DataFrame({
+        "Environment": table["environment"], "Architecture": table["architecture"], "Backend": table[BACKEND],
+        "Runs": table["runs"], "Median energy (kJ)": table["median_total_energy_J"] / 1e3,
+        "Median F1": table["median_val_f1"],
+        "Energy above the cheapest backend (%)": 100 * (table["median_total_energy_J"] / cheapest - 1),
+    })
+
+
+def backend_effect_frame(runs: pd.DataFrame, results: dict) -> pd.DataFrame:
+    """The backend effect on the energy per run of each architecture on each environment: Kruskal-Wallis across
+    the backends and Cliff's delta of each pair, or why they were not tested."""
+    rows = []
+    for (environment, architecture), _ in runs.groupby(["environment", "architecture"], sort=True):
+        entry = results.get("by_backend", {}).get(group_label((architecture, environment), CELL), {})
+        energy = entry.get("metrics", {}).get("total_energy_J", {})
+        kruskal = energy.get("kruskal_wallis", {})
+        skipped = entry.get("skipped") or energy.get("skipped")
+        why = f"not tested: {skipped}" if skipped else kruskal.get("reason", "not tested")
+        tested = kruskal.get("p") is not None
+        pairs = "; ".join(f"{c['a']} vs {c['b']}: {_cell(c['delta'])} ({c['magnitude']})"
+                          for c in energy.get("cliffs_delta", []) if c.get("delta") is not None)
+        rows.append({"Environment": environment, "Architecture": architecture,
+                     "Kruskal-Wallis p": kruskal["p"] if tested else why,
+                     "Eta squared": kruskal.get("eta_squared") if tested else None,
+                     "Cliff's delta (energy)": pairs or "–"})
+    return pd.DataFrame(rows)
+
+
+def _backend_section(doc: Document, runs: pd.DataFrame, results: dict) -> None:
+    """The backend as a factor: energy and F1 per architecture and backend, and the backend effect; or, with runs of
+    one backend, that it was not tested."""
+    doc.heading("Energy per architecture and backend")
+    names = results["backends"]
+    if len(names) < 2:
+        doc.paragraph(f"One backend ({names[0]}): backend effect not tested.")
+        return
+    doc.paragraph(f"The same architectures trained with Keras on {len(names)} backends ({', '.join(names)}): median "
+                  "energy per run and F1 of each, and the backend effect on the energy of each architecture on each "
+                  "environment (tests as for the environments; each test and pair under Statistics: Backend effect "
+                  "on ...).")
+    doc.table(backend_frame(runs))
+    doc.table(backend_effect_frame(runs, results))
 
 
 def _one_class_text(runs: pd.DataFrame, one_class: list[dict]) -> str:
@@ -294,8 +385,12 @@ def _regression_section(doc: Document, regression: dict, trend_png: Path | None)
                   + (f"; inconclusive: {', '.join(regression['inconclusive'])}" if regression.get("inconclusive") else "")
                   + ".")
     if verdicts:
+        # Results of before backends were a choice have no backend: TensorFlow's.
+        named = [v.get(BACKEND, DEFAULT_BACKEND) for v in verdicts.values()]
         doc.table(pd.DataFrame({
-            "Architecture": list(verdicts), "Runs": [v["latest_runs"] for v in verdicts.values()],
+            "Architecture": [v.get("architecture", key) for key, v in verdicts.items()],
+            **({"Backend": named} if shows_backend(named) else {}),
+            "Runs": [v["latest_runs"] for v in verdicts.values()],
             "Baseline runs": [v["baseline_runs"] for v in verdicts.values()],
             "Median (kJ)": [v["latest_median"] / 1e3 for v in verdicts.values()],
             "Baseline median (kJ)": [None if v["baseline_median"] is None else v["baseline_median"] / 1e3
@@ -312,12 +407,23 @@ COMPARISON_COLUMNS = ["Environment", "Architecture", "Runs 1st", "Runs 2nd", "1s
                       "Interval (%)", "Verdict", "Why"]
 
 
+def compared_backends(result: dict) -> list[str]:
+    """The backends of a compare_campaigns result's cells, compared or not."""
+    return sorted({r[BACKEND] for r in result["comparisons"]}
+                  | {backend for key in ("only_in_first", "only_in_second") for _, _, backend in result[key]})
+
+
 def comparison_frame(result: dict) -> pd.DataFrame:
-    """compare_campaigns' result as people read it: one row per environment and architecture. The headers say 1st
-    and 2nd (DAG run ids are long): comparison_legend names them."""
+    """compare_campaigns' result as people read it: one row per environment and architecture, and backend where one
+    other than TensorFlow ran: then the first column is "Environment·backend" ("local·jax", as the figures name a
+    training environment and its backend; a column of its own would not fit the terminal's width). The headers say
+    1st and 2nd (DAG run ids are long): comparison_legend names them."""
     rows = result["comparisons"]
+    environments = {"Environment": [r["environment"] for r in rows]}
+    if shows_backend(compared_backends(result)):
+        environments = {"Environment·backend": [f"{r['environment']}·{r[BACKEND]}" for r in rows]}
     return pd.DataFrame({
-        "Environment": [r["environment"] for r in rows], "Architecture": [r["architecture"] for r in rows],
+        **environments, "Architecture": [r["architecture"] for r in rows],
         "Runs 1st": [r["baseline_runs"] for r in rows], "Runs 2nd": [r["latest_runs"] for r in rows],
         "1st (kJ)": [r["baseline_median"] / 1e3 for r in rows], "2nd (kJ)": [r["latest_median"] / 1e3 for r in rows],
         "Change (%)": [100 * r["relative_change"] for r in rows],
@@ -325,7 +431,12 @@ def comparison_frame(result: dict) -> pd.DataFrame:
                          f"{100 * (r['ratio_interval'][0] - 1):+.3g} to {100 * (r['ratio_interval'][1] - 1):+.3g}"
                          for r in rows],
         "Verdict": [r["status"] for r in rows], "Why": [r["decided_by"] for r in rows],
-    }, columns=COMPARISON_COLUMNS)
+    }, columns=[*environments, *COMPARISON_COLUMNS[1:]])
+
+
+def compared_cell(environment: str, architecture: str, backend: str, shown: bool) -> str:
+    """A cell of compare_campaigns in words: "vgg16 on local", "vgg16 on local with jax" where the backend is shown."""
+    return f"{architecture} on {environment}" + (f" with {backend}" if shown else "")
 
 
 def comparison_legend(result: dict) -> list[str]:
@@ -340,7 +451,9 @@ def write_comparison(result: dict, out_dir: Path) -> dict:
     write_json(out_dir / "compare.json", result)
     doc = Document(f"{result['second']} against {result['first']}", out_dir / "figures")
     threshold = result["settings"]["threshold"]
-    doc.paragraph(f"Median energy per run of each architecture and environment that ran in both campaigns; a change "
+    backend = shows_backend(compared_backends(result))
+    doc.paragraph(f"Median energy per run of each architecture and environment{' and backend' if backend else ''} "
+                  f"that ran in both campaigns (a backend compared only with itself); a change "
                   f"counts as a regression when its whole interval lies above +{100 * threshold:g} % "
                   f"(REGRESSION: THRESHOLD), with at least {result['settings']['min_runs']} runs on each side.")
     if result["comparisons"]:
@@ -350,7 +463,7 @@ def write_comparison(result: dict, out_dir: Path) -> dict:
         doc.paragraph("No architecture ran in both campaigns on the same environment.")
     for key, label in (("only_in_first", result["first"]), ("only_in_second", result["second"])):
         if result[key]:
-            doc.paragraph(f"Only in {label}: " + ", ".join(f"{a} on {e}" for e, a in result[key]) + ".")
+            doc.paragraph(f"Only in {label}: " + ", ".join(compared_cell(*cell, backend) for cell in result[key]) + ".")
     doc.footer(f"Generated {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M} UTC by ect {__version__}; compare.json "
                "beside this page keeps every digit.")
     markdown, page = doc.write(out_dir)

@@ -5,6 +5,11 @@ Normality (Shapiro-Wilk), equal variances (Levene, median-centred), differences 
 adjustment), effect sizes (Cliff's delta), the largest energy reduction between
 (architecture, environment) cells, the energy/quality Pareto front and Tukey outlier removal.
 Every result is a plain JSON-serialisable dict: floats and ints, None for undefined values.
+
+The Keras backend is a factor beside environment and architecture where the runs used more than one: cells are then
+(architecture, environment, backend), named "vgg16@local·jax", architectures and environments are compared within
+one backend, the backend effect is tested per architecture within each environment, and the Pareto front is also
+computed per backend. Runs without a backend (processed before backends were a choice) ran on TensorFlow.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ect.backends import DEFAULT_BACKEND
 from ect.quality import one_class_reason
 
 By = str | list[str]
 
 METRICS = ("total_energy_J", "energy_per_image_J", "gpu_utilization_mean_pct", "val_f1")
 CELL = ["architecture", "environment"]
+BACKEND = "backend"
 CORRECTIONS = ("holm", "bonferroni", "none")
 TUKEY_K = 1.5
 MIN_TEST_N = 3  # values per group below which a test, a post-hoc comparison or an effect size says nothing
@@ -46,14 +53,45 @@ def _plain(value):
     return value
 
 
-def _label(key) -> str:
-    return "@".join(str(part) for part in key) if isinstance(key, tuple) else str(key)
+def group_label(key, by: By | None = None) -> str:
+    """A group's name: "vgg16", "vgg16@local" for (architecture, environment), and the backend last after "·" when
+    `by` ends with it: "vgg16@local·jax", "local·jax"."""
+    if not isinstance(key, tuple):
+        return str(key)
+    parts = [str(part) for part in key]
+    if isinstance(by, list) and len(by) > 1 and by[-1] == BACKEND:
+        return "@".join(parts[:-1]) + "·" + parts[-1]
+    return "@".join(parts)
+
+
+def with_backend(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs with a backend in every row: a run without one (a processed dataset from before backends were a
+    choice, which has no such column) trained on TensorFlow."""
+    if BACKEND in df.columns and df[BACKEND].notna().all():
+        return df
+    return df.assign(**{BACKEND: df[BACKEND].fillna(DEFAULT_BACKEND) if BACKEND in df.columns else DEFAULT_BACKEND})
+
+
+def backends(df: pd.DataFrame) -> list[str]:
+    """The backends the runs trained on, sorted."""
+    return sorted(str(name) for name in with_backend(df)[BACKEND].unique())
+
+
+def shows_backend(names) -> bool:
+    """Whether tables and labels name the backend: where any run trained on another backend than TensorFlow (the
+    only one before backends were a choice, so TensorFlow-only outputs stay as they were)."""
+    return bool(set(names) - {DEFAULT_BACKEND})
+
+
+def cell_columns(df: pd.DataFrame) -> list[str]:
+    """The columns of a cell: (architecture, environment), and the backend where the runs used more than one."""
+    return CELL + [BACKEND] if len(backends(df)) > 1 else CELL
 
 
 def group_values(df: pd.DataFrame, metric: str, by: By) -> dict[str, np.ndarray]:
-    """The metric's non-missing values per group, groups sorted; a list `by` gives "a@b" names."""
+    """The metric's non-missing values per group, groups sorted; a list `by` gives "a@b" names ("a@b·backend")."""
     present = df.dropna(subset=[metric])
-    return {_label(key): group[metric].to_numpy(dtype=float)
+    return {group_label(key, by): group[metric].to_numpy(dtype=float)
             for key, group in present.groupby(by, sort=True)}
 
 
@@ -225,16 +263,17 @@ def compare_groups(df: pd.DataFrame, metric: str, by: By, alpha: float = 0.05, c
     }
 
 
-def _cell_medians(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Medians per (architecture, environment) cell, NaN ignored, with an "arch@env" label column."""
-    medians = df.groupby(CELL, sort=True)[columns].median().reset_index()
-    medians["group"] = medians["architecture"].astype(str) + "@" + medians["environment"].astype(str)
+def _cell_medians(df: pd.DataFrame, columns: list[str], cell: list[str]) -> pd.DataFrame:
+    """Medians per cell (e.g. architecture, environment), NaN ignored, with an "arch@env" label column."""
+    medians = df.groupby(cell, sort=True)[columns].median().reset_index()
+    medians["group"] = [group_label(tuple(key), cell) for key in medians[cell].itertuples(index=False)]
     return medians
 
 
-def energy_reduction_table(df: pd.DataFrame, energy: str = "total_energy_J") -> dict:
-    """For every ordered pair of cells with median_from > median_to: reduction = 1 - median_to / median_from."""
-    medians = _cell_medians(df, [energy]).dropna(subset=[energy])
+def energy_reduction_table(df: pd.DataFrame, energy: str = "total_energy_J", cell: list[str] | None = None) -> dict:
+    """For every ordered pair of cells (cell_columns by default) with median_from > median_to:
+    reduction = 1 - median_to / median_from."""
+    medians = _cell_medians(df, [energy], cell or cell_columns(df)).dropna(subset=[energy])
     # A zero median (energy not measured) would read as a 100 % saving.
     medians = medians[medians[energy] > 0]
     median_J = dict(zip(medians["group"], medians[energy].astype(float)))
@@ -248,22 +287,30 @@ def energy_reduction_table(df: pd.DataFrame, energy: str = "total_energy_J") -> 
     return result
 
 
-def pareto_front(df: pd.DataFrame, energy: str = "total_energy_J", quality: str = "val_f1") -> list[dict]:
-    """The cells whose medians no other cell beats: energy <= and quality >= with one of them strict."""
-    medians = _cell_medians(df, [energy, quality]).dropna(subset=[energy, quality])
+def pareto_front(df: pd.DataFrame, energy: str = "total_energy_J", quality: str = "val_f1",
+                 cell: list[str] | None = None) -> list[dict]:
+    """The cells (cell_columns by default) whose medians no other cell beats: energy <= and quality >= with one of
+    them strict."""
+    cell = cell or cell_columns(df)
+    medians = _cell_medians(df, [energy, quality], cell).dropna(subset=[energy, quality])
     cells = list(medians.itertuples(index=False))
     cell_energy = medians[energy].to_numpy(dtype=float)
     cell_quality = medians[quality].to_numpy(dtype=float)
     front = []
-    for i, cell in enumerate(cells):
+    for i, row in enumerate(cells):
         no_worse = (cell_energy <= cell_energy[i]) & (cell_quality >= cell_quality[i])
         better = (cell_energy < cell_energy[i]) | (cell_quality > cell_quality[i])
         if not (no_worse & better).any():
-            front.append({"group": cell.group, "architecture": str(cell.architecture),
-                          "environment": str(cell.environment),
+            front.append({"group": row.group, **{column: str(getattr(row, column)) for column in cell},
                           f"median_{energy}": float(cell_energy[i]), f"median_{quality}": float(cell_quality[i])})
     front.sort(key=lambda item: (item[f"median_{energy}"], -item[f"median_{quality}"], item["group"]))
     return front
+
+
+def pareto_fronts_by_backend(df: pd.DataFrame, energy: str = "total_energy_J", quality: str = "val_f1") -> dict:
+    """{backend: the Pareto front of its own runs}, its cells (architecture, environment, backend)."""
+    df = with_backend(df)
+    return {name: pareto_front(df[df[BACKEND] == name], energy, quality, CELL + [BACKEND]) for name in backends(df)}
 
 
 def one_class_models(df: pd.DataFrame) -> tuple[np.ndarray, list[dict]]:
@@ -308,7 +355,7 @@ def _outliers(df: pd.DataFrame, metric: str, by: By, k: float) -> tuple[np.ndarr
             removed.append({
                 **{column: _plain(row[column]) for column in ("run_id", "environment", "architecture")
                    if column in df.columns},
-                "group": _label(key), "metric": metric, "value": float(value),
+                "group": group_label(key, by), "metric": metric, "value": float(value),
                 "lower_fence": float(lower_fence), "upper_fence": float(upper_fence),
                 "reason": (f"below Q1 - {k} IQR" if value < lower_fence else f"above Q3 + {k} IQR"),
             })
@@ -321,13 +368,15 @@ def remove_outliers(df: pd.DataFrame, metric: str, by: By, k: float = TUKEY_K) -
     return df[~outside], removed
 
 
-def _comparisons(df: pd.DataFrame, within: str, across: str, alpha: float, correction: str) -> dict[str, dict]:
-    """For each value of `within`, compare_groups of every metric across the values of `across`."""
+def _comparisons(df: pd.DataFrame, within: By, across: str, alpha: float, correction: str) -> dict[str, dict]:
+    """For each value of `within` (each group of its columns, named as group_label names it), compare_groups of every
+    metric across the values of `across`."""
     results = {}
-    for name, subset in df.groupby(within, sort=True):
+    for key, subset in df.groupby(within, sort=True):
+        name = group_label(key, within)
         n_groups = subset[across].nunique()
         if n_groups < 2:
-            results[str(name)] = {"across": across, "skipped": f"fewer than 2 {across} groups ({n_groups})"}
+            results[name] = {"across": across, "skipped": f"fewer than 2 {across} groups ({n_groups})"}
             continue
         metrics = {}
         for metric in METRICS:
@@ -339,33 +388,49 @@ def _comparisons(df: pd.DataFrame, within: str, across: str, alpha: float, corre
                 metrics[metric] = {"skipped": f"fewer than 2 {across} groups with values"}
             else:
                 metrics[metric] = compare_groups(subset, metric, across, alpha, correction)
-        results[str(name)] = {"across": across, "metrics": metrics}
+        results[name] = {"across": across, "metrics": metrics}
     return results
 
 
 def analyze(df: pd.DataFrame, alpha: float = 0.05, correction: str = "holm", outliers: bool = False) -> dict:
     """The paper's analysis: architectures compared within each environment and environments within
     each architecture, the largest energy reduction and the energy/F1 Pareto front. Runs whose model predicts
-    one class ("one_class_models") keep their energy but not their F1."""
+    one class ("one_class_models") keep their energy but not their F1.
+
+    With runs of several backends ("backends"): architectures compared within each (environment, backend) ("local·jax")
+    and environments within each (architecture, backend) ("vgg16·jax"), the backends compared within each
+    (architecture, environment) ("by_backend", "vgg16@local"), cells of (architecture, environment, backend) and
+    the Pareto front of each backend ("pareto_front_by_backend")."""
     _check_correction(correction)
+    df = with_backend(df)
+    names = backends(df)
+    several = len(names) > 1
+    cell = cell_columns(df)
     df, one_class = without_one_class_f1(df)
     removed = []
     if outliers:
         df = df.copy()
         for metric in METRICS:
             if metric in df.columns:
-                outside, removed_here = _outliers(df, metric, CELL, TUKEY_K)
+                outside, removed_here = _outliers(df, metric, cell, TUKEY_K)
                 # Masking only this metric keeps the run's other metrics in their own tests.
                 df[metric] = df[metric].mask(outside)
                 removed += removed_here
-    return {
+    per_environment = ["environment", BACKEND] if several else "environment"
+    per_architecture = ["architecture", BACKEND] if several else "architecture"
+    results = {
         "n_runs": len(df),
         "alpha": alpha,
         "correction": correction,
+        "backends": names,
         "outliers": {"enabled": outliers, "k": TUKEY_K, "removed": removed},
         "one_class_models": one_class,
-        "by_environment": _comparisons(df, "environment", "architecture", alpha, correction),
-        "by_architecture": _comparisons(df, "architecture", "environment", alpha, correction),
-        "energy_reduction": energy_reduction_table(df),
-        "pareto_front": pareto_front(df),
+        "by_environment": _comparisons(df, per_environment, "architecture", alpha, correction),
+        "by_architecture": _comparisons(df, per_architecture, "environment", alpha, correction),
+        "energy_reduction": energy_reduction_table(df, cell=cell),
+        "pareto_front": pareto_front(df, cell=cell),
     }
+    if several:
+        results["by_backend"] = _comparisons(df, CELL, BACKEND, alpha, correction)
+        results["pareto_front_by_backend"] = pareto_fronts_by_backend(df)
+    return results

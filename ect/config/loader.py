@@ -151,6 +151,10 @@ class Config:
             )
         return self.environments[name]
 
+    def backends(self, environment: str) -> tuple[str, ...]:
+        """The backends a campaign of the environment trains with: BACKENDS, else the environment's BACKEND."""
+        return self.experiment.backends or (self.environment(environment).backend,)
+
     def dataset_dir(self) -> Path:
         """The dataset folder, which must exist for anything that trains."""
         folder = self.path("DATASET_DIR")

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from ect.architectures import ARCHITECTURES, BENCHMARK_ARCHITECTURES
+from ect.backends import BACKENDS, DEFAULT_BACKEND
 from ect.errors import ConfigError
 from ect.masking import PERCENT_ENCODING_HINT, url_problem
 
@@ -151,6 +152,30 @@ def correction_name(value: Any) -> str:
     if value not in ("holm", "bonferroni", "none"):
         raise ValueError("one of holm, bonferroni, none")
     return value
+
+
+def backend_name(value: Any) -> str:
+    if value not in BACKENDS:
+        raise ValueError(f"one of {', '.join(BACKENDS)}")
+    return value
+
+
+def optional_backend_list(value: Any) -> tuple[str, ...] | None:
+    """Backends as a list or comma-separated names, each once; empty: None (the environment's BACKEND)."""
+    if value is None or value == "" or value == []:
+        return None
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)):
+        raise ValueError(f"a list of backends from {', '.join(BACKENDS)}")
+    result = []
+    for name in names:
+        name = str(name).strip()
+        if name not in BACKENDS:
+            raise ValueError(f"backends from {', '.join(BACKENDS)} (unknown: {name!r})")
+        if name in result:
+            raise ValueError(f"each backend once ({name!r} is listed twice)")
+        result.append(name)
+    return tuple(result)
 
 
 def runner_name(value: Any) -> str:
@@ -313,6 +338,9 @@ class Experiment:
     mlflow_enabled: bool = setting(False, boolean, "Log runs to an MLflow tracking server (secrets.yaml or MLFLOW_TRACKING_URI).")
     save_models: bool = setting(True, boolean, "Profiled runs save their trained model to MODELS_DIR after the measurement.")
     architectures: tuple[str, ...] = setting(BENCHMARK_ARCHITECTURES, architecture_list, "Architectures profiled by `ect profile` and the DAGs.")
+    backends: tuple[str, ...] | None = setting(None, optional_backend_list,
+        "Keras backends every architecture is trained with in one campaign (e.g. [tensorflow, jax]: the plan is "
+        "architecture x backend x repetition); empty: the environment's BACKEND.")
     initial_epochs: int = setting(10, positive_int, "Phase 1 epochs: frozen base, new head (OPTIMIZER).")
     ft_epochs: int = setting(140, positive_int, "Phase 2 epochs at most: whole base fine-tuned (FT_OPTIMIZER).")
     repetitions: int = setting(30, positive_int, "Profiled runs per architecture.")
@@ -358,7 +386,7 @@ class Experiment:
 class Resources:
     """config/resources.yaml (optional, per machine): see config/resources.example.yaml."""
 
-    gpu_mem_limit: int | None = setting(None, optional_megabytes, "GPU memory limit in MB for TensorFlow; empty for none.")
+    gpu_mem_limit: int | None = setting(None, optional_megabytes, "GPU memory limit in MB per GPU, on every backend; empty for none.")
     use_cache: bool = setting(True, boolean, "Cache decoded images in memory after the first epoch.")
     cpu_tdp_w: float | None = setting(None, optional_positive_number,
                                       "CPU TDP in W for the CPU power estimate when RAPL is unreadable; empty: 85 W.")
@@ -371,6 +399,9 @@ class Environment:
     name: str
     description: str = setting("", optional_text, "What this environment is (shown in the DAG docs).")
     runner: str = setting("process", runner_name, "How a profiled run is launched: process or docker.")
+    backend: str = setting(DEFAULT_BACKEND, backend_name,
+        "Keras backend of the environment's runs: tensorflow, jax or torch, installed on its GPU host (README: "
+        "Backends); BACKENDS in the experiment overrides it with a list.")
     gpus: str | tuple[int, ...] = setting("all", gpu_selection, "GPUs a run may use and is measured on: all, none, or [indices].")
     carbon_intensity_gco2e_per_kwh: float | None = setting(None, optional_positive_number,
         "Grid carbon intensity in gCO2e/kWh; empty: CodeCarbon's data for the location (CLOUD_PROVIDER and "

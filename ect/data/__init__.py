@@ -1,6 +1,7 @@
 """Dataset folders: scanning, validation, splitting, fingerprinting and a synthetic generator.
 
-The tf.data pipeline lives in ect.data.pipeline; import it explicitly (it needs TensorFlow).
+The input pipelines are imported explicitly: tf.data in ect.data.pipeline (TensorFlow), the array pipeline of the
+JAX and PyTorch backends in ect.data.arrays (no TensorFlow).
 """
 
 from ect.data.folder import (

@@ -1,7 +1,8 @@
 """tf.data input pipelines for a train/validation split.
 
 TensorFlow is imported inside the functions: importing it takes seconds, and
-the rest of ect must start fast without it.
+the rest of ect must start fast without it. The JAX and PyTorch backends use
+ect.data.arrays instead: the same pixels and augmentation, without TensorFlow.
 """
 
 from __future__ import annotations

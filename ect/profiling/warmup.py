@@ -11,28 +11,36 @@ log = logging.getLogger(__name__)
 
 
 def warm_up(seconds: float) -> int:
-    """Keeps the compute device busy with matrix products (the GPU if TensorFlow sees one) for `seconds`.
+    """Keeps the compute device busy with matrix products for `seconds`: keras.ops on the default device of the
+    backend Keras runs on (its first visible GPU, else the CPU).
 
     Brings clocks, fans and temperatures to their working state before the first measurement.
     Returns the number of products computed.
     """
-    import tensorflow as tf
+    import keras
+    from keras import ops
 
-    device = "/GPU:0" if tf.config.list_logical_devices("GPU") else "/CPU:0"
-    log.info(f"warm-up: {seconds:.0f} s of matrix products on {device}")
-    with tf.device(device):
-        matrix = tf.random.stateless_uniform((1024, 1024), seed=(0, 0))
-        started = last_report = time.monotonic()
-        products = 0
-        while time.monotonic() - started < seconds:
-            matrix = tf.linalg.matmul(matrix, matrix)
-            matrix = matrix / (tf.reduce_max(tf.abs(matrix)) + 1.0)
-            float(matrix[0, 0])  # wait for the device
-            products += 1
-            if time.monotonic() - last_report >= PROGRESS_EVERY_S:
-                last_report = time.monotonic()
-                log.info(f"warm-up: {last_report - started:.0f}/{seconds:.0f} s")
+    matrix = keras.random.uniform((1024, 1024), seed=0)
+    log.info(f"warm-up: {seconds:.0f} s of matrix products on {device_name(matrix)} ({keras.backend.backend()})")
+    started = last_report = time.monotonic()
+    products = 0
+    while time.monotonic() - started < seconds:
+        matrix = ops.matmul(matrix, matrix)
+        matrix = matrix / (ops.max(ops.abs(matrix)) + 1.0)
+        ops.convert_to_numpy(matrix[0, 0])  # wait for the device
+        products += 1
+        if time.monotonic() - last_report >= PROGRESS_EVERY_S:
+            last_report = time.monotonic()
+            log.info(f"warm-up: {last_report - started:.0f}/{seconds:.0f} s")
     return products
+
+
+def device_name(tensor) -> str:
+    """The device a backend tensor lives on, as "gpu:0" or "cpu:0" (PyTorch: "cuda:0")."""
+    device = tensor.device  # TensorFlow: ".../device:GPU:0"; JAX: a Device, "cuda:0"; PyTorch: a torch.device
+    if getattr(device, "type", None) is not None:
+        return f"{device.type}:{device.index or 0}"
+    return str(device).rpartition("device:")[2].lower()
 
 
 def cool_down(seconds: float, sleep=time.sleep) -> None:

@@ -30,7 +30,7 @@ TRACKING_FILE = "tracking.json"  # written by MLflow tracking beside the run fil
 PUBLISH_FILE = "publish.json"  # written beside a run measured in scratch: whether the run store has it
 PREVIOUS_ATTEMPTS = "previous-attempts"
 
-_REPETITION_SUFFIX = re.compile(r"-rep\d+$")
+_REPETITION_SUFFIX = re.compile(r"(-(jax|torch))?-rep\d+$")
 # A run id is a folder name: letters, digits, "_", "." and "-", starting with a letter or digit, at most 200.
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 # An environment's name, as config/environments.yaml takes it; an architecture's, as the registry has them.
@@ -184,14 +184,16 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-def run_id_for(campaign_id: str, repetition: int) -> str:
-    """The run id of a campaign's repetition: deterministic, so that a retried task reuses its run folder."""
+def run_id_for(campaign_id: str, repetition: int, backend: str = "tensorflow") -> str:
+    """The run id of a campaign's repetition: deterministic, so that a retried task reuses its run folder.
+    `<campaign>-rep<KK>` on TensorFlow (every run before backends were a choice), `<campaign>-<backend>-rep<KK>`
+    on another backend, so that one campaign's runs of one architecture on two backends never share a folder."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", campaign_id).strip("_")
-    return f"{safe}-rep{repetition:02d}"
+    return f"{safe}-rep{repetition:02d}" if backend == "tensorflow" else f"{safe}-{backend}-rep{repetition:02d}"
 
 
 def campaign_of(run_id: str) -> str:
-    """The DAG run or `ect profile` campaign a run belongs to: its id without the -rep<KK> suffix."""
+    """The DAG run or `ect profile` campaign a run belongs to: its id without the -[<backend>-]rep<KK> suffix."""
     return _REPETITION_SUFFIX.sub("", run_id)
 
 

@@ -148,6 +148,7 @@ class Manifest:
     seed: int | None = None
     config: dict | None = None  # the effective configuration (Config.snapshot())
     software: dict = field(default_factory=dict)  # package versions
+    backend: dict | None = None  # the Keras backend: name, version, keras_version (None: before backends, TensorFlow)
     host: Host = field(default_factory=Host)
     sensors: Sensors | None = None
     dataset: dict | None = None  # path and fingerprint

@@ -113,7 +113,7 @@ def tasks(env, cfg, plan):
     def warm_up_command(plan: dict) -> list[list[str]]:
         if plan["warmup_minutes"] <= 0:
             return []
-        return [ect_command(warmup_args(env.name, container_args(cfg, plan)), python="python")]
+        return [ect_command(warmup_args(env.name, container_args(cfg, plan), plan["backends"][0]), python="python")]
 
     @task
     def run_commands(plan: dict) -> list[dict]:

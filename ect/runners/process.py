@@ -117,7 +117,7 @@ def tasks(env, cfg, plan):
     @task(pool=env.pool_name, **task_options(env))
     def warm_up(plan: dict) -> None:
         if plan["warmup_minutes"] > 0:
-            run_ect(warmup_args(env.name, plan["config_args"]))
+            run_ect(warmup_args(env.name, plan["config_args"], plan["backends"][0]))
 
     @task
     def planned_runs(plan: dict) -> list[dict]:

@@ -1,7 +1,8 @@
 """`ect profile`: the original's profile_model. Warm-up, then one profiled run per architecture and
 repetition, each in its own process (`python -m ect profile-run ...`), with cool-downs between runs.
 
-A run in its own process starts from a fresh TensorFlow (nothing cached from the previous model),
+A run in its own process starts from a fresh framework (nothing cached from the previous model, the backend
+chosen before Keras is imported),
 and a run that crashes or is killed is recorded as failed while the next run goes on.
 """
 
@@ -14,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Sequence
 
 from ect.architectures import get_architecture
+from ect.backends import check_backend
 from ect.config import Config
 from ect.profiling.warmup import cool_down
 from ect.raw.layout import RunKey
@@ -40,17 +42,20 @@ def profile_campaign(cfg: Config, environment: str, options: Sequence[str], expe
     require_tracking_settings(cfg, experiment_name)
     for name in cfg.experiment.architectures:
         get_architecture(name).check_input_size(cfg.experiment.image_size)
+    backends = cfg.backends(environment)
+    for name in backends:
+        check_backend(name, cfg.experiment.architectures)
     cfg.dataset_dir()  # fail before the warm-up, not after it
-    runs = plan_of(cfg.experiment, datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    runs = plan_of(cfg.experiment, datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"), backends)
     started = time.monotonic()
     if cfg.experiment.warmup_time > 0:
-        warm = subprocess.run(ect_command(warmup_args(environment, list(options))))
+        warm = subprocess.run(ect_command(warmup_args(environment, list(options), backends[0])))
         if warm.returncode != 0:
             log.warning(f"warm-up failed with exit code {warm.returncode}; measuring anyway")
 
     failed, energy_J = [], 0.0
     for number, run in enumerate(runs, start=1):
-        log.info(f"== run {number}/{len(runs)}: {run.architecture}, repetition {run.repetition}, "
+        log.info(f"== run {number}/{len(runs)}: {run.architecture} on {run.backend}, repetition {run.repetition}, "
                  f"id {run.run_id} (elapsed {format_duration(time.monotonic() - started)})")
         key = RunKey(environment, run.architecture, run.run_id)
         args = profile_run_args(environment, run, list(options), experiment_name)

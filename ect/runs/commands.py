@@ -21,8 +21,8 @@ def ect_command(args: list[str], python: str = sys.executable) -> list[str]:
     return [python, "-m", "ect", *args]
 
 
-def warmup_args(environment: str, options: list[str]) -> list[str]:
-    return ["warmup", environment, *options]
+def warmup_args(environment: str, options: list[str], backend: str | None = None) -> list[str]:
+    return ["warmup", environment, *options] + (["--backend", backend] if backend else [])
 
 
 def profile_run_args(environment: str, run: PlannedRun, options: list[str], experiment_name: str | None = None,
@@ -30,7 +30,7 @@ def profile_run_args(environment: str, run: PlannedRun, options: list[str], expe
     """The arguments of `ect profile-run` for one planned run; with cool_down, the run itself cools down after
     itself when the plan says so (a DAG task; a campaign cools down between the runs it launches)."""
     args = ["profile-run", environment, run.architecture, "--repetition", str(run.repetition),
-            "--run-id", run.run_id, *options]
+            "--run-id", run.run_id, "--backend", run.backend, *options]
     if experiment_name:
         args += ["--experiment-name", experiment_name]
     if dag_run_id:

@@ -61,7 +61,9 @@ def run_lock(cfg: Config, key: RunKey) -> Path:
 
 
 def profile_run(cfg: Config, key: RunKey, repetition: int, experiment_name: str | None = None,
-                dag_run_id: str | None = None) -> RunOutcome:
+                dag_run_id: str | None = None, backend: str | None = None) -> RunOutcome:
+    """One profiled run on `backend` (default: the environment's BACKEND)."""
+    backend = backend or cfg.environment(key.environment).backend
     experiment_name = experiment_of(cfg, key.environment, experiment_name)
     require_tracking_settings(cfg, experiment_name)
     check_run_id(key.run_id)
@@ -69,14 +71,14 @@ def profile_run(cfg: Config, key: RunKey, repetition: int, experiment_name: str 
     folder = run_folder(cfg, key)
     try:
         with exclusive(run_lock(cfg, key), f"profile-run {key}"):
-            return _profile_run(cfg, key, repetition, experiment_name, dag_run_id, store, folder)
+            return _profile_run(cfg, key, repetition, experiment_name, dag_run_id, store, folder, backend)
     except FolderInUse as error:
         raise ConfigError(f"run {key}: {error}; two runs with one run id would interleave their files: wait for "
                           "it to end or choose another run id") from None
 
 
 def _profile_run(cfg: Config, key: RunKey, repetition: int, experiment_name: str | None, dag_run_id: str | None,
-                 store, folder: Path) -> RunOutcome:
+                 store, folder: Path, backend: str) -> RunOutcome:
     existing = read_manifest(folder)
     if existing is not None and existing.completed:
         log.info(f"run {key.run_id} ({key.environment}/{key.architecture}) is already completed: {folder}; not re-running")
@@ -84,7 +86,7 @@ def _profile_run(cfg: Config, key: RunKey, repetition: int, experiment_name: str
         return RunOutcome(folder, "completed", True, existing)
     folder.mkdir(parents=True, exist_ok=True)
     attempt = set_aside_previous_attempt(folder, existing)
-    manifest = new_manifest(cfg, "profiled", key, experiment_name, repetition=repetition, attempt=attempt,
+    manifest = new_manifest(cfg, "profiled", key, experiment_name, backend, repetition=repetition, attempt=attempt,
                             dag_run_id=dag_run_id)
     try:
         with recorded(folder, manifest):
@@ -161,7 +163,7 @@ def _measure(cfg: Config, key: RunKey, folder: Path, manifest: Manifest) -> None
     for name, entry in choice.report.items():
         log.info(f"sensor {name}: {'used' if entry['used'] else 'not used'} ({entry['reason']})")
 
-    run = prepare_run(cfg, key.environment, key.architecture)
+    run = prepare_run(cfg, key.environment, key.architecture, manifest.backend["name"])
     manifest.dataset = {"path": str(cfg.dataset_dir()), "fingerprint": run.fingerprint}
     manifest.preparation_s = run.seconds_to_prepare
     write_manifest(folder, manifest)

@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ect import __version__
+from ect.backends import backend_record
 from ect.config import Config, load_secrets
 from ect.errors import ConfigError
 from ect.raw.layout import RunKey
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def software_versions() -> dict:
     versions = {"python": platform.python_version(), "ect": __version__}
-    for name in ("tensorflow", "keras", "numpy", "nvidia-ml-py", "psutil"):
+    for name in ("tensorflow", "jax", "torch", "keras", "numpy", "nvidia-ml-py", "psutil"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -27,10 +28,11 @@ def software_versions() -> dict:
     return versions
 
 
-def new_manifest(cfg: Config, kind: str, key: RunKey, experiment_name: str | None, **values) -> Manifest:
+def new_manifest(cfg: Config, kind: str, key: RunKey, experiment_name: str | None, backend: str,
+                 **values) -> Manifest:
     """The manifest of a run that starts now: kind is "profiled" (ect profile-run) or "train" (ect train)."""
     return started_now(key, kind, experiment_name=experiment_name, seed=cfg.experiment.seed, config=cfg.snapshot(),
-                       software=software_versions(), **values)
+                       software=software_versions(), backend=backend_record(backend), **values)
 
 
 def experiment_of(cfg: Config, environment: str, given: str | None) -> str | None:

@@ -27,16 +27,18 @@ from ect.runs.workload import final_metrics, prepare_run
 log = logging.getLogger(__name__)
 
 
-def run_training(cfg: Config, environment: str, architecture: str, experiment_name: str | None = None) -> Path:
-    """Trains one model; returns its folder."""
+def run_training(cfg: Config, environment: str, architecture: str, experiment_name: str | None = None,
+                 backend: str | None = None) -> Path:
+    """Trains one model on `backend` (default: the environment's BACKEND); returns its folder."""
+    backend = backend or cfg.environment(environment).backend
     experiment_name = experiment_of(cfg, environment, experiment_name)
     require_tracking_settings(cfg, experiment_name)
-    run = prepare_run(cfg, environment, architecture)
+    run = prepare_run(cfg, environment, architecture, backend)
     key = RunKey(environment, architecture, datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ"))
     models_dir = cfg.path("MODELS_DIR")
     out = key.folder(models_dir)
     out.mkdir(parents=True)
-    manifest = new_manifest(cfg, "train", key, experiment_name,
+    manifest = new_manifest(cfg, "train", key, experiment_name, backend,
                             host=Host(hostname=socket.gethostname(), platform=platform.platform(), gpus=run.gpu_names),
                             dataset={"path": str(cfg.dataset_dir()), "fingerprint": run.fingerprint})
     log.info(f"training {architecture} for {environment}: up to {cfg.experiment.initial_epochs} + "
@@ -50,7 +52,7 @@ def run_training(cfg: Config, environment: str, architecture: str, experiment_na
         manifest.model = {"file": save_model(run.model, out).relative_to(models_dir).as_posix()}
         write_json(out / METRICS_FILE, {
             "environment": environment, "architecture": architecture, "experiment_name": experiment_name,
-            "profile": cfg.profile, "seed": cfg.experiment.seed, "weights": cfg.experiment.weights,
+            "profile": cfg.profile, "seed": cfg.experiment.seed, "weights": cfg.experiment.weights, "backend": backend,
             "gpus": run.gpu_names, "training_duration_s": duration_s, **metrics,
         })
         log.info(f"done in {duration_s:.1f} s: val_accuracy {metrics['val_accuracy']:.4f}, val_f1 "

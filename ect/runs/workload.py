@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from ect.architectures import get_architecture
+from ect.backends import check_backend, keras_backend, select_backend
 from ect.config import Config
 from ect.models.training import TrainingResult, f1_score
 from ect.raw.columns import QUALITY_METRICS
@@ -29,15 +30,18 @@ class PreparedRun:
     gpu_names: list[str]
     flops: int
     seconds_to_prepare: float
+    backend: str
 
 
-def prepare_run(cfg: Config, environment: str, architecture: str) -> PreparedRun:
-    """Validates the inputs, then (and only then) imports TensorFlow and builds data and model."""
+def prepare_run(cfg: Config, environment: str, architecture: str, backend: str) -> PreparedRun:
+    """Validates the inputs, selects the Keras backend, then (and only then) imports the framework and builds data
+    and model."""
     started = time.perf_counter()
     env = cfg.environment(environment)
     arch = get_architecture(architecture)
     experiment = cfg.experiment
     arch.check_input_size(experiment.image_size)
+    check_backend(backend, [architecture])
     from ect.data import fingerprint, scan_dataset, split_dataset
 
     index = scan_dataset(cfg.dataset_dir(), skip_corrupt=experiment.skip_corrupt_images)
@@ -45,21 +49,35 @@ def prepare_run(cfg: Config, environment: str, architecture: str) -> PreparedRun
     log.info(f"dataset {index.root}: {len(split.train)} training and {len(split.validation)} validation images "
              f"({', '.join(index.class_names)})")
 
-    from ect.data.pipeline import make_tf_datasets
-    from ect.models.build import build_model, make_optimizer, set_seed
     from ect.models.device import configure_gpus
+
+    select_backend(backend)
+    gpu_names = configure_gpus(backend, env.gpus, cfg.resources.gpu_mem_limit)  # before the framework is imported
+    from ect.models.build import build_model, make_optimizer, set_seed
     from ect.models.flops import forward_flops
 
-    gpu_names = configure_gpus(env.gpus, cfg.resources.gpu_mem_limit)
-    log.info(f"devices: {', '.join(gpu_names) if gpu_names else 'CPU only (no GPU visible to TensorFlow)'}")
+    log.info(f"backend {backend} ({keras_backend()} in Keras); devices: "
+             f"{', '.join(gpu_names) if gpu_names else f'CPU only (no GPU visible to {backend})'}")
     set_seed(experiment.seed)
-    train_ds, val_ds = make_tf_datasets(split, experiment.image_size, experiment.batch_size, experiment.seed,
-                                        cache=cfg.resources.use_cache)
+    train_ds, val_ds = input_pipeline(backend)(split, experiment.image_size, experiment.batch_size, experiment.seed,
+                                               cache=cfg.resources.use_cache)
     optimizer = make_optimizer(experiment.optimizer, experiment.learning_rate, experiment.momentum)
     model, base = build_model(arch, experiment.image_size, experiment.weights, optimizer)
     flops = forward_flops(model, experiment.image_size)
     return PreparedRun(model, base, train_ds, val_ds, split, fingerprint(index), gpu_names, flops,
-                       time.perf_counter() - started)
+                       time.perf_counter() - started, backend)
+
+
+def input_pipeline(backend: str):
+    """tf.data on TensorFlow; on JAX and PyTorch the array pipeline (same images, split and augmentation, no
+    TensorFlow)."""
+    if backend == "tensorflow":
+        from ect.data.pipeline import make_tf_datasets
+
+        return make_tf_datasets
+    from ect.data.arrays import make_array_datasets
+
+    return make_array_datasets
 
 
 def final_metrics(run: PreparedRun, result: TrainingResult, experiment) -> dict:

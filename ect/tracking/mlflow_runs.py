@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ect import __version__
+from ect.backends import DEFAULT_BACKEND, get_backend
 from ect.config import Config
 from ect.config.secrets import MlflowSecrets, load_secrets
 from ect.energy import emissions_gCO2e, to_kWh
@@ -239,6 +240,7 @@ def _tags(manifest: Manifest, energy_tags: dict[str, str], experiment_name: str)
         "host": str(manifest.host.hostname or "unknown"),
         "gpus": ", ".join(map(str, manifest.host.gpus or [])) or "none",
         "ect_version": manifest.software.get("ect") or __version__,
+        "ect.backend": _backend_name(manifest),
         **({"dag_run_id": manifest.dag_run_id} if manifest.dag_run_id else {}),
         **energy_tags,
     }
@@ -298,7 +300,7 @@ def _log_model(client, experiment_id: str, run_id: str, manifest: Manifest, fold
     try:
         client.log_outputs(run_id, [LoggedModelOutput(model_id, step=0)])
         with tempfile.TemporaryDirectory(prefix="ect-mlflow-model-") as tmp:
-            _save_mlflow_model(model_file, Path(tmp) / "model", Model(
+            _save_mlflow_model(model_file, Path(tmp) / "model", manifest, Model(
                 artifact_path=logged.artifact_location, run_id=run_id, model_uuid=model_id, model_id=model_id))
             client.log_model_artifacts(model_id, str(Path(tmp) / "model"))
         client.log_batch(run_id, metrics=[Metric(m.key, m.value, m.timestamp, m.step, model_id=model_id)
@@ -346,18 +348,38 @@ def _predicts_one_class(mlflow_run) -> bool:
             or predicts_one_class(_validation_metrics(mlflow_run.data.metrics)))
 
 
-def _save_mlflow_model(model_file: Path, target: Path, mlflow_model) -> None:
+def _save_mlflow_model(model_file: Path, target: Path, manifest: Manifest, mlflow_model) -> None:
     """model.keras as an MLflow model folder (MLmodel + data/model.keras), loadable by mlflow.keras.load_model."""
-    from importlib import metadata
-
     import keras
     import mlflow.keras
 
     import ect.models.layers  # noqa: F401  (registers ImagePreprocessing for loading)
 
     model = keras.saving.load_model(model_file, compile=False)
-    requirements = [f"{name}=={metadata.version(name)}" for name in ("keras", "tensorflow")]
-    mlflow.keras.save_model(model, str(target), mlflow_model=mlflow_model, pip_requirements=requirements)
+    mlflow.keras.save_model(model, str(target), mlflow_model=mlflow_model,
+                            pip_requirements=model_requirements(manifest.backend or {}))
+
+
+def _backend_name(manifest: Manifest) -> str:
+    return (manifest.backend or {}).get("name") or DEFAULT_BACKEND  # a run from before backends: TensorFlow
+
+
+def model_requirements(backend: dict) -> list[str]:
+    """pip requirements of a run's model: Keras and the framework it was trained on, at the run's versions (the
+    manifest's `backend`: name, version, keras_version), else at this host's."""
+    from importlib import metadata
+
+    def pinned(distribution: str, version: str | None) -> str:
+        if version is None:
+            try:
+                version = metadata.version(distribution)
+            except metadata.PackageNotFoundError:
+                return distribution
+        # No local label (torch's 2.13.0+cu130): "==2.13.0" accepts every build of that version.
+        return f"{distribution}=={version.split('+')[0]}"
+
+    framework = get_backend(backend.get("name") or DEFAULT_BACKEND)  # a run from before backends: TensorFlow
+    return [pinned("keras", backend.get("keras_version")), pinned(framework.distribution, backend.get("version"))]
 
 
 def _log_plots(client, run_id: str, manifest: Manifest, folder: Path) -> None:

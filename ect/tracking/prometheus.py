@@ -2,10 +2,11 @@
 
 After each aggregation, the latest campaign of every environment in the processed dataset, one series per run:
     ect_run_energy_joules, ect_run_duration_seconds, ect_run_gpu_power_watts, ect_run_emissions_grams_co2e
-    {environment, architecture, campaign, run}
-After each regression check, its verdicts, one series per architecture of the latest campaign:
-    ect_regression_verdict{environment, architecture, campaign, verdict} 1 for the verdict, 0 for the others
-    ect_regression_change_ratio{environment, architecture, campaign} latest median / baseline median
+    {environment, architecture, backend, campaign, run}
+After each regression check, its verdicts, one series per architecture and backend of the latest campaign:
+    ect_regression_verdict{environment, architecture, backend, campaign, verdict} 1 for the verdict, 0 for the others
+    ect_regression_change_ratio{environment, architecture, backend, campaign} latest median / baseline median
+The backend is the run's Keras backend (tensorflow for runs from before backends were a choice).
 
 Grouping key: job (ect_runs, ect_regression) and environment. Each push is a PUT (push_to_gateway), which replaces
 the whole group: an environment's group then holds exactly its latest campaign as the processed dataset has it (a
@@ -30,6 +31,8 @@ import pandas as pd
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
 from ect.analysis.regression import campaign_order
+from ect.analysis.stats import with_backend
+from ect.backends import DEFAULT_BACKEND
 from ect.masking import mask, masked_url, url_secrets
 
 log = logging.getLogger(__name__)
@@ -46,20 +49,21 @@ RUN_METRICS = (
     ("ect_run_emissions_grams_co2e", "Emissions of the run's energy (the environment's PUE and carbon intensity), "
                                      "in gCO2e.", "emissions_gCO2e"),
 )
-RUN_LABELS = ("environment", "architecture", "campaign", "run")
+RUN_LABELS = ("environment", "architecture", "backend", "campaign", "run")
 
 
 def push_latest_campaigns(gateway: str, runs: pd.DataFrame) -> list[str]:
     """Pushes the latest campaign of each environment in `runs` (the processed dataset); returns the environments
     pushed. A value that is missing (e.g. no GPU power on a CPU-only run) is left out, not pushed as NaN."""
     pushed = []
+    runs = with_backend(runs)
     for environment in sorted(set(runs["environment"])):
         campaign = campaign_order(runs, environment)[-1]
         latest = runs[(runs["environment"] == environment) & (runs["campaign_id"] == campaign)]
         registry = CollectorRegistry()
         gauges = [(Gauge(name, doc, RUN_LABELS, registry=registry), column) for name, doc, column in RUN_METRICS]
         for row in latest.itertuples(index=False):
-            labels = (environment, row.architecture, campaign, row.run_id)
+            labels = (environment, row.architecture, row.backend, campaign, row.run_id)
             for gauge, column in gauges:
                 value = getattr(row, column)
                 if pd.notna(value):
@@ -77,17 +81,19 @@ def push_verdicts(gateway: str, result: dict) -> bool:
     if campaign is None:
         return False
     registry = CollectorRegistry()
-    verdict = Gauge("ect_regression_verdict", "1 for the architecture's regression verdict in the latest campaign, "
-                    "0 for the other verdicts.", ("environment", "architecture", "campaign", "verdict"),
-                    registry=registry)
+    verdict = Gauge("ect_regression_verdict", "1 for the regression verdict of the architecture on its backend in the "
+                    "latest campaign, 0 for the other verdicts.",
+                    ("environment", "architecture", "backend", "campaign", "verdict"), registry=registry)
     ratio = Gauge("ect_regression_change_ratio", "Median energy of the latest campaign / median of the baseline "
-                  "campaigns' medians (absent without a baseline).", ("environment", "architecture", "campaign"),
-                  registry=registry)
-    for architecture, check in result["architectures"].items():
+                  "campaigns' medians (absent without a baseline).",
+                  ("environment", "architecture", "backend", "campaign"), registry=registry)
+    for key, check in result["architectures"].items():
+        # A result keyed by architecture alone (TensorFlow only, or from before backends) names neither field.
+        series = (environment, check.get("architecture", key), check.get("backend", DEFAULT_BACKEND), campaign)
         for name in VERDICTS:
-            verdict.labels(environment, architecture, campaign, name).set(1.0 if check["status"] == name else 0.0)
+            verdict.labels(*series, name).set(1.0 if check["status"] == name else 0.0)
         if check["relative_change"] is not None:
-            ratio.labels(environment, architecture, campaign).set(1 + check["relative_change"])
+            ratio.labels(*series).set(1 + check["relative_change"])
     what = f"regression verdicts of campaign {campaign} of environment {environment}"
     return _push(gateway, REGRESSION_JOB, environment, registry, what)
 

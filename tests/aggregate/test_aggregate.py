@@ -284,3 +284,39 @@ def test_cli_errors_name_the_missing_folder(tmp_path):
     result = run_ect("export", "--format", "codecarbon", "--processed", str(tmp_path / "x.parquet"), cwd=tmp_path,
                      env={"ECT_HOME": str(REPO)})
     assert result.returncode == 2 and "run `ect aggregate` first" in result.stderr
+
+
+def test_processed_runs_carry_their_backend_and_runs_from_before_backends_ran_on_tensorflow(tmp_path):
+    from raw_runs import write_valid_run
+
+    raw = imported_raw(tmp_path, stamps=(STAMP_A,))  # the original's run: TensorFlow, versions unknown
+    before = write_valid_run(raw / "local" / "tiny_cnn" / "night-rep00")  # a manifest without a backend
+    manifest = json.loads((before / "manifest.json").read_text())
+    manifest["software"].update(tensorflow="2.21.0", keras="3.15.1")
+    (before / "manifest.json").write_text(json.dumps(manifest))
+    jax = write_valid_run(raw / "local" / "tiny_cnn" / "night-jax-rep00")
+    manifest = json.loads((jax / "manifest.json").read_text())
+    manifest["backend"] = {"name": "jax", "version": "0.10.2", "keras_version": "3.15.1"}
+    (jax / "manifest.json").write_text(json.dumps(manifest))
+
+    result, _ = quiet_aggregate(raw, tmp_path / "metrics")
+    runs = pd.read_parquet(result.processed).set_index("run_id")
+    backends = runs[["backend", "backend_version", "keras_version"]].astype(object).where(runs.notna(), None)
+    assert backends.to_dict("index") == {
+        f"legacy-{STAMP_A}": {"backend": "tensorflow", "backend_version": None, "keras_version": None},
+        "night-rep00": {"backend": "tensorflow", "backend_version": "2.21.0", "keras_version": "3.15.1"},
+        "night-jax-rep00": {"backend": "jax", "backend_version": "0.10.2", "keras_version": "3.15.1"}}
+    assert runs.loc["night-jax-rep00", "campaign_id"] == runs.loc["night-rep00", "campaign_id"] == "night"
+    csv = pd.read_csv(result.processed.with_suffix(".csv"))
+    assert list(csv.columns[csv.columns.get_loc("experiment_name") + 1:][:3]) == [
+        "backend", "backend_version", "keras_version"]
+
+    # A processed dataset of the format before (no backend columns) is aggregated again, every run.
+    index_path = tmp_path / "metrics" / "interim" / "index.json"
+    index = json.loads(index_path.read_text())
+    index_path.write_text(json.dumps({**index, "format": index["format"] - 1}))
+    pd.read_parquet(result.processed).drop(columns=["backend", "backend_version", "keras_version"]).to_parquet(
+        result.processed)
+    again, _ = quiet_aggregate(raw, tmp_path / "metrics")
+    assert again.updated == 3
+    assert set(pd.read_parquet(again.processed)["backend"]) == {"tensorflow", "jax"}

@@ -275,3 +275,80 @@ def test_a_profile_that_does_not_fail_runs_only_warns(caplog):
 
 def test_raise_on_regression_is_silent_without_regressions():
     raise_on_regression(check_regressions(history(seed=3), "gpu-node"))
+
+
+def with_backends(df: pd.DataFrame, jax_from: int, jax_factor: float = 1.0, jax_latest_increase: float = 0.0):
+    """The history's runs on TensorFlow, and from campaign `jax_from` on the same runs also on JAX (run ids
+    <campaign>-jax-rep<KK>), jax_factor times the energy, and jax_latest_increase more in the last campaign."""
+    order = campaign_order(df, "gpu-node")
+    jax = df[df["campaign_id"].isin(order[jax_from:])].copy()
+    jax["backend"] = "jax"
+    jax["run_id"] = jax["campaign_id"] + "-jax-rep" + jax["repetition"].map("{:02d}".format)
+    jax["total_energy_J"] *= jax_factor * np.where(jax["campaign_id"] == order[-1], 1 + jax_latest_increase, 1.0)
+    return pd.concat([df.assign(backend="tensorflow"), jax], ignore_index=True)
+
+
+def test_jax_runs_are_never_compared_with_a_tensorflow_baseline():
+    # JAX ran only in the latest campaign, at 1.5 times TensorFlow's energy: no baseline for it, never a regression.
+    df = with_backends(history(seed=30), jax_from=-1, jax_factor=1.5)
+    result = check_regressions(df, "gpu-node")
+    assert set(result["architectures"]) == {f"{a}·{b}" for a in MEANS_J for b in ("jax", "tensorflow")}
+    for architecture in MEANS_J:
+        jax, tensorflow = (result["architectures"][f"{architecture}·{b}"] for b in ("jax", "tensorflow"))
+        assert (jax["architecture"], jax["backend"], jax["status"]) == (architecture, "jax", "no baseline")
+        assert jax["decided_by"] == "no baseline: no earlier campaign ran this architecture on jax"
+        assert jax["latest_runs"] == 5 and jax["baseline_runs"] == 0
+        assert (tensorflow["backend"], tensorflow["status"]) == ("tensorflow", "no regression")
+        assert tensorflow["latest_runs"] == 5 and tensorflow["baseline_runs"] == 25  # TensorFlow's runs only
+    assert result["regressions"] == []
+    json.dumps(result, allow_nan=False)
+
+
+def test_each_backend_is_checked_against_its_own_baseline():
+    # JAX costs 1.5 times TensorFlow's energy every night (no regression), and 10 % more in the latest night on cnn.
+    df = with_backends(history(seed=31), jax_from=0, jax_factor=1.5)
+    latest = df["campaign_id"] == campaign_order(df, "gpu-node")[-1]
+    df.loc[latest & (df["backend"] == "jax") & (df["architecture"] == "cnn"), "total_energy_J"] *= 1.10
+    result = check_regressions(df, "gpu-node")
+    assert result["regressions"] == ["cnn·jax"]
+    assert result["architectures"]["cnn·jax"]["relative_change"] == pytest.approx(0.10, abs=0.03)
+    assert result["architectures"]["cnn·tensorflow"]["status"] == "no regression"
+    assert all(abs(v["relative_change"]) < 0.05 for k, v in result["architectures"].items() if k != "cnn·jax")
+    with pytest.raises(EnergyRegression, match=r"cnn·jax: \+"):
+        raise_on_regression(result)
+    table = trend_table(df, "gpu-node")
+    assert list(table.columns) == ["start"] + sorted(f"{a}·{b}" for a in MEANS_J for b in ("jax", "tensorflow"))
+    assert table["cnn·jax"].iloc[0] == pytest.approx(1.5 * table["cnn·tensorflow"].iloc[0], rel=0.05)
+
+
+def test_tensorflow_only_histories_keep_their_keys_with_or_without_the_column():
+    df = history(seed=32, latest_increase={"cnn": 0.10})
+    for runs in (df, df.assign(backend="tensorflow")):
+        result = check_regressions(runs, "gpu-node")
+        assert list(result["architectures"]) == ["cnn", "mobilenet", "resnet"] and result["regressions"] == ["cnn"]
+        assert result["architectures"]["cnn"]["architecture"] == "cnn"
+        assert result["architectures"]["cnn"]["backend"] == "tensorflow"
+        assert list(trend_table(runs, "gpu-node").columns) == ["start", "cnn", "mobilenet", "resnet"]
+    jax_only = check_regressions(df.assign(backend="jax"), "gpu-node")
+    assert jax_only["regressions"] == ["cnn·jax"]  # another backend than TensorFlow is always named
+
+
+def test_compare_campaigns_compares_each_backend_with_itself():
+    from ect.analysis.regression import campaign_key, compare_campaigns
+
+    nights = history(seed=33, campaigns=2, repetitions=10)
+    nights["campaign_id"] = nights["campaign_id"].map(campaign_key)  # as run folders name them
+    df = with_backends(nights, jax_from=0, jax_factor=1.5, jax_latest_increase=0.15)
+    first, second = campaign_order(df, "gpu-node")
+    result = compare_campaigns(df, first, second)
+    verdicts = {(r["architecture"], r["backend"]): r["status"] for r in result["comparisons"]}
+    assert verdicts == {**{(a, "jax"): "regression" for a in MEANS_J}, **{(a, "tensorflow"): "no regression"
+                                                                          for a in MEANS_J}}
+    assert all(r["environment"] == "gpu-node" for r in result["comparisons"])
+    # A campaign on TensorFlow against one on JAX: nothing in common, nothing compared.
+    apart = df[((df["campaign_id"] == first) & (df["backend"] == "tensorflow"))
+               | ((df["campaign_id"] == second) & (df["backend"] == "jax"))]
+    result = compare_campaigns(apart, first, second)
+    assert result["comparisons"] == []
+    assert result["only_in_first"] == [["gpu-node", a, "tensorflow"] for a in sorted(MEANS_J)]
+    assert result["only_in_second"] == [["gpu-node", a, "jax"] for a in sorted(MEANS_J)]

@@ -396,3 +396,72 @@ def test_the_report_page_headline_never_says_no_regression_before_anything_was_j
         "regression check: 1 inconclusive, 1 no regression")
     assert report_headline(verdicts("no regression", "no regression")).endswith("; no regression")
     assert report_headline(verdicts("regression", "inconclusive")).endswith("; regression: a0")
+
+
+def two_backend_runs(jax_factor=1.4, **options) -> pd.DataFrame:
+    """processed_runs on TensorFlow and the same runs on JAX (run ids <campaign>-jax-rep<KK>), jax_factor times the
+    energy."""
+    tensorflow = processed_runs(**options).assign(backend="tensorflow", backend_version="2.21.0")
+    jax = tensorflow.assign(backend="jax", backend_version="0.10.2",
+                            run_id=tensorflow["run_id"].str.replace("-rep", "-jax-rep"))
+    for column in ("total_energy_J", "energy_kWh", "emissions_gCO2e", "energy_per_image_J", "duration_s"):
+        jax[column] = jax[column] * jax_factor
+    return pd.concat([tensorflow, jax], ignore_index=True)
+
+
+def test_the_report_shows_the_backend_factor(tmp_path):
+    from ect.analysis.report import write_report
+
+    write_report(two_backend_runs(), tmp_path, "Two backends")
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["backends"] == ["jax", "tensorflow"]
+    effect = results["by_backend"]["vgg16@local"]["metrics"]["total_energy_J"]
+    assert effect["kruskal_wallis"]["significant"] and effect["cliffs_delta"][0]["delta"] == 1.0
+    assert set(results["pareto_front_by_backend"]) == {"jax", "tensorflow"}
+    markdown = (tmp_path / "report.md").read_text()
+    assert "## Energy per architecture and backend" in markdown and "backend effect not tested" not in markdown
+    assert ("| Environment | Architecture | Backend | Runs | Median energy (kJ) | Median F1 | Energy above the "
+            "cheapest backend (%) |") in markdown
+    section = markdown.split("## Energy per architecture and backend")[1].split("\n## ")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| local | vgg16 | jax |"))
+    assert row.split("|")[7].strip() == "40"  # 1.4 times TensorFlow's energy: 40 % above the cheapest backend
+    assert "| Environment | Architecture | Kruskal-Wallis p | Eta squared | Cliff's delta (energy) |" in markdown
+    assert "jax vs tensorflow: 1 (large)" in markdown
+    assert "vgg16 on local: tensorflow needs 28.57 % less energy per run than jax (medians; Kruskal-Wallis p" \
+        in markdown
+    assert "### Backend effect on vgg16@local: across backends" in markdown
+    assert "### Environment local·jax: across architectures" in markdown
+    assert "### The Pareto front of each backend" in markdown
+    assert "by running mobilenet_v2 on local with tensorflow instead of vgg16 on cloud with jax" in markdown
+    cells = [cell.strip() for line in markdown.splitlines() if line.startswith("| ") for cell in line.split("|")]
+    numbers = [c for c in cells if re.fullmatch(r"-?[\d.]+(e[-+]?\d+)?", c)]
+    assert all(significant_digits(n) <= 4 for n in numbers), [n for n in numbers if significant_digits(n) > 4]
+    page = (tmp_path / "report.html").read_text()
+    assert "<h2>Energy per architecture and backend</h2>" in page and "<th>Backend</th>" in page
+
+
+def test_a_report_of_one_backend_says_the_backend_effect_was_not_tested(tmp_path):
+    from ect.analysis.report import write_report
+
+    write_report(processed_runs(campaigns=2), tmp_path, "One backend")
+    page = (tmp_path / "report.html").read_text()
+    assert "<h2>Energy per architecture and backend</h2><p>One backend (tensorflow): backend effect not tested.</p>" \
+        in page
+    assert "<th>Backend</th>" not in page  # TensorFlow only: the tables of before
+    write_report(processed_runs(campaigns=2).assign(backend="jax"), tmp_path / "jax", "JAX only")
+    page = (tmp_path / "jax" / "report.html").read_text()
+    assert "One backend (jax): backend effect not tested." in page and "<th>Backend</th>" in page
+
+
+def test_the_regression_section_names_the_backend_of_each_verdict(tmp_path):
+    from ect.analysis.regression import check_regressions
+    from ect.analysis.report import write_report
+
+    runs = two_backend_runs(campaigns=3, repetitions=5)
+    regression = check_regressions(runs, "local")
+    assert set(regression["architectures"]) == {f"{a}·{b}" for a in ("mobilenet_v2", "resnet50", "vgg16")
+                                                for b in ("jax", "tensorflow")}
+    write_report(runs[runs["environment"] == "local"], tmp_path, "Local", regression=regression)
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| Architecture | Backend | Runs | Baseline runs | Median (kJ) |" in markdown
+    assert re.search(r"\| vgg16 \| jax \| 5 \| 10 \| [\d.]+ \|", markdown)

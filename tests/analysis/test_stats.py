@@ -326,3 +326,82 @@ def test_eta_squared_is_never_negative_and_says_why():
     assert result["H"] < 2 and result["eta_squared"] == 0.0
     assert "no effect beyond chance" in result["eta_squared_note"] and "raw estimate -" in result["eta_squared_note"]
 
+
+
+def two_backends(jax_factor: float, seed: int, n: int = 8) -> pd.DataFrame:
+    """Runs of two architectures on one environment, each trained on TensorFlow and JAX (the same repetitions once
+    per backend, different run ids); JAX's energy is TensorFlow's median times jax_factor, the same noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for architecture, median_J, f1 in (("vgg16", 400e3, 0.9), ("mobilenet_v2", 100e3, 0.8)):
+        for backend, factor in (("tensorflow", 1.0), ("jax", jax_factor)):
+            for repetition in range(n):
+                energy_J = median_J * factor * rng.lognormal(0, 0.05)
+                rows.append({"environment": "local", "architecture": architecture, "backend": backend,
+                             "run_id": f"night-{backend}-rep{repetition:02d}", "campaign_id": "night",
+                             "total_energy_J": energy_J, "energy_per_image_J": energy_J / 1e4,
+                             "gpu_utilization_mean_pct": rng.uniform(40, 90),
+                             "val_f1": f1 + (0.02 if backend == "jax" else 0) + rng.normal(0, 0.002)})
+    return pd.DataFrame(rows)
+
+
+def test_a_backend_that_uses_clearly_more_energy_is_found_per_architecture():
+    result = analyze(two_backends(jax_factor=1.5, seed=1))
+    json.dumps(result, allow_nan=False)
+    assert result["backends"] == ["jax", "tensorflow"]
+    assert set(result["by_backend"]) == {"mobilenet_v2@local", "vgg16@local"}
+    for cell in ("mobilenet_v2@local", "vgg16@local"):
+        energy = result["by_backend"][cell]["metrics"]["total_energy_J"]
+        assert result["by_backend"][cell]["across"] == "backend"
+        assert energy["kruskal_wallis"]["significant"] is True and energy["kruskal_wallis"]["p"] < 0.001
+        (pair,) = energy["cliffs_delta"]
+        assert (pair["a"], pair["b"], pair["delta"], pair["magnitude"]) == ("jax", "tensorflow", 1.0, "large")
+        assert energy["groups"]["jax"]["median"] > 1.3 * energy["groups"]["tensorflow"]["median"]
+    # Architectures and environments are compared within one backend, cells name the backend.
+    assert set(result["by_environment"]) == {"local·jax", "local·tensorflow"}
+    assert set(result["by_architecture"]) == {"mobilenet_v2·jax", "mobilenet_v2·tensorflow", "vgg16·jax",
+                                              "vgg16·tensorflow"}
+    assert set(result["by_environment"]["local·jax"]["metrics"]["total_energy_J"]["groups"]) == {"mobilenet_v2",
+                                                                                               "vgg16"}
+    largest = result["energy_reduction"]["largest"]
+    assert (largest["from"], largest["to"]) == ("vgg16@local·jax", "mobilenet_v2@local·tensorflow")
+
+
+def test_backends_that_use_the_same_energy_show_no_backend_effect():
+    # The same distribution on both backends: over 20 seeds, no more rejections than chance allows (alpha = 0.05,
+    # two cells per seed: 2 expected; P(>= 7 of 40) is under 1 % for a correct test).
+    rejections = [entry["metrics"]["total_energy_J"]["kruskal_wallis"]["significant"]
+                  for seed in range(20) for entry in analyze(two_backends(1.0, seed=100 + seed))["by_backend"].values()]
+    assert sum(rejections) <= 6
+    same = analyze(two_backends(1.0, seed=7))["by_backend"]["vgg16@local"]["metrics"]["total_energy_J"]
+    assert same["cliffs_delta"][0]["magnitude"] != "large"
+
+
+def test_the_pareto_front_is_computed_per_backend():
+    df = two_backends(jax_factor=1.5, seed=2)
+    result = analyze(df)
+    fronts = result["pareto_front_by_backend"]
+    assert set(fronts) == {"jax", "tensorflow"}
+    for backend, front in fronts.items():
+        # Within one backend mobilenet_v2 is cheaper and vgg16 better: both are on its front.
+        assert [f["group"] for f in front] == [f"mobilenet_v2@local·{backend}", f"vgg16@local·{backend}"]
+        assert {f["backend"] for f in front} == {backend}
+        mine = df[(df["backend"] == backend) & (df["architecture"] == "vgg16")]
+        assert front[1]["median_total_energy_J"] == mine["total_energy_J"].median()
+    # Across backends, JAX's cells cost 1.5 times the energy for +0.02 F1: every cell is on the joint front.
+    assert {f["group"] for f in result["pareto_front"]} == {"mobilenet_v2@local·tensorflow", "mobilenet_v2@local·jax",
+                                                            "vgg16@local·tensorflow", "vgg16@local·jax"}
+    assert pareto_front(df[df["backend"] == "tensorflow"])[0]["group"] == "mobilenet_v2@local"  # one backend: as before
+
+
+def test_one_backend_leaves_the_statistics_as_they_were():
+    """Runs of one backend (or a processed dataset from before backends were a choice, without the column) give the
+    results of before: no backend effect, cells of architecture and environment."""
+    df = lognormal_runs([100e3, 200e3], n=5, seed=8)
+    before = analyze(df)
+    assert before["backends"] == ["tensorflow"] and "by_backend" not in before
+    assert "pareto_front_by_backend" not in before and set(before["by_environment"]) == {"local"}
+    assert analyze(df.assign(backend="tensorflow")) == before
+    jax = analyze(df.assign(backend="jax"))
+    assert jax["backends"] == ["jax"] and {k: v for k, v in jax.items() if k != "backends"} == {
+        k: v for k, v in before.items() if k != "backends"}

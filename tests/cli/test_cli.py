@@ -14,13 +14,14 @@ def test_help_lists_every_command():
 
 @pytest.mark.parametrize("command, options", [
     ("train", ["ENVIRONMENT", "ARCHITECTURE", "-d DIR, --data DIR", "--experiment-name", "--experiment_name",
-               "--profile", "--set KEY=VALUE", "--skip-corrupt"]),
+               "--profile", "--set KEY=VALUE", "--skip-corrupt", "--backend NAME"]),
     ("make-dataset", ["DIR", "--source", "--images", "--size", "--seed", "--classes", "--idx-dir", "--force"]),
     ("config", ["--profile", "--explain", "--set KEY=VALUE"]),
-    ("profile", ["ENVIRONMENT", "-d DIR, --data DIR", "--architectures", "--repetitions", "--experiment-name",
+    ("profile", ["ENVIRONMENT", "-d DIR, --data DIR", "--architectures", "--backends", "--repetitions", "--experiment-name",
                  "--experiment_name", "--profile", "--set KEY=VALUE"]),
-    ("profile-run", ["ENVIRONMENT", "ARCHITECTURE", "--repetition", "--run-id", "--experiment-name", "-d DIR"]),
-    ("warmup", ["ENVIRONMENT", "--minutes", "--profile"]),
+    ("profile-run", ["ENVIRONMENT", "ARCHITECTURE", "--repetition", "--run-id", "--experiment-name", "-d DIR",
+                     "--backend NAME"]),
+    ("warmup", ["ENVIRONMENT", "--minutes", "--profile", "--backend NAME"]),
 ])
 def test_each_command_documents_its_options(command, options, capsys):
     with pytest.raises(SystemExit) as exit_:

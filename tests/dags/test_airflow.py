@@ -80,7 +80,7 @@ def test_every_environment_has_a_dag_with_the_expected_graph(monkeypatch):
     assert cloud.get_task("train").partial_kwargs["environment_name"] == "cloud"  # with each run: its log's folder
 
 
-def test_the_trigger_form_takes_architectures_as_a_list_or_a_comma_separated_string(monkeypatch):
+def test_the_trigger_form_takes_architectures_and_backends_as_a_list_or_a_comma_separated_string(monkeypatch):
     import copy
 
     from ect.pipeline import config_for
@@ -97,6 +97,16 @@ def test_the_trigger_form_takes_architectures_as_a_list_or_a_comma_separated_str
         conf = copy.deepcopy(params)
         with pytest.raises(Exception, match="architectures"):
             conf.update({"architectures": wrong})
+            conf.validate()
+    for given, expected in ((["tensorflow", "jax"], ("tensorflow", "jax")), ("jax, torch", ("jax", "torch")),
+                            (None, ("tensorflow",))):
+        conf = copy.deepcopy(params)
+        conf.update({"backends": given})
+        assert config_for(conf.validate(), REPO).backends("local") == expected
+    for wrong in ("mxnet", "jax;torch", ["caffe"], []):
+        conf = copy.deepcopy(params)
+        with pytest.raises(Exception, match="backends"):
+            conf.update({"backends": wrong})
             conf.validate()
 
 
@@ -167,7 +177,7 @@ def test_dags_test_runs_the_demo_and_leaves_validated_aggregated_output(airflow_
         assert startup not in task_output  # kept beside the runs instead:
     kept = {p.parent.name: p.read_text() for p in (root / "metrics" / "logs" / "local").glob("*/*.log")}
     assert set(kept) == {"tiny_cnn", "vgg16"} and all("absl::InitializeLog" in text for text in kept.values())
-    assert "tiny_cnn · rep 0 on local" in task_output
+    assert "tiny_cnn · tensorflow · rep 0 on local" in task_output
     runs = pd.read_parquet(root / "metrics" / "processed" / "runs.parquet")
     assert sorted(runs["architecture"]) == ["tiny_cnn", "vgg16"]
     assert (runs["cpu_energy_source"] == "estimated").all() and runs["total_energy_J"].gt(0).all()
@@ -188,6 +198,29 @@ def test_dags_test_runs_the_demo_and_leaves_validated_aggregated_output(airflow_
     for verdict in regression["architectures"].values():
         assert verdict["status"] == "inconclusive" and verdict["decided_by"].startswith("needs 4 more latest")
     assert len(pd.read_parquet(root / "metrics" / "processed" / "runs.parquet")) == 4
+
+
+def test_a_dag_run_whose_plan_has_two_backends_ends_green_and_its_report_shows_the_backend(airflow_home):
+    root, env = airflow_home
+    conf = {"profile": "demo", "architectures": "tiny_cnn", "backends": ["tensorflow", "jax"]}
+    result = airflow("dags", "test", "ect_local", "--conf", json.dumps(conf), env=env, check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    output = result.stdout + result.stderr
+    assert "tiny_cnn · tensorflow · rep 0 on local" in output and "tiny_cnn · jax · rep 0 on local" in output
+    runs = pd.read_parquet(root / "metrics" / "processed" / "runs.parquet")
+    assert sorted(runs["backend"]) == ["jax", "tensorflow"] and runs["total_energy_J"].gt(0).all()
+    assert runs.set_index("backend")["backend_version"].to_dict() == {"jax": "0.10.2", "tensorflow": "2.21.0"}
+    manifests = [json.loads(p.read_text()) for p in (root / "metrics" / "raw" / "local").glob("*/*/manifest.json")]
+    assert sorted(m["backend"]["name"] for m in manifests) == ["jax", "tensorflow"]
+    jax_run = next(m for m in manifests if m["backend"]["name"] == "jax")
+    assert jax_run["run_id"].endswith("-jax-rep00") and jax_run["status"] == "completed"
+    summary = json.loads((root / "metrics" / "validation" / "summary.json").read_text())
+    assert summary["passed"] == 2 and summary["quarantined"] == 0
+    report = (root / "out" / "local" / "report.md").read_text()
+    section = report.split("## Energy per architecture and backend")[1].split("\n## ")[0]
+    assert "| local | tiny_cnn | jax | 1 |" in section and "| local | tiny_cnn | tensorflow | 1 |" in section, section
+    regression = json.loads((root / "out" / "local" / "regression.json").read_text())
+    assert set(regression["architectures"]) == {"tiny_cnn·jax", "tiny_cnn·tensorflow"}
 
 
 def test_a_failed_training_task_leaves_the_other_runs_aggregated_and_the_failure_in_the_summary(
@@ -346,8 +379,8 @@ def test_trigger_path_with_a_real_scheduler_and_api_server(airflow_home, project
         # The trigger form as the UI gets it: every field optional, empty by default.
         details = api_get(f"{base_url}/api/v2/dags/ect_local/details", token)
         form = details["params"]
-        assert set(form) == {"architectures", "repetitions", "profile", "dataset", "initial_epochs", "ft_epochs",
-                             "experiment_name"}
+        assert set(form) == {"architectures", "backends", "repetitions", "profile", "dataset", "initial_epochs",
+                             "ft_epochs", "experiment_name"}
         for name, param in form.items():
             assert param["value"] is None and "null" in param["schema"]["type"], (name, param)
         assert form["profile"]["schema"]["enum"] == [None, "demo", "fashion"]
@@ -392,7 +425,7 @@ def test_trigger_path_with_a_real_scheduler_and_api_server(airflow_home, project
         check_the_report_page_is_behind_airflows_login(base_url, token)
         instances = api_get(f"{runs_url}/triggered-1/taskInstances", token)
         labels = [i["rendered_map_index"] for i in instances["task_instances"] if i["task_id"] == "train"]
-        assert labels == ["tiny_cnn · rep 0"], instances
+        assert labels == ["tiny_cnn · tensorflow · rep 0"], instances
         dags = {d["dag_id"]: d for d in api_get(f"{base_url}/api/v2/dags", token)["dags"]}
         assert dags["ect_report"]["is_paused"] is False  # active on creation, never unpaused
     finally:

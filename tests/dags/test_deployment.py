@@ -1,8 +1,12 @@
 """The deployment files agree with each other and with the pins: the Celery compose files (which cannot run here: no
 registry is reachable for their images) and the images' requirements."""
 
+import os
 import re
+import shutil
+import subprocess
 
+import pytest
 import yaml
 
 from conftest import REPO
@@ -54,3 +58,50 @@ def test_the_images_pin_what_requirements_txt_pins():
         different = {package: (version, main[package]) for package, version in image.items()
                      if package in main and main[package] != version}
         assert different == {}, f"docker/{name} pins other versions than requirements.txt: {different}"
+
+
+def test_the_worker_images_backend_requirements_pin_what_the_project_pins():
+    main = {**pins(REPO / "requirements.txt"), **pins(REPO / "requirements-torch.txt")}
+    for backend in ("tensorflow", "jax", "torch"):
+        image = pins(REPO / "docker" / f"{backend}-requirement.txt")
+        assert image[backend] == main[backend], backend
+        assert {package: version for package, version in image.items() if main.get(package) != version} == {}, backend
+
+
+def test_the_build_arg_backend_defaults_to_tensorflow_and_reaches_the_install_step():
+    lines = [line.strip() for line in (REPO / "docker" / "Dockerfile").read_text().splitlines()]
+    first_from = next(i for i, line in enumerate(lines) if line.startswith("FROM "))
+    # Declared after FROM: an ARG before it would be empty in RUN.
+    assert lines.index("ARG BACKEND=tensorflow") > first_from
+    assert 'sh /opt/ect-build/install-backend.sh "$BACKEND"' in "\n".join(lines)
+
+
+@pytest.mark.parametrize("backend, has_tensorflow, installed", [
+    ("tensorflow", True, None),  # the official TensorFlow GPU base image: nothing to add (the default build)
+    ("tensorflow", False, "tensorflow-requirement.txt"),
+    ("jax", True, "jax-requirement.txt"),
+    ("torch", True, "torch-requirement.txt"),
+])
+def test_the_build_arg_backend_selects_the_requirements_the_image_installs(tmp_path, backend, has_tensorflow,
+                                                                           installed):
+    build = tmp_path / "ect-build"
+    build.mkdir()
+    shutil.copy(REPO / "docker" / "install-backend.sh", build)
+    for name in ("tensorflow", "jax", "torch"):
+        shutil.copy(REPO / "docker" / f"{name}-requirement.txt", build)
+    log = tmp_path / "pip.log"
+    (build / "pip-install.sh").write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    (build / "pip-install.sh").chmod(0o755)
+    python = tmp_path / "python"  # the venv's python: `import tensorflow` works when the base image has it
+    python.write_text(f"#!/bin/sh\nexit {0 if has_tensorflow else 1}\n")
+    python.chmod(0o755)
+    done = subprocess.run(["sh", str(build / "install-backend.sh"), backend], capture_output=True, text=True,
+                          env={**os.environ, "ECT_VENV_PYTHON": str(python)}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (log.read_text().split() if log.exists() else []) == (["-r", str(build / installed)] if installed else [])
+
+
+def test_an_unknown_build_arg_backend_fails_the_build(tmp_path):
+    done = subprocess.run(["sh", str(REPO / "docker" / "install-backend.sh"), "caffe"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1 and "BACKEND=caffe: expected tensorflow, jax or torch" in done.stderr

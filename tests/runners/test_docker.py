@@ -52,7 +52,7 @@ def test_containerised_profiled_run_with_gpus_off_and_a_private_secret(project, 
         assert path.stat().st_uid == os.getuid() and os.access(path, os.R_OK | os.W_OK), path
     assert len(pd.read_parquet(metrics / "processed" / "runs.parquet")) == 1
 
-    assert "tiny_cnn · rep 0 in " in output and "absl::InitializeLog" not in output  # labelled, no start-up noise
+    assert "tiny_cnn · tensorflow · rep 0 in " in output and "absl::InitializeLog" not in output  # labelled, no start-up noise
     (kept,) = (metrics / "logs" / "cloud" / "tiny_cnn").glob("*.log")
     assert "absl::InitializeLog" in kept.read_text()
 

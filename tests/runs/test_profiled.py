@@ -33,7 +33,7 @@ def test_profile_demo_writes_complete_run_folders_on_cpu(synthetic_dataset, tmp_
                      "--architectures", "tiny_cnn", "--repetitions", "2", "--set", f"METRICS_DIR={metrics}",
                      "--set", "INITIAL_EPOCHS=2", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "== run 1/2: tiny_cnn, repetition 0" in result.stdout and "== run 2/2 completed" in result.stdout
+    assert "== run 1/2: tiny_cnn on tensorflow, repetition 0" in result.stdout and "== run 2/2 completed" in result.stdout
     assert "energy so far" in result.stdout and "profiled 2/2 runs" in result.stdout
 
     folders = run_dirs(metrics, "tiny_cnn")

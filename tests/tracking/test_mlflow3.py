@@ -64,3 +64,18 @@ def test_settings_are_not_metrics(tmp_path):
     metrics = _final_metrics(tmp_path)
     assert metrics == {"final_val_f1": 0.5, "gflops": 1.5, "trained_epochs": 2, "training_duration_s": 3.0}
     assert not {key.upper() for key in metrics} & set(HYPERPARAMETERS)
+
+
+def test_the_model_requires_keras_and_the_run_s_backend_at_the_recorded_versions():
+    from importlib import metadata
+
+    from ect.tracking.mlflow_runs import model_requirements
+
+    assert model_requirements({"name": "jax", "version": "0.10.2", "keras_version": "3.15.1"}) == [
+        "keras==3.15.1", "jax==0.10.2"]
+    # A CUDA build's local label would pin PyTorch's own index: any build of 2.13.0 will do.
+    assert model_requirements({"name": "torch", "version": "2.13.0+cu130", "keras_version": "3.15.1"}) == [
+        "keras==3.15.1", "torch==2.13.0"]
+    # A run from before backends trained on TensorFlow; versions not recorded are this host's.
+    assert model_requirements({}) == [f"keras=={metadata.version('keras')}",
+                                      f"tensorflow=={metadata.version('tensorflow')}"]

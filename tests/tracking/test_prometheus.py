@@ -64,8 +64,9 @@ def row(environment, architecture, campaign, repetition, energy_J, start="2026-1
             "duration_s": 61.25, "gpu_power_mean_W": power}
 
 
-def labels(environment, architecture, campaign, run=None, **more):
-    found = {"environment": environment, "architecture": architecture, "campaign": campaign, **more}
+def labels(environment, architecture, campaign, run=None, backend="tensorflow", **more):
+    found = {"environment": environment, "architecture": architecture, "backend": backend, "campaign": campaign,
+             **more}
     if run:
         found["run"] = run
     return tuple(sorted(found.items()))
@@ -115,6 +116,31 @@ def test_regression_verdicts_are_pushed_one_per_architecture(clean):
     assert samples(clean, "ect_regression_change_ratio") == {labels("local", "vgg16", "n7"): 1.125,
                                                              labels("local", "resnet50", "n7"): 0.97}
     assert push_verdicts(clean, {"environment": "cloud", "latest_campaign": None, "architectures": {}}) is False
+
+
+@pytest.mark.pushgateway
+def test_runs_and_verdicts_of_two_backends_are_series_of_their_own(clean):
+    """One campaign trained on TensorFlow and JAX: a series per run with its backend (a processed dataset without the
+    column: TensorFlow), and a verdict per architecture and backend, whatever the result's keys."""
+    both = pd.DataFrame([{**row("local", "vgg16", "n1", 0, 1000.0), "backend": "tensorflow"},
+                         {**row("local", "vgg16", "n1", 0, 1500.0), "run_id": "n1-jax-rep00", "backend": "jax"}])
+    push_latest_campaigns(clean, both)
+    assert samples(clean, "ect_run_energy_joules") == {labels("local", "vgg16", "n1", "n1-rep00"): 1000.0,
+                                                       labels("local", "vgg16", "n1", "n1-jax-rep00", "jax"): 1500.0}
+    push_latest_campaigns(clean, both.drop(columns=["backend"]).iloc[:1])
+    assert samples(clean, "ect_run_energy_joules") == {labels("local", "vgg16", "n1", "n1-rep00"): 1000.0}
+
+    def check(backend, status, change):
+        return {"architecture": "vgg16", "backend": backend, "status": status, "relative_change": change}
+
+    push_verdicts(clean, {"environment": "local", "latest_campaign": "n1", "architectures": {
+        "vgg16·jax": check("jax", "regression", 0.25),
+        "vgg16·tensorflow": check("tensorflow", "no regression", 0.01)}})
+    ones = {key for key, value in samples(clean, "ect_regression_verdict").items() if value == 1}
+    assert ones == {labels("local", "vgg16", "n1", backend="jax", verdict="regression"),
+                    labels("local", "vgg16", "n1", verdict="no regression")}
+    assert samples(clean, "ect_regression_change_ratio") == {labels("local", "vgg16", "n1", backend="jax"): 1.25,
+                                                             labels("local", "vgg16", "n1"): 1.01}
 
 
 @pytest.mark.pushgateway

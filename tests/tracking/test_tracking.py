@@ -217,7 +217,8 @@ def test_a_completed_profiled_run_is_an_mlflow_run(mlflow_url, synthetic_dataset
     _assert_secret_nowhere(metrics, result, sync, second_sync)
 
 
-def test_plain_training_is_an_mlflow_run_too(mlflow_url, synthetic_dataset, tmp_path):
+def test_plain_training_is_an_mlflow_run_too(mlflow_url, synthetic_dataset, tmp_path, monkeypatch):
+    import mlflow.artifacts
     from mlflow.tracking import MlflowClient
 
     models = tmp_path / "models"
@@ -245,8 +246,16 @@ def test_plain_training_is_an_mlflow_run_too(mlflow_url, synthetic_dataset, tmp_
     assert not any(name.startswith(("power_", "utilization_")) for name in values)  # nothing was sampled
     assert "batch_size" not in values and "seed" not in values and "training_duration_s" in values
     assert "energy not measured" in tags["mlflow.note.content"]
+    assert tags["ect.backend"] == "tensorflow"
     (output,) = run.outputs.model_outputs
-    assert client.get_logged_model(output.model_id).source_run_id == run.info.run_id
+    logged = client.get_logged_model(output.model_id)
+    assert logged.source_run_id == run.info.run_id
+    # The model's pip requirements: Keras and the run's backend, at the versions its manifest records.
+    backend = _read(folder / "manifest.json")["backend"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_url)
+    requirements = Path(mlflow.artifacts.download_artifacts(f"{logged.artifact_location}/requirements.txt",
+                                                            dst_path=str(tmp_path / "requirements"))).read_text()
+    assert {f"keras=={backend['keras_version']}", f"tensorflow=={backend['version']}"} <= set(requirements.split())
     version = _registered_version(client, "tiny_cnn", run.info.run_id)
     if predicts_one_class(trained):  # what the demo training learned: see _expected_model
         assert version is None and tags[ONE_CLASS_TAG] == "true"
