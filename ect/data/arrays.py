@@ -64,10 +64,7 @@ def make_array_datasets(
 ):
     """Return (train, val) keras.utils.PyDataset objects yielding (images (B, S, S, 3) in [0, 1], labels (B, 1))
     float32 batches, as make_tf_datasets does; `workers` threads (default min(4, CPUs)) prepare batches ahead."""
-    if not split.train:
-        raise DatasetError("the training split is empty; no images to train on")
-    if not split.validation:
-        raise DatasetError("the validation split is empty; no images to validate on")
+    split.check_not_empty()
     workers = min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise DatasetError(f"the input pipeline needs at least 1 worker thread, got workers={workers}")

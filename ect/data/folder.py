@@ -44,6 +44,13 @@ class Split:
     train: tuple[ImageFile, ...]
     validation: tuple[ImageFile, ...]
 
+    def check_not_empty(self) -> None:
+        """Both sides hold images; DatasetError naming the empty one (an input pipeline needs both)."""
+        if not self.train:
+            raise DatasetError("the training split is empty; no images to train on")
+        if not self.validation:
+            raise DatasetError("the validation split is empty; no images to validate on")
+
 
 def is_hidden(path: Path) -> bool:
     return path.name.startswith(".")

@@ -8,7 +8,6 @@ ect.data.arrays instead: the same pixels and augmentation, without TensorFlow.
 from __future__ import annotations
 
 from ect.data.folder import ImageFile, Split
-from ect.errors import DatasetError
 
 
 def make_tf_datasets(
@@ -22,10 +21,7 @@ def make_tf_datasets(
     """Return (train_ds, val_ds) yielding (images (B, S, S, 3) in [0, 1], labels (B, 1)) float32 batches."""
     import tensorflow as tf
 
-    if not split.train:
-        raise DatasetError("the training split is empty; no images to train on")
-    if not split.validation:
-        raise DatasetError("the validation split is empty; no images to validate on")
+    split.check_not_empty()
 
     train_ds = load_images(split.train, image_size, cache)
     train_ds = train_ds.shuffle(len(split.train), seed=seed, reshuffle_each_iteration=True)

@@ -121,7 +121,7 @@ def _params(manifest: Manifest) -> dict[str, str]:
     fingerprint = (manifest.dataset or {}).get("fingerprint") or {}
     sensors = manifest.sensors
     params.update({
-        "environment": manifest.environment, "architecture": manifest.architecture,
+        "environment": manifest.environment, "architecture": manifest.architecture, "backend": _backend_name(manifest),
         "repetition": manifest.repetition, "run_id": manifest.run_id, "attempt": manifest.attempt,
         "profile": config.get("profile"),
         "dataset_sha256": fingerprint.get("sha256"), "dataset_total_files": fingerprint.get("total_files"),
@@ -240,7 +240,7 @@ def _tags(manifest: Manifest, energy_tags: dict[str, str], experiment_name: str)
         "host": str(manifest.host.hostname or "unknown"),
         "gpus": ", ".join(map(str, manifest.host.gpus or [])) or "none",
         "ect_version": manifest.software.get("ect") or __version__,
-        "ect.backend": _backend_name(manifest),
+        "backend": _backend_name(manifest),
         **({"dag_run_id": manifest.dag_run_id} if manifest.dag_run_id else {}),
         **energy_tags,
     }
@@ -294,7 +294,7 @@ def _log_model(client, experiment_id: str, run_id: str, manifest: Manifest, fold
         return f"not logged: {why}"
     logged = client.create_logged_model(experiment_id, name="model", source_run_id=run_id, params=_params(manifest),
                                         tags={"architecture": manifest.architecture,
-                                              "environment": manifest.environment,
+                                              "environment": manifest.environment, "backend": _backend_name(manifest),
                                               **({ONE_CLASS_TAG: "true"} if one_class else {})}, model_type="keras")
     model_id = logged.model_id
     try:

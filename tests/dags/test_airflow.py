@@ -200,26 +200,28 @@ def test_dags_test_runs_the_demo_and_leaves_validated_aggregated_output(airflow_
     assert len(pd.read_parquet(root / "metrics" / "processed" / "runs.parquet")) == 4
 
 
-def test_a_dag_run_whose_plan_has_two_backends_ends_green_and_its_report_shows_the_backend(airflow_home):
+def test_a_dag_run_whose_plan_has_two_backends_ends_green_and_its_report_shows_the_backend(airflow_home, tmp_path):
     root, env = airflow_home
+    metrics, out = tmp_path / "metrics", tmp_path / "out"
+    env = {**env, "ECT_METRICS_DIR": str(metrics), "ECT_OUTPUT_DIR": str(out)}  # this DAG run's runs alone
     conf = {"profile": "demo", "architectures": "tiny_cnn", "backends": ["tensorflow", "jax"]}
     result = airflow("dags", "test", "ect_local", "--conf", json.dumps(conf), env=env, check=False)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     output = result.stdout + result.stderr
     assert "tiny_cnn · tensorflow · rep 0 on local" in output and "tiny_cnn · jax · rep 0 on local" in output
-    runs = pd.read_parquet(root / "metrics" / "processed" / "runs.parquet")
+    runs = pd.read_parquet(metrics / "processed" / "runs.parquet")
     assert sorted(runs["backend"]) == ["jax", "tensorflow"] and runs["total_energy_J"].gt(0).all()
     assert runs.set_index("backend")["backend_version"].to_dict() == {"jax": "0.10.2", "tensorflow": "2.21.0"}
-    manifests = [json.loads(p.read_text()) for p in (root / "metrics" / "raw" / "local").glob("*/*/manifest.json")]
+    manifests = [json.loads(p.read_text()) for p in (metrics / "raw" / "local").glob("*/*/manifest.json")]
     assert sorted(m["backend"]["name"] for m in manifests) == ["jax", "tensorflow"]
     jax_run = next(m for m in manifests if m["backend"]["name"] == "jax")
     assert jax_run["run_id"].endswith("-jax-rep00") and jax_run["status"] == "completed"
-    summary = json.loads((root / "metrics" / "validation" / "summary.json").read_text())
+    summary = json.loads((metrics / "validation" / "summary.json").read_text())
     assert summary["passed"] == 2 and summary["quarantined"] == 0
-    report = (root / "out" / "local" / "report.md").read_text()
+    report = (out / "local" / "report.md").read_text()
     section = report.split("## Energy per architecture and backend")[1].split("\n## ")[0]
     assert "| local | tiny_cnn | jax | 1 |" in section and "| local | tiny_cnn | tensorflow | 1 |" in section, section
-    regression = json.loads((root / "out" / "local" / "regression.json").read_text())
+    regression = json.loads((out / "local" / "regression.json").read_text())
     assert set(regression["architectures"]) == {"tiny_cnn·jax", "tiny_cnn·tensorflow"}
 
 

@@ -246,7 +246,7 @@ def test_plain_training_is_an_mlflow_run_too(mlflow_url, synthetic_dataset, tmp_
     assert not any(name.startswith(("power_", "utilization_")) for name in values)  # nothing was sampled
     assert "batch_size" not in values and "seed" not in values and "training_duration_s" in values
     assert "energy not measured" in tags["mlflow.note.content"]
-    assert tags["ect.backend"] == "tensorflow"
+    assert tags["backend"] == "tensorflow"
     (output,) = run.outputs.model_outputs
     logged = client.get_logged_model(output.model_id)
     assert logged.source_run_id == run.info.run_id
@@ -262,6 +262,41 @@ def test_plain_training_is_an_mlflow_run_too(mlflow_url, synthetic_dataset, tmp_
     else:
         assert version.source == f"models:/{output.model_id}" and ONE_CLASS_TAG not in tags
     _assert_secret_nowhere(models, result)
+
+
+def test_a_jax_run_is_tracked_like_any_other_and_its_model_loads_under_tensorflow(mlflow_url, synthetic_dataset,
+                                                                                  tmp_path, monkeypatch):
+    """Seeds, model saving and MLflow logging the same way under JAX: the run's backend in its params, tags and model
+    requirements, and its model.keras (saved by JAX) loaded and run by this TensorFlow process."""
+    import keras
+    import mlflow.artifacts
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+
+    import ect.models.layers  # noqa: F401  (registers ect's preprocessing layer for loading)
+
+    metrics, models = tmp_path / "metrics", tmp_path / "models"
+    result = run_ect(*RUN, "--run-id", "j1", "--backend", "jax", "-d", str(synthetic_dataset),
+                     "--experiment-name", "ect-jax", "--set", f"METRICS_DIR={metrics}", "--set", f"MODELS_DIR={models}",
+                     "--set", "MLFLOW_ENABLED=true", cwd=tmp_path, env=_env(tmp_path, mlflow_url))
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = _read(metrics / "raw" / "local" / "tiny_cnn" / "j1" / "manifest.json")
+    assert manifest["status"] == "completed" and manifest["backend"]["name"] == "jax"
+    tracking = _read(metrics / "raw" / "local" / "tiny_cnn" / "j1" / "tracking.json")
+    assert tracking["synced"] is True, tracking
+    client = MlflowClient(mlflow_url)
+    run = client.get_run(tracking["mlflow_run_id"])
+    assert run.data.tags["backend"] == "jax" and run.data.params["backend"] == "jax"
+    (output,) = run.outputs.model_outputs
+    logged = client.get_logged_model(output.model_id)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_url)
+    requirements = Path(mlflow.artifacts.download_artifacts(f"{logged.artifact_location}/requirements.txt",
+                                                            dst_path=str(tmp_path / "requirements"))).read_text()
+    assert {f"keras=={manifest['backend']['keras_version']}", "jax==0.10.2"} <= set(requirements.split())
+    saved = keras.saving.load_model(models / manifest["model"]["file"], compile=False)
+    images = np.random.default_rng(0).random((4, *saved.input_shape[1:]), dtype="float32")
+    predictions = saved.predict(images, verbose=0)
+    assert predictions.shape == (4, 1) and np.all((predictions >= 0) & (predictions <= 1))
 
 
 def test_server_down_leaves_the_run_completed_and_mlflow_sync_uploads_it_once(mlflow_url, synthetic_dataset, tmp_path):
