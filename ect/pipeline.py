@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ect.architectures import get_architecture
-from ect.backends import check_backend, get_backend
+from ect.backends import check_backend, check_offers
 from ect.config import Config, Environment, load_config
 from ect.errors import ConfigError, NothingToDo, RunsNotMeasured
 from ect.raw.atomic import read_json, write_json
@@ -116,13 +116,7 @@ def check_backends(env: Environment, backends, architectures, on_this_host: bool
     """Every backend offers every architecture, and (where the runs train on this host with the process runner) is
     installed here; ConfigError naming the backend and what is missing."""
     for name in backends:
-        backend = get_backend(name)
-        if on_this_host and env.runner == "process":
-            check_backend(name, architectures)
-        else:
-            refused = sorted(set(architectures) & backend.unsupported_architectures)
-            if refused:
-                raise ConfigError(f"backend {name} does not offer architecture(s) {', '.join(refused)}")
+        (check_backend if on_this_host and env.runner == "process" else check_offers)(name, architectures)
 
 
 def host_check(environment: str, params: dict, runner_check: Callable[[Environment, Config], str] | None = None) -> None:

@@ -83,6 +83,13 @@ def test_preflight_refuses_a_missing_backend_and_an_architecture_a_backend_does_
                                                                    ("jax", "manual__1-jax-rep00")]
 
 
+def test_nasnet_mobile_on_torch_is_refused_before_training_naming_both(project, monkeypatch):
+    monkeypatch.setenv("ECT_HOME", str(project))
+    with pytest.raises(ConfigError, match="backend torch does not offer architecture.s. nasnet_mobile"):
+        pipeline.preflight("local", {"profile": "demo", "backends": "torch", "architectures": "nasnet_mobile,vgg16"},
+                           "manual__1")
+
+
 def test_a_backend_is_selected_before_keras_is_imported_seeded_without_tensorflow_and_recorded():
     code = ("import sys; from ect.backends import select_backend, keras_backend, backend_record; "
             "select_backend('jax'); from ect.models.build import set_seed; set_seed(3); "

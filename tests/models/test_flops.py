@@ -162,11 +162,13 @@ def test_each_architecture_counts_the_same_flops_under_every_installed_backend()
     for name, backend in BACKENDS.items():
         if not backend.installed():
             continue
+        offered = {arch: size for arch, size in sizes.items() if arch not in backend.unsupported_architectures}
         env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
-        result = subprocess.run([sys.executable, "-c", code, name, json.dumps(sizes)], env=env, capture_output=True,
+        result = subprocess.run([sys.executable, "-c", code, name, json.dumps(offered)], env=env, capture_output=True,
                                 text=True, timeout=900)
         assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
         counts[name] = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"tensorflow", "jax"} <= set(counts)  # requirements.txt installs both
     for name, per_architecture in counts.items():
-        assert per_architecture == counts["tensorflow"], f"{name}: {per_architecture} vs {counts['tensorflow']}"
+        expected = {arch: count for arch, count in counts["tensorflow"].items() if arch in per_architecture}
+        assert per_architecture == expected, f"{name}: {per_architecture} vs {counts['tensorflow']}"
