@@ -107,7 +107,8 @@ def _publish(store, folder: Path, key: RunKey) -> None:
 
 
 def host_of(choice) -> Host:
-    """This machine, with the CPU model and GPUs the sensors found."""
+    """This machine, with the CPU model, the names of the GPUs the sensors measure and the GPU driver (each GPU's
+    UUID, power limit, memory and energy counter are in the NVML sensor's details)."""
     host = Host(hostname=socket.gethostname(), platform=platform.platform(), cpu_count=os.cpu_count())
     for sensor in (*choice.gpu, *choice.cpu):
         details = sensor.info()
@@ -169,6 +170,10 @@ def _measure(cfg: Config, key: RunKey, folder: Path, manifest: Manifest) -> None
     write_manifest(folder, manifest)
 
     with EnergyMonitor(folder, interval_s=interval_s, choice=choice) as monitor:
+        # What the started sensors measure with (GPUs, driver, NVML), as found now; on disk before the training.
+        manifest.host = host_of(choice)
+        manifest.sensors = sensors_of(choice, interval_s)
+        write_manifest(folder, manifest)
         monitor.begin_window("training")
         training_start = time.time()
         result = train_two_phase(run.model, run.base, run.train_ds, run.val_ds, cfg.experiment,

@@ -69,6 +69,7 @@ class NvmlSensor(Sensor):
         self._devices_info: list[dict] = []
         self._driver_version: str | None = None
         self._nvml_version: str | None = None
+        self._is_described = False  # _devices_info, _driver_version and _nvml_version are filled
         self._initialised = False
         self._counter_read_at = -math.inf
 
@@ -120,7 +121,8 @@ class NvmlSensor(Sensor):
                 return Availability(False, f"no GPU selected ({self.selection})")
             handles = {i: nvml.nvmlDeviceGetHandleByIndex(i) for i in indices}
             self.has_energy_counter = {i: self._has_counter(h) for i, h in handles.items()}
-            names = ", ".join(f"{_text(nvml.nvmlDeviceGetName(h))} ({i})" for i, h in handles.items())
+            names = ", ".join(f"{self._described('nvmlDeviceGetName', h) or 'unnamed GPU'} ({i})"
+                              for i, h in handles.items())
             return Availability(True, f"{len(indices)} GPU(s): {names}; {self.selection}")
         except GpuSelectionError as error:
             return Availability(False, str(error))
@@ -143,22 +145,9 @@ class NvmlSensor(Sensor):
             self._initialised = True
             indices = self._selected_indices()
             self._handles = {i: nvml.nvmlDeviceGetHandleByIndex(i) for i in indices}
-            self._names = {i: _text(nvml.nvmlDeviceGetName(h)) for i, h in self._handles.items()}
             self.has_energy_counter = {i: self._has_counter(h) for i, h in self._handles.items()}
-            self._devices_info = [
-                {
-                    "index": i,
-                    "name": self._names[i],
-                    "uuid": _text(nvml.nvmlDeviceGetUUID(h)),
-                    "has_energy_counter": self.has_energy_counter[i],
-                    "power_limit_W": nvml.nvmlDeviceGetEnforcedPowerLimit(h) / 1000,
-                    "memory_total_MiB": nvml.nvmlDeviceGetMemoryInfo(h).total / 2**20,
-                }
-                for i, h in self._handles.items()
-            ]
-            self._driver_version = _text(nvml.nvmlSystemGetDriverVersion())
-            get_nvml_version = getattr(nvml, "nvmlSystemGetNVMLVersion", None)
-            self._nvml_version = _text(get_nvml_version()) if get_nvml_version else None
+            self._describe(self._handles)
+            self._names = {device["index"]: device["name"] for device in self._devices_info}
         except GpuSelectionError as error:
             self.error = str(error)
         except nvml.NVMLError as error:
@@ -214,8 +203,59 @@ class NvmlSensor(Sensor):
             self._initialised = False
             self._shutdown()
 
+    def _described(self, function: str, *args) -> Any:
+        """A value for the manifest; None where the GPU, driver or binding cannot give it (it never ends the sensor)."""
+        query = getattr(self.nvml, function, None)  # nvmlSystemGetNVMLVersion is missing from old bindings
+        if query is None:
+            return None
+        try:
+            value = query(*args)
+        except self.nvml.NVMLError:
+            return None
+        return _text(value) if isinstance(value, (str, bytes)) else value
+
+    def _describe(self, handles: dict[int, Any]) -> None:
+        """Each selected GPU, the driver and NVML, for the run manifest."""
+        devices = []
+        for index, handle in handles.items():
+            limit_mW = self._described("nvmlDeviceGetEnforcedPowerLimit", handle)
+            memory = self._described("nvmlDeviceGetMemoryInfo", handle)
+            devices.append({
+                "index": index,
+                "name": self._described("nvmlDeviceGetName", handle),
+                "uuid": self._described("nvmlDeviceGetUUID", handle),
+                "has_energy_counter": self.has_energy_counter.get(index),
+                "power_limit_W": None if limit_mW is None else limit_mW / 1000,
+                "memory_total_MiB": None if memory is None else memory.total / 2**20,
+            })
+        self._devices_info = devices
+        self._driver_version = self._described("nvmlSystemGetDriverVersion")
+        self._nvml_version = self._described("nvmlSystemGetNVMLVersion")
+        self._is_described = True
+
+    def _describe_before_start(self) -> None:
+        # NVML is initialised only between start() and stop(): a description asked for before the run initialises it
+        # for itself, so that a manifest written before the measurement already names the GPUs. Errors leave it empty
+        # (start() records them).
+        nvml = self.nvml
+        try:
+            nvml.nvmlInit()
+        except nvml.NVMLError:
+            return
+        try:
+            handles = {i: nvml.nvmlDeviceGetHandleByIndex(i) for i in self._selected_indices()}
+            self.has_energy_counter = {i: self._has_counter(h) for i, h in handles.items()}
+            self._describe(handles)
+        except (GpuSelectionError, nvml.NVMLError):
+            pass
+        finally:
+            self._shutdown()
+
     def info(self) -> dict:
-        """The GPUs found by start(): empty lists before it."""
+        """The selected GPUs (index, name, UUID, energy counter, power limit, total memory), the driver and NVML
+        versions: as start() found them, or, before start(), as NVML says now. A value NVML cannot give is None."""
+        if not self._is_described:
+            self._describe_before_start()
         return {
             "devices": self._devices_info,
             "driver_version": self._driver_version,

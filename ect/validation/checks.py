@@ -15,8 +15,11 @@ run that passed is always aggregated. Every line parses with the header's fields
 parses it; numbers are finite and physically plausible; timestamps are real times; the manifest's and metrics.json's
 fields have their kinds and ranges and the manifest agrees with the folder it is in; the window is ordered and inside
 the samples, and every sensor (each GPU, the CPU's energy readings) covers it; energy-counter steps are possible for
-the power allowed. An unexpected error while checking a run becomes that run's failure ("validator error: ..."): a
-batch that raises is validated again in halves until the run that raises is alone.
+the power allowed; the measurements are cross-checked (a GPU's counter against its integrated power, a busy GPU's power
+against a floor, the declared sampling interval against the observed spacing, empty energy values as gaps). A failure
+is an error (the run is quarantined) or a warning (the run is kept; too few samples, an unusual temperature, a
+counter-power disagreement within the tolerance). An unexpected error while checking a run becomes that run's failure
+("validator error: ..."): a batch that raises is validated again in halves until the run that raises is alone.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from ect.energy import MILLIJOULES_PER_JOULE, counter_delta, integrate_power_J
 from ect.raw.atomic import LinkRefused, is_link, read_bytes, read_json
 from ect.raw.columns import (CPU_COLUMNS, CPU_NUMERIC, CPU_POWER_SOURCES, GPU_COLUMNS, GPU_NUMERIC, TIMESTAMP_PATTERN)
 from ect.raw.layout import CPU_FILE, GPU_FILE, MANIFEST_FILE, METRICS_FILE, RUN_FILES, RunKey
@@ -90,6 +94,39 @@ CPU_RANGES = {
     "cpu_power_estimated_W": (0, CPU_POWER_CEILING_W, " W"),
 }
 CPU_ENERGY_COLUMNS = ("rapl_package_energy_uJ", "rapl_dram_energy_uJ", "cpu_power_estimated_W")
+
+# Cross-checks of the measurements (README, Validation). A GPU's energy counter against its power samples: NVML's
+# power_W is a one-second average on recent GPUs (the H200's: README, On a real GPU), the counter is not. The trapezoid
+# of the averaged power over a window [a, b] weighs the true power with 0 -> 1 over [a - 1 s, a] and 1 -> 0 over
+# [b - 1 s, b] instead of 1 on [a, b]: at each edge up to 0.5 s x the power near it moves across the edge (an exact
+# one-second boxcar); NVML_POWER_AVERAGE_S (1 s) per edge also covers the average's shape and update period (100 ms).
+# Sampling, the averaging between the edges and the sensor's accuracy add a part proportional to the energy. Hence
+#   |counter - trapezoid(power_W)| <= COUNTER_POWER_TOLERANCE x counter + NVML_POWER_AVERAGE_S x (P_a + P_b),
+# P_edge the highest power_W within NVML_POWER_AVERAGE_S + one sampling interval of that edge. Beyond it: an error;
+# beyond COUNTER_POWER_WARNING_SHARE of it: a warning. Measured on an H200 (README): whole trainings within 1 %; a 10 s
+# idle window right after a 650 W load +22 % (285 J, its tolerance 838 J); a counter in J instead of mJ, or five times
+# what the power gives, is far outside.
+COUNTER_POWER_TOLERANCE = 0.05
+NVML_POWER_AVERAGE_S = 1.0
+COUNTER_POWER_WARNING_SHARE = 0.5
+# A powered GPU at work never draws ~0 W: where utilization_gpu_pct >= BUSY_UTILIZATION_PCT, power_W is at least
+# max(POWER_FLOOR_W, POWER_FLOOR_SHARE x power_limit_W) (7 W for a 700 W H200, which idles at about 120 W). Power
+# written in kW (0.1-1.2 for any GPU) falls below it.
+BUSY_UTILIZATION_PCT = 50.0
+POWER_FLOOR_W = 1.0
+POWER_FLOOR_SHARE = 0.01
+# The declared sampling interval sets the gap limit and the coverage tolerance: the median spacing of each sensor's
+# samples (each GPU's, the CPU's energy readings) lies within INTERVAL_FACTOR of it either way (a manifest saying 1 s
+# for 100 ms sampling would raise the gap limit 10 x). Missed ticks and the extra samples at window edges move single
+# steps, not the median.
+INTERVAL_FACTOR = 1.5
+# Warnings (kept and aggregated, listed): fewer than MIN_SAMPLE_SHARE of the samples the window holds at the declared
+# interval (duration / interval; ML.ENERGY's rule), a GPU temperature outside TEMPERATURE_RANGE_C.
+MIN_SAMPLE_SHARE = 0.75
+TEMPERATURE_RANGE_C = (20.0, 95.0)
+ERROR, WARNING = "error", "warning"  # a failure's level: an error quarantines its run, a warning is listed
+COUNTER_POWER_CHECK = "energy_counter_matches_power"
+MAX_UNIX_S = 1e12  # a window beyond this many seconds is no time (its checks say so): no sensor facts of it
 VALIDATOR = "(validator)"  # the file of a validator error
 NOT_A_LINK = "not_a_link"  # the check of a run file or folder that is a symbolic link (never followed)
 
@@ -107,6 +144,7 @@ class Failure:
     check: str  # the Great Expectations expectation type, or file_readable / file_complete / row_field_count
     column: str | None
     details: str
+    level: str = ERROR  # ERROR quarantines the run; WARNING is listed (validation.json's "failures" or "warnings")
 
     def to_dict(self) -> dict:
         return {"file": self.file, "check": self.check, "column": self.column, "details": self.details}
@@ -271,6 +309,8 @@ class _Samples:
     rows: pd.Series
     gpus: pd.Series
     spans: dict  # run: [(sensor, first ms, last ms)] of each GPU, or of the CPU's energy readings
+    times_ms: np.ndarray | None = None  # each row's time (NaN where it is none)
+    sensors: dict = field(default_factory=dict)  # run: [(sensor, its rows' positions with a time, in file order)]
 
 
 def _samples(file: str, tables: dict[int, pa.Table], limits: Limits) -> _Samples:
@@ -295,6 +335,11 @@ def _samples(file: str, tables: dict[int, pa.Table], limits: Limits) -> _Samples
             series.append(text["gpu_index"].to_numpy())
         if "power_limit_W" in typed:
             typed["power_limit_max_W"] = limits.power_limit_factor * typed["power_limit_W"]
+        if "utilization_gpu_pct" in typed:
+            limit = typed["power_limit_W"].to_numpy() if "power_limit_W" in typed else np.full(len(runs), np.nan)
+            floor = np.fmax(POWER_FLOOR_W, POWER_FLOOR_SHARE * limit)  # fmax: POWER_FLOOR_W where no limit
+            typed["power_floor_W"] = np.where(typed["utilization_gpu_pct"].to_numpy() >= BUSY_UTILIZATION_PCT, floor,
+                                              np.nan)
         if "energy_counter_mJ" in typed and series:
             limit = typed["power_limit_max_W"].to_numpy() if "power_limit_max_W" in typed else np.full(len(runs), np.nan)
             most_W = np.where(np.isnan(limit), GPU_POWER_CEILING_W, np.minimum(limit, GPU_POWER_CEILING_W))
@@ -323,7 +368,20 @@ def _samples(file: str, tables: dict[int, pa.Table], limits: Limits) -> _Samples
     steps = typed["timestamp_step_s"] if "timestamp_step_s" in typed else pd.Series(np.nan, index=typed.index)
     return _Samples(text, typed, present_times.min(), present_times.max(), steps.groupby(runs).max(),
                     pd.Series({n: t.num_rows for n, t in tables.items()}), gpus,
-                    _spans(file, typed, times, series))
+                    _spans(file, typed, times, series), times, _sensor_rows(file, times, series))
+
+
+def _sensor_rows(file: str, times: np.ndarray | None, series: list | None) -> dict:
+    """{run: [(sensor, positions of its rows that have a time)]}: each GPU ("GPU 0"), or the CPU."""
+    if times is None or not series:
+        return {}
+    timed = np.flatnonzero(~np.isnan(times))
+    sensor = series[1][timed] if file == GPU_FILE else np.full(len(timed), "CPU", dtype=object)
+    frame = pd.DataFrame({"run": series[0][timed], "sensor": sensor, "row": timed})
+    rows: dict[int, list] = {}
+    for (run, name), group in frame.groupby(["run", "sensor"], sort=True)["row"]:
+        rows.setdefault(int(run), []).append((f"GPU {name}" if file == GPU_FILE else name, group.to_numpy()))
+    return rows
 
 
 def _spans(file: str, typed: pd.DataFrame, times: np.ndarray | None, series: list | None) -> dict:
@@ -391,6 +449,17 @@ def gpu_expectations(present: set, limits: Limits) -> tuple[list, list]:
         typed.append(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
             column_A="power_limit_max_W", column_B="power_W", or_equal=True, ignore_row_if="either_value_is_missing",
             meta={"meaning": f"power_W at most {limits.power_limit_factor} x power_limit_W (pairs: limit, power)"}))
+    if "power_floor_W" in present and "power_W" in present:
+        typed.append(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="power_W", column_B="power_floor_W", or_equal=True, ignore_row_if="either_value_is_missing",
+            meta={"meaning": (f"power_W at least max({POWER_FLOOR_W:g} W, {POWER_FLOOR_SHARE:g} x power_limit_W) where "
+                              f"utilization_gpu_pct >= {BUSY_UTILIZATION_PCT:g} (a busy GPU never draws ~0 W; power "
+                              f"in kW?) (pairs: power, floor)")}))
+    if "temperature_C" in present:
+        low, high = TEMPERATURE_RANGE_C
+        typed.append(gxe.ExpectColumnValuesToBeBetween(column="temperature_C", min_value=low, max_value=high, meta={
+            "level": WARNING, "meaning": f"temperature_C within {low:g}-{high:g} C (a GPU outside it is not in its "
+                                         f"usual operating range)"}))
     typed += _time_expectations(present)
     if "energy_counter_step_mJ" in present:
         typed.append(gxe.ExpectColumnValuesToBeBetween(column="energy_counter_step_mJ", min_value=0,
@@ -574,7 +643,60 @@ def facts_expectations(files: list[str], present: set) -> list:
                 ignore_row_if="either_value_is_missing", meta={"file": file, "check": check, "column": "timestamp"})
                 for edge, check in (("late", "expect_column_min_to_be_between"),
                                     ("early", "expect_column_max_to_be_between"))]
+        if f"{prefix}spacing_ratio" in present:  # the declared interval against the observed spacing
+            expectations.append(gxe.ExpectColumnValuesToBeBetween(
+                column=f"{prefix}spacing_ratio", max_value=INTERVAL_FACTOR,
+                meta={"file": file, "check": "expect_column_median_to_be_between", "column": "timestamp_step_s"}))
+        if f"{prefix}sample_share" in present:
+            expectations.append(gxe.ExpectColumnValuesToBeBetween(
+                column=f"{prefix}sample_share", min_value=MIN_SAMPLE_SHARE,
+                meta={"file": file, "check": "expect_table_row_count_to_be_between", "column": None,
+                      "level": WARNING}))
+    for column in CPU_ENERGY_COLUMNS:  # an empty value is a missing reading: gaps between a column's readings
+        if f"{column}_max_read_step_s" in present and "cpu_max_gap_s" in present:
+            expectations.append(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="cpu_max_gap_s", column_B=f"{column}_max_read_step_s", or_equal=True,
+                ignore_row_if="either_value_is_missing",
+                meta={"file": CPU_FILE, "check": "expect_column_max_to_be_between", "column": f"{column}_read_step_s"}))
+    if "gpu_counter_power_ratio" in present:  # the energy counter against the integrated power
+        expectations += [
+            gxe.ExpectColumnValuesToBeBetween(column="gpu_counter_power_ratio", max_value=1.0, meta={
+                "file": GPU_FILE, "check": COUNTER_POWER_CHECK, "column": "energy_counter_mJ"}),
+            gxe.ExpectColumnValuesToBeBetween(column="gpu_counter_power_warning_ratio",
+                                              max_value=COUNTER_POWER_WARNING_SHARE, meta={
+                                                  "file": GPU_FILE, "check": COUNTER_POWER_CHECK,
+                                                  "column": "energy_counter_mJ", "level": WARNING})]
     return expectations
+
+
+def _counter_power_details(checks: list, level: str) -> str:
+    """The GPUs whose counter and integrated power disagree beyond the tolerance (an error) or beyond the warning
+    share of it (a warning), with both energies."""
+    share = 1.0 if level == ERROR else COUNTER_POWER_WARNING_SHARE
+    named = []
+    for sensor, span_s, counter_J, power_J, tolerance_J in checks:
+        ratio = _ratio((sensor, span_s, counter_J, power_J, tolerance_J))
+        if ratio > share and (level == ERROR or ratio <= 1):
+            if not counter_J:
+                difference = "the counter did not count"
+            elif abs(power_J / counter_J - 1) >= 10:
+                difference = f"{power_J / counter_J:.4g} x the counter"
+            else:
+                difference = f"{100 * (power_J / counter_J - 1):+.3g} % of the counter"
+            named.append(f"{sensor} over {span_s:g} s: counter {_significant(counter_J)} J, integrated power_W "
+                         f"{_significant(power_J)} J ({difference}), difference "
+                         f"{_significant(abs(power_J - counter_J))} J, tolerance {_significant(tolerance_J)} J")
+    what = "the tolerance" if level == ERROR else f"{COUNTER_POWER_WARNING_SHARE:g} x the tolerance"
+    return (f"expected the energy counter's increase and the trapezoid of power_W over the window to differ by at "
+            f"most {what}, {COUNTER_POWER_TOLERANCE:g} x the counter + {NVML_POWER_AVERAGE_S:g} s x the highest "
+            f"power_W within {NVML_POWER_AVERAGE_S:g} s + one interval of each edge (NVML's power is a one-second "
+            f"average; a counter in J or kJ, or power in kW or mW, is far outside): observed {'; '.join(named)}")
+
+
+def _significant(value: float) -> str:
+    """A number rounded to 4 significant digits, without an exponent from 1,000 to 1e15 (13820, not 1.382e+04)."""
+    rounded = float(f"{value:.4g}")
+    return f"{rounded:.0f}" if 1e3 <= abs(rounded) < 1e15 else f"{rounded:g}"
 
 
 def _prefix(file: str) -> str:
@@ -592,6 +714,88 @@ def _facts(file: str, columns: list[str], samples: _Samples, run: int, interval_
             f"{prefix}max_gap_s": limits.max_gap_factor * interval_s, f"{prefix}interval_s": interval_s}
 
 
+def _sensor_facts(file: str, samples: _Samples, run: int, interval_s: float, window: tuple) -> dict:
+    """One file's cross-checks of each sensor (README, Validation): the median spacing of its samples (each GPU's,
+    the CPU's energy readings) against the declared interval; the share it has of the samples the window holds at that
+    interval; the largest gap between the readings of each CPU energy column (an empty value is a missing reading);
+    each GPU's energy counter against its integrated power. A sensor whose times do not increase is left to the order
+    check."""
+    prefix, typed, times = _prefix(file), samples.typed, samples.times_ms
+    start, end = window
+    edges = (round(start * 1000), round(end * 1000)) if start is not None and end is not None and \
+        start < end and abs(start) < MAX_UNIX_S and abs(end) < MAX_UNIX_S else None  # else: the window's checks say
+    energy = [column for column in CPU_ENERGY_COLUMNS if column in typed] if file == CPU_FILE else []
+    spacings, shares, gaps, cross = [], [], {}, []
+    for sensor, rows in samples.sensors.get(run, []):
+        t = times[rows]
+        if len(t) < 2 or not np.all(np.diff(t) > 0):
+            continue
+        if file == CPU_FILE:
+            read = {column: ~np.isnan(typed[column].to_numpy()[rows]) for column in energy}
+            for column, present in read.items():
+                if np.count_nonzero(present) >= 2:
+                    gaps[column] = float(np.max(np.diff(t[present]))) / 1000
+            t = t[np.logical_or.reduce(list(read.values()))] if read else t[:0]
+            if len(t) < 2:
+                continue
+        spacings.append((sensor, float(np.median(np.diff(t))) / 1000))
+        if edges is not None:
+            inside = int(np.count_nonzero((t >= edges[0]) & (t <= edges[1])))
+            shares.append((sensor, inside, round((edges[1] - edges[0]) / 1000 / interval_s, 1)))
+        if file == GPU_FILE and "energy_counter_mJ" in typed and "power_W" in typed:
+            check = _counter_power(sensor, t, typed["power_W"].to_numpy()[rows],
+                                   typed["energy_counter_mJ"].to_numpy()[rows], edges, interval_s)
+            if check is not None:
+                cross.append(check)
+    facts: dict = {f"{column}_max_read_step_s": gap for column, gap in gaps.items()}
+    if spacings:
+        facts[f"{prefix}spacings"] = spacings
+        facts[f"{prefix}spacing_ratio"] = min(max(max(s / interval_s, interval_s / s) for _, s in spacings), 1e300)
+    if shares:
+        facts[f"{prefix}shares"] = shares
+        facts[f"{prefix}sample_share"] = min(inside / max(expected, 1e-9) for _, inside, expected in shares)
+    if cross:
+        ratios = [_ratio(check) for check in cross]
+        facts["gpu_counter_power"] = cross
+        facts["gpu_counter_power_ratio"] = max(ratios)
+        facts["gpu_counter_power_warning_ratio"] = max((r for r in ratios if r <= 1), default=None)
+    return facts
+
+
+def _counter_power(sensor: str, t: np.ndarray, power: np.ndarray, counter: np.ndarray, edges: tuple | None,
+                   interval_s: float) -> tuple | None:
+    """(sensor, span s, counter J, integrated power J, tolerance J) of a GPU over the window (cut to the counter's
+    reads; all of them without a window), or None where there is nothing to compare."""
+    read, powered = ~np.isnan(counter), ~np.isnan(power)
+    if np.count_nonzero(read) < 2 or np.count_nonzero(powered) < 2:
+        return None
+    first, last = t[read][0], t[read][-1]
+    if edges is not None:
+        first, last = max(first, edges[0]), min(last, edges[1])
+    if last <= first:
+        return None
+    seconds, span = (t - first) / 1000, (last - first) / 1000
+    counter_J = counter_delta(seconds, counter, 0.0, span) / MILLIJOULES_PER_JOULE
+    power_J = integrate_power_J(seconds, power, 0.0, span)
+    near_ms = (NVML_POWER_AVERAGE_S + interval_s) * 1000
+    edge_W = []
+    for edge in (first, last):
+        close = powered & (np.abs(t - edge) <= near_ms)
+        edge_W.append(float(np.max(power[close])) if close.any() else
+                      float(np.interp(edge, t[powered], power[powered])))
+    tolerance_J = COUNTER_POWER_TOLERANCE * abs(counter_J) + NVML_POWER_AVERAGE_S * sum(max(w, 0.0) for w in edge_W)
+    if not all(np.isfinite([counter_J, power_J, tolerance_J])):
+        return None  # an infinite or unreadable value: the range checks name it
+    return sensor, round(span, 3), counter_J, power_J, tolerance_J
+
+
+def _ratio(check: tuple) -> float:
+    """A counter-power check's disagreement as a share of its tolerance (> 1: outside it)."""
+    _, _, counter_J, power_J, tolerance_J = check
+    difference = abs(counter_J - power_J)
+    return difference / tolerance_J if tolerance_J > 0 else (0.0 if difference == 0 else 1e300)
+
+
 def _coverage_facts(file: str, spans: list, start_s: float, end_s: float, interval_s: float) -> dict:
     """How far after the window's start the latest sensor of the file begins, and how far before its end the
     earliest one stops, against COVERAGE_INTERVALS sampling intervals."""
@@ -606,6 +810,28 @@ def _coverage_facts(file: str, spans: list, start_s: float, end_s: float, interv
 def _fact_details(failure: Failure, facts: dict, limits: Limits) -> str:
     check, file = failure.check, failure.file
     prefix = _prefix(file)
+    if check == COUNTER_POWER_CHECK:
+        return _counter_power_details(facts["gpu_counter_power"], failure.level)
+    if check == "expect_column_median_to_be_between":
+        interval_s = facts[f"{prefix}interval_s"]
+        low, high = interval_s / INTERVAL_FACTOR, interval_s * INTERVAL_FACTOR
+        offending = [f"{sensor}: {_significant(spacing)} s" for sensor, spacing in facts[f"{prefix}spacings"]
+                     if not low <= spacing <= high]
+        return (f"expected the median spacing of each sensor's samples within {INTERVAL_FACTOR:g} x of the manifest's "
+                f"sampling_interval_s ({interval_s:g} s: {_significant(low)}-{_significant(high)} s): observed "
+                f"{', '.join(offending)}")
+    if check == "expect_table_row_count_to_be_between" and failure.level == WARNING:
+        interval_s = facts[f"{prefix}interval_s"]
+        offending = [f"{sensor}: {inside} of {expected:g} ({100 * inside / max(expected, 1e-9):.0f} %)"
+                     for sensor, inside, expected in facts[f"{prefix}shares"] if inside < MIN_SAMPLE_SHARE * expected]
+        return (f"expected at least {100 * MIN_SAMPLE_SHARE:g} % of the samples the window holds at "
+                f"{interval_s:g} s (duration / interval): observed {', '.join(offending)}")
+    if failure.column and failure.column.endswith("_read_step_s"):
+        column = failure.column[:-len("_read_step_s")]
+        max_gap_s, interval_s = facts[f"{prefix}max_gap_s"], facts[f"{prefix}interval_s"]
+        return (f"expected no gap between the readings of {column} longer than {max_gap_s:g} s "
+                f"({limits.max_gap_factor:g} x {interval_s:g} s; an empty value is a missing reading): observed "
+                f"{_significant(facts[f'{column}_max_read_step_s'])} s")
     if check == "expect_table_columns_to_match_set":
         expected, seen = set(facts[f"{prefix}expected_columns"]), set(facts[f"{prefix}columns"])
         return f"expected the columns of {file}: missing {sorted(expected - seen)}, unexpected {sorted(seen - expected)}"
@@ -736,7 +962,7 @@ def _failures(frame: pd.DataFrame, expectations: list, file: str, suite_name: st
         for run, values in by_run.items():
             detail = None if "meaning" not in meta else \
                 f"expected {meta['meaning']}: {len(values)} offending value(s), e.g. {values[:5]}"
-            found.setdefault(run, []).append(Failure(failed_file, check, column, detail))
+            found.setdefault(run, []).append(Failure(failed_file, check, column, detail, meta.get("level", ERROR)))
     return found
 
 
@@ -800,6 +1026,7 @@ def _check_batch(folders: list[Path], limits: Limits, docs: DataDocs | None) -> 
             samples = _samples(file, {n: runs[n].tables[file] for n in members}, limits)
             for n in members:
                 runs[n].facts.update(_facts(file, list(layout), samples, n, runs[n].interval_s, limits))
+                runs[n].facts.update(_sensor_facts(file, samples, n, runs[n].interval_s, runs[n].window_s))
                 first, last = samples.first_ms.get(n, np.nan), samples.last_ms.get(n, np.nan)
                 times[n, file] = (None, None) if first != first else (float(first), float(last))
                 if samples.spans.get(n):
@@ -823,7 +1050,7 @@ def _check_batch(folders: list[Path], limits: Limits, docs: DataDocs | None) -> 
         present = [file for file in (CPU_FILE, GPU_FILE) if f"{_prefix(file)}rows" in facts]
         for run, failures in _failures(facts, facts_expectations(present, set(facts.columns)), "",
                                        f"{label} facts", docs).items():
-            found.append({run: [Failure(f.file, f.check, f.column, _fact_details(f, runs[run].facts, limits))
+            found.append({run: [Failure(f.file, f.check, f.column, _fact_details(f, runs[run].facts, limits), f.level)
                                 for f in failures]})
     with_manifest = [n for n, run in enumerate(runs) if run.manifest_row is not None]
     if with_manifest:

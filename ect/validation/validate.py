@@ -1,7 +1,9 @@
 """`ect validate`: checks every raw run folder, marks each one passed or quarantined, and writes a summary.
 
-A quarantined run stays where it is, untouched: its validation.json says why, and the aggregator
-skips it. A run is validated again when one of its files changes.
+A quarantined run stays where it is, untouched: its validation.json says why (its errors), and the aggregator
+skips it. Warnings (fewer samples than the interval promises, an unusual temperature, a counter-power disagreement
+within the tolerance) do not quarantine: they are listed beside the verdict, and the run is aggregated. A run is
+validated again when one of its files changes.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 from ect.raw.atomic import is_link, read_json, write_json, write_text
 from ect.raw.columns import now_utc
 from ect.raw.layout import CPU_FILE, GPU_FILE, VALIDATION_FILE, RunKey, find_links, find_runs, signature
-from ect.validation.checks import NOT_A_LINK, DataDocs, Failure, Limits, check_runs
+from ect.validation.checks import ERROR, NOT_A_LINK, WARNING, DataDocs, Failure, Limits, check_runs
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +45,12 @@ def batches(folders: list[Path]):
 class RunValidation:
     folder: Path
     status: str  # passed | quarantined
-    failures: list[Failure] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)  # the errors: any quarantines the run
     reused: bool = False  # True when an earlier validation of the same files was current
     signature: dict = field(default_factory=dict)  # the files (ect.raw.layout.signature) this status is about
     name: str | None = None  # a linked environment or architecture folder's name ("local", "local/vgg16")
     recorded: bool = True  # False for a link: its verdict is in the summary only, nothing is written through it
+    warnings: list[Failure] = field(default_factory=list)  # listed, the run kept (and aggregated when it passed)
 
     @property
     def run(self) -> str:
@@ -72,17 +75,25 @@ def limits_from(experiment) -> Limits:
                   experiment.validation_power_limit_factor)
 
 
+# The checks' version, recorded with each verdict: a verdict of older checks is not current, so that every run is
+# checked once by new checks (2: the measurement cross-checks and warnings; a record without it is of version 1).
+CHECKS_VERSION = 2
+
+
 def current_validation(folder: Path) -> dict | None:
-    """The run's recorded validation if its files have not changed since (never one read through a link)."""
+    """The run's recorded validation if its files have not changed since and the checks are the same (never one read
+    through a link)."""
     if is_link(folder):
         return None
     record = read_json(folder / VALIDATION_FILE)
-    return record if record and record.get("signature") == signature(folder) else None
+    current = record and record.get("checks_version") == CHECKS_VERSION and record.get("signature") == signature(folder)
+    return record if current else None
 
 
 def _reused(folder: Path, record: dict) -> RunValidation:
     return RunValidation(folder, record["status"], [Failure(**f) for f in record["failures"]], reused=True,
-                         signature=record["signature"])
+                         signature=record["signature"],
+                         warnings=[Failure(**f, level=WARNING) for f in record.get("warnings", [])])
 
 
 def validate_runs(folders: list[Path], limits: Limits, docs: DataDocs | None = None) -> list[RunValidation]:
@@ -96,13 +107,15 @@ def validate_runs(folders: list[Path], limits: Limits, docs: DataDocs | None = N
         if folder not in checked:
             results.append(linked_folder(folder))
             continue
-        failures = checked[folder]
-        status = QUARANTINED if failures else PASSED
+        errors = [f for f in checked[folder] if f.level == ERROR]
+        warnings = [f for f in checked[folder] if f.level != ERROR]
+        status = QUARANTINED if errors else PASSED
         write_json(folder / VALIDATION_FILE, {
-            "status": status, "validated_at": now_utc(), "signature": before[folder],
-            "limits": limits.__dict__, "failures": [f.to_dict() for f in failures],
+            "status": status, "validated_at": now_utc(), "checks_version": CHECKS_VERSION, "signature": before[folder],
+            "limits": limits.__dict__, "failures": [f.to_dict() for f in errors],
+            "warnings": [f.to_dict() for f in warnings],
         })
-        results.append(RunValidation(folder, status, failures, signature=before[folder]))
+        results.append(RunValidation(folder, status, errors, signature=before[folder], warnings=warnings))
     return results
 
 
@@ -113,7 +126,9 @@ def quarantine_after_aggregation(folder: Path, signature: dict, error: BaseExcep
     record = read_json(folder / VALIDATION_FILE) or {}
     write_json(folder / VALIDATION_FILE, {
         "status": QUARANTINED, "validated_at": record.get("validated_at", now_utc()), "quarantined_at": now_utc(),
+        "checks_version": record.get("checks_version"),
         "signature": signature, "limits": record.get("limits"), "failures": [failure.to_dict()],
+        "warnings": record.get("warnings", []),
     })
     return failure
 
@@ -151,14 +166,20 @@ def validate_raw(raw_dir: Path, limits: Limits, summary_dir: Path, force: bool =
 
 
 def summary_table(results: list[RunValidation]) -> str:
+    """One line per run, its status, then its errors (what quarantined it) and its warnings (kept, prefixed)."""
     passed = sum(r.status == PASSED for r in results)
-    lines = [f"validation: {passed} passed, {len(results) - passed} quarantined, {len(results)} runs"]
+    warned = sum(r.status == PASSED and bool(r.warnings) for r in results)
+    lines = [f"validation: {passed} passed, {len(results) - passed} quarantined, {len(results)} runs; "
+             f"{warned} passed with warnings"]
     width = max((len(r.run) for r in results), default=3)
     for r in results:
-        lines.append(f"  {r.run:<{width}}  {r.status}")
+        lines.append(f"  {r.run:<{width}}  {r.status}" + (f", {len(r.warnings)} warning(s)" if r.warnings else ""))
         for f in r.failures:
             where = f"{f.file}" + (f" [{f.column}]" if f.column else "")
             lines.append(f"      {where}: {f.check}: {f.details}")
+        for f in r.warnings:
+            where = f"{f.file}" + (f" [{f.column}]" if f.column else "")
+            lines.append(f"      warning: {where}: {f.check}: {f.details}")
     return "\n".join(lines)
 
 
@@ -168,7 +189,9 @@ def write_summary(results: list[RunValidation], raw_dir: Path, summary_dir: Path
         "raw_dir": str(raw_dir), "validated_at": now_utc(),
         "passed": sum(r.status == PASSED for r in results),
         "quarantined": sum(r.status == QUARANTINED for r in results),
+        "passed_with_warnings": sum(r.status == PASSED and bool(r.warnings) for r in results),
         "runs": [{"run": r.run, "folder": str(r.folder), "status": r.status,
-                  "failures": [f.to_dict() for f in r.failures]} for r in results],
+                  "failures": [f.to_dict() for f in r.failures],
+                  "warnings": [f.to_dict() for f in r.warnings]} for r in results],
     })
     write_text(summary_dir / "summary.txt", summary_table(results) + "\n")

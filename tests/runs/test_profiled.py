@@ -239,3 +239,58 @@ def test_a_run_id_whose_folder_another_process_is_writing_is_refused(tmp_path):
     assert not folder.exists()  # nothing of a second run was written
     with exclusive(lock, "the next run"):  # the holder is gone: the run id is free again
         pass
+
+
+def test_the_manifest_names_the_gpus_the_run_was_measured_on(project, tmp_path, monkeypatch):
+    """On a GPU host (a fake NVML here) the manifest records each measured GPU, the driver and NVML as the started
+    sensor found them; on disk already while the run trains. A value a GPU cannot give is null."""
+    import ect.models.saving
+    import ect.models.training
+    import ect.runs.workload
+    import ect.sensors
+    from fake_nvml import FakeNvml, gpu
+    from types import SimpleNamespace
+
+    from ect.config import load_config
+    from ect.raw.layout import RunKey
+    from ect.runs.profiled import profile_run
+
+    fake = FakeNvml([gpu(0, energy_mJ=5_000_000), gpu(1, unsupported={"uuid", "power_limit"})],
+                    nvml_version="12.570.86.15")
+    select = ect.sensors.select_sensors
+    monkeypatch.setattr(ect.sensors, "select_sensors", lambda **given: select(
+        **{**given, "gpu_devices": "all", "nvml": fake, "env": {}, "rapl_root": tmp_path / "no-rapl"}))
+    seen = {}
+
+    def train(model, base, train_ds, val_ds, experiment, history_csv, monitor):
+        seen["manifest"] = read_json(history_csv.parent / "manifest.json")
+        monitor.begin_window("epoch_1")
+        monitor.end_window("epoch_1")
+        return SimpleNamespace(history=[], initial_epochs_trained=1, ft_epochs_trained=0)
+
+    monkeypatch.setattr(ect.runs.workload, "prepare_run", lambda *args: SimpleNamespace(
+        model=None, base=None, train_ds=None, val_ds=None, fingerprint={}, seconds_to_prepare=0.0))
+    monkeypatch.setattr(ect.models.training, "train_two_phase", train)
+    monkeypatch.setattr(ect.runs.workload, "final_metrics", lambda *args: {"val_f1": 0.5})
+    monkeypatch.setattr(ect.models.saving, "keep_model", lambda *args: {})
+    (tmp_path / "data").mkdir()
+    cfg = load_config(project, env={}, overrides={"METRICS_DIR": str(tmp_path / "metrics"),
+                                                   "DATASET_DIR": str(tmp_path / "data")})
+
+    outcome = profile_run(cfg, RunKey("local", "tiny_cnn", "20260101T000000Z-rep00"), 0)
+
+    assert outcome.status == "completed" and fake.initialised == 0
+    final = read_json(outcome.folder / "manifest.json")
+    for manifest in (seen["manifest"], final):
+        assert manifest["host"]["gpus"] == ["NVIDIA H200", "NVIDIA H200"]
+        assert manifest["host"]["gpu_driver"] == "570.86.15"
+        nvml = manifest["sensors"]["details"]["nvml"]
+        assert nvml["driver_version"] == "570.86.15" and nvml["nvml_version"] == "12.570.86.15"
+        assert nvml["devices"] == [
+            {"index": 0, "name": "NVIDIA H200", "uuid": "GPU-aaaa0-0000", "has_energy_counter": True,
+             "power_limit_W": 700.0, "memory_total_MiB": 81920.0},
+            {"index": 1, "name": "NVIDIA H200", "uuid": None, "has_energy_counter": False,
+             "power_limit_W": None, "memory_total_MiB": 81920.0}]
+        assert manifest["sensors"]["gpu_energy_source"] == "integrated"  # GPU 1 has no counter
+        assert manifest["backend"]["name"] == "tensorflow"
+    assert {row["name"] for row in csv_rows(outcome.folder / "gpu.csv")} == {"NVIDIA H200"}

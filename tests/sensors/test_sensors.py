@@ -5,7 +5,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -13,87 +12,7 @@ import pytest
 from ect.sensors import (DEFAULT_CPU_TDP_W, CpuPowerEstimate, NvmlSensor, ProcessSensor, RaplSensor, wraparound_delta,
                          select_sensors)
 
-# --- a fake pynvml -------------------------------------------------------------------------------------------
-
-
-class FakeNVMLError(Exception):
-    pass
-
-
-class FakeNotSupported(FakeNVMLError):
-    pass
-
-
-class FakeNvml:
-    """The pynvml functions the sensor uses, over a list of fake GPUs; handles are the GPU indices."""
-
-    NVMLError = FakeNVMLError
-    NVMLError_NotSupported = FakeNotSupported
-    NVML_TEMPERATURE_GPU = 0
-
-    def __init__(self, gpus):
-        self.gpus = gpus
-        self.initialised = 0
-        self.fail_power = False
-
-    def nvmlInit(self):
-        self.initialised += 1
-
-    def nvmlShutdown(self):
-        if self.initialised == 0:
-            raise FakeNVMLError("Uninitialized")
-        self.initialised -= 1
-
-    def nvmlDeviceGetCount(self):
-        return len(self.gpus)
-
-    def nvmlDeviceGetHandleByIndex(self, index):
-        if index >= len(self.gpus):
-            raise FakeNVMLError("Invalid Argument")
-        return index
-
-    def nvmlDeviceGetHandleByUUID(self, uuid):
-        for index, gpu in enumerate(self.gpus):
-            if gpu["uuid"] == uuid:
-                return index
-        raise FakeNVMLError("Not Found")
-
-    def nvmlDeviceGetUUID(self, handle):
-        return self.gpus[handle]["uuid"]
-
-    def nvmlDeviceGetName(self, handle):
-        return self.gpus[handle]["name"]
-
-    def nvmlDeviceGetPowerUsage(self, handle):
-        if self.fail_power:
-            raise FakeNVMLError("GPU is lost")
-        return self.gpus[handle]["power_mW"]
-
-    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
-        counter = self.gpus[handle].get("energy_mJ")
-        if counter is None:
-            raise FakeNotSupported("Not Supported")
-        return counter
-
-    def nvmlDeviceGetUtilizationRates(self, handle):
-        return SimpleNamespace(gpu=87, memory=41)
-
-    def nvmlDeviceGetMemoryInfo(self, handle):
-        return SimpleNamespace(used=3 * 2**30 + 2**19, total=80 * 2**30)
-
-    def nvmlDeviceGetTemperature(self, handle, sensor):
-        assert sensor == self.NVML_TEMPERATURE_GPU
-        return 54
-
-    def nvmlDeviceGetEnforcedPowerLimit(self, handle):
-        return 700000
-
-    def nvmlSystemGetDriverVersion(self):
-        return b"570.86.15"
-
-
-def gpu(index, energy_mJ=None, power_mW=119170):
-    return {"uuid": f"GPU-aaaa{index}-0000", "name": b"NVIDIA H200", "power_mW": power_mW, "energy_mJ": energy_mJ}
+from fake_nvml import FakeNotSupported, FakeNvml, gpu
 
 
 def started(sensor):
@@ -123,6 +42,33 @@ def test_nvml_reads_every_column_with_the_energy_counter():
     sensor.stop()
     sensor.stop()
     assert fake.initialised == 0
+
+
+def test_nvml_describes_the_gpus_before_start_and_leaves_nvml_as_it_was():
+    fake = FakeNvml([gpu(0, energy_mJ=1), gpu(1)], nvml_version="12.570.86.15")
+    sensor = NvmlSensor(env={}, nvml=fake)
+    assert sensor.probe().available and fake.initialised == 0
+    info = sensor.info()
+    assert fake.initialised == 0
+    assert info["driver_version"] == "570.86.15" and info["nvml_version"] == "12.570.86.15"
+    assert [(d["index"], d["name"], d["uuid"], d["has_energy_counter"]) for d in info["devices"]] == [
+        (0, "NVIDIA H200", "GPU-aaaa0-0000", True), (1, "NVIDIA H200", "GPU-aaaa1-0000", False)]
+    started(sensor)
+    assert sensor.info()["devices"] == info["devices"]
+    sensor.stop()
+    assert sensor.info()["devices"] == info["devices"] and fake.initialised == 0  # what the run measured, kept
+
+
+def test_nvml_description_values_the_gpu_or_driver_cannot_give_are_null_not_fatal():
+    # No nvmlSystemGetNVMLVersion in the binding, no driver version, a GPU that gives no name, UUID, limit or memory.
+    fake = FakeNvml([gpu(0, energy_mJ=None, unsupported={"name", "uuid", "power_limit", "memory"})], driver_version=None)
+    sensor = started(NvmlSensor(env={}, nvml=fake))
+    (row,) = sensor.read()
+    assert row["power_W"] == 119.17 and row["name"] is None and row["power_limit_W"] is None
+    assert sensor.info()["devices"] == [{"index": 0, "name": None, "uuid": None, "has_energy_counter": False,
+                                         "power_limit_W": None, "memory_total_MiB": None}]
+    assert sensor.info()["driver_version"] is None and sensor.info()["nvml_version"] is None
+    assert sensor.error is None
 
 
 def test_nvml_reads_the_costly_counter_at_boundaries_and_once_a_second_between(monkeypatch):

@@ -306,6 +306,19 @@ def test_a_fixed_run_is_validated_again_and_passes(batch, tmp_path):
     assert validate_run(folder, LIMITS).reused
 
 
+def test_a_verdict_of_older_checks_is_not_reused(tmp_path):
+    folder = tmp_path / "raw" / "local" / "tiny_cnn" / "run-1"
+    write_valid_run(folder)
+    first = validate_run(folder, LIMITS)
+    assert first.status == PASSED and not first.reused and validate_run(folder, LIMITS).reused
+    record = json.loads((folder / VALIDATION_FILE).read_text())
+    del record["checks_version"]  # as written before the measurement cross-checks
+    (folder / VALIDATION_FILE).write_text(json.dumps(record))
+    again = validate_run(folder, LIMITS)
+    assert not again.reused and again.status == PASSED
+    assert json.loads((folder / VALIDATION_FILE).read_text())["checks_version"] == 2
+
+
 def test_each_problem_is_reported_once_under_its_own_name(batch):
     header_only = batch["results"][CORRUPT_RUNS["header_only"]].failures
     assert not [f for f in header_only if f.column == "timestamp_step_s"], describe(header_only)  # no gaps without samples
