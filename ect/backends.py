@@ -9,6 +9,7 @@ on TensorFlow, JAX or PyTorch is a different workload, recorded in the manifest 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from importlib import metadata, util
 
@@ -76,8 +77,6 @@ def check_backend(name: str, architectures=()) -> Backend:
 def select_backend(name: str) -> Backend:
     """Makes `name` the Keras backend of this process (KERAS_BACKEND), TensorFlow unimportable in it unless it is the
     backend; Keras must not be imported yet with another one."""
-    import sys
-
     backend = check_backend(name)
     loaded = sys.modules.get("keras")
     if loaded is not None and loaded.backend.backend() != name:

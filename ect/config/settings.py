@@ -124,17 +124,25 @@ def optional_text(value: Any) -> str | None:
     return None if value is None or str(value).strip() == "" else str(value)
 
 
+def _known_names(names: list | tuple, known, what: str, once: bool = False) -> tuple[str, ...]:
+    """Each name stripped and one of `known` (and, with once, listed once); ValueError naming the first that is not.
+    `what` is the plural: "architectures", "backends"."""
+    result = []
+    for name in names:
+        name = str(name).strip()
+        if name not in known:
+            raise ValueError(f"{what} from {', '.join(known)} (unknown: {name!r})")
+        if once and name in result:
+            raise ValueError(f"each {what[:-1]} once ({name!r} is listed twice)")
+        result.append(name)
+    return tuple(result)
+
+
 def architecture_list(value: Any) -> tuple[str, ...]:
     names = value.split(",") if isinstance(value, str) else value
     if not isinstance(names, (list, tuple)) or not names:
         raise ValueError(f"a non-empty list of architectures from {', '.join(ARCHITECTURES)}")
-    result = []
-    for name in names:
-        name = str(name).strip()
-        if name not in ARCHITECTURES:
-            raise ValueError(f"architectures from {', '.join(ARCHITECTURES)} (unknown: {name!r})")
-        result.append(name)
-    return tuple(result)
+    return _known_names(names, ARCHITECTURES, "architectures")
 
 
 def weights_spec(value: Any) -> str:
@@ -167,15 +175,7 @@ def optional_backend_list(value: Any) -> tuple[str, ...] | None:
     names = value.split(",") if isinstance(value, str) else value
     if not isinstance(names, (list, tuple)):
         raise ValueError(f"a list of backends from {', '.join(BACKENDS)}")
-    result = []
-    for name in names:
-        name = str(name).strip()
-        if name not in BACKENDS:
-            raise ValueError(f"backends from {', '.join(BACKENDS)} (unknown: {name!r})")
-        if name in result:
-            raise ValueError(f"each backend once ({name!r} is listed twice)")
-        result.append(name)
-    return tuple(result)
+    return _known_names(names, BACKENDS, "backends", once=True)
 
 
 def runner_name(value: Any) -> str:
