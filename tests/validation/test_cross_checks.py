@@ -320,3 +320,18 @@ def test_ect_validate_lists_warnings_and_exits_0(tmp_path, project, monkeypatch)
     assert any(line.startswith("      warning: gpu.csv [temperature_C]: expect_column_values_to_be_between: "
                                "expected temperature_C within 20-95 C") and "11 offending value(s)" in line
                for line in lines), lines
+
+
+def test_edge_samples_of_a_short_run_do_not_hide_the_periodic_spacing():
+    """A 0.75 s torch run on CPU (seen): 14 samples, half of them at phase and epoch edges, median spacing 31 ms
+    against a declared 100 ms. The periodic samples are 100 ms apart; a wrong declaration still shows."""
+    from ect.validation.checks import _periodic_spacing_ms
+    seen = np.array([0, 2, 276, 301, 388, 401, 501, 570, 601, 632, 702, 744, 745, 746], dtype=float)
+    assert np.median(np.diff(seen)) == 31.0
+    assert 66.7 <= _periodic_spacing_ms(seen, 100.0) <= 150
+    grid = np.arange(0, 60_000, 100, dtype=float)
+    assert _periodic_spacing_ms(grid, 100.0) == 100.0
+    assert _periodic_spacing_ms(grid, 1000.0) <= 1000 / 1.5  # declared 10 x too long
+    assert _periodic_spacing_ms(grid, 10.0) >= 10 * 1.5  # declared 10 x too short
+    with_edges = np.sort(np.concatenate([grid, grid[::7] + 3, grid[::11] + 71]))
+    assert _periodic_spacing_ms(with_edges, 100.0) == pytest.approx(100, abs=35)
