@@ -159,20 +159,26 @@ def validate_raw(raw_dir: Path, limits: Limits, summary_dir: Path, force: bool =
     results = [fresh[folder] if folder in fresh else _reused(folder, records[folder]) for folder in folders]
     results = sorted(results + links, key=lambda r: r.run.split("/"))
     write_summary(results, raw_dir, summary_dir)
-    log.info(summary_table(results))
+    log.info(summary_table(results, every_run=False))
     if docs is not None:
         log.info(f"Great Expectations Data Docs: {docs.index()}")
     return results
 
 
-def summary_table(results: list[RunValidation]) -> str:
-    """One line per run, its status, then its errors (what quarantined it) and its warnings (kept, prefixed)."""
+def summary_table(results: list[RunValidation], every_run: bool = True) -> str:
+    """One line per run, its status, then its errors (what quarantined it) and its warnings (kept, prefixed). Without
+    `every_run` (the terminal), the runs that passed without a warning are counted, not listed: a history of
+    hundreds of runs would otherwise bury what needs reading."""
     passed = sum(r.status == PASSED for r in results)
     warned = sum(r.status == PASSED and bool(r.warnings) for r in results)
+    reused = sum(bool(r.reused) for r in results)
     lines = [f"validation: {passed} passed, {len(results) - passed} quarantined, {len(results)} runs; "
              f"{warned} passed with warnings"]
-    width = max((len(r.run) for r in results), default=3)
-    for r in results:
+    listed = [r for r in results if every_run or r.status != PASSED or r.warnings]
+    if not every_run:
+        lines[0] += f" ({len(results) - reused} checked now, {reused} unchanged since their last validation)"
+    width = max((len(r.run) for r in listed), default=3)
+    for r in listed:
         lines.append(f"  {r.run:<{width}}  {r.status}" + (f", {len(r.warnings)} warning(s)" if r.warnings else ""))
         for f in r.failures:
             where = f"{f.file}" + (f" [{f.column}]" if f.column else "")
@@ -180,6 +186,8 @@ def summary_table(results: list[RunValidation]) -> str:
         for f in r.warnings:
             where = f"{f.file}" + (f" [{f.column}]" if f.column else "")
             lines.append(f"      warning: {where}: {f.check}: {f.details}")
+    if len(listed) < len(results):
+        lines.append(f"  {len(results) - len(listed)} run(s) passed without a warning (each listed in summary.txt)")
     return "\n".join(lines)
 
 

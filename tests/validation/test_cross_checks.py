@@ -316,10 +316,40 @@ def test_ect_validate_lists_warnings_and_exits_0(tmp_path, project, monkeypatch)
     with log_lines() as records:
         assert main(["validate", str(raw)]) == 0
     lines = "\n".join(records).splitlines()
-    assert "validation: 1 passed, 0 quarantined, 1 runs; 1 passed with warnings" in lines
+    assert "validation: 1 passed, 0 quarantined, 1 runs; 1 passed with warnings (1 checked now, 0 unchanged since " \
+           "their last validation)" in lines
     assert any(line.startswith("      warning: gpu.csv [temperature_C]: expect_column_values_to_be_between: "
                                "expected temperature_C within 20-95 C") and "11 offending value(s)" in line
                for line in lines), lines
+
+
+def test_ect_validate_prints_what_needs_reading_and_the_summary_lists_every_run(tmp_path, project, monkeypatch):
+    """The terminal lists quarantined and warned runs and counts the clean ones; summary.txt lists every run."""
+    from ect.cli import main
+
+    monkeypatch.setenv("ECT_HOME", str(project))
+    monkeypatch.setenv("ECT_METRICS_DIR", str(tmp_path / "metrics"))
+    raw = tmp_path / "metrics" / "raw"
+    clean = [f"local/vgg16/clean-{n}" for n in range(3)]
+    for run in clean:
+        write_valid_run(raw / run, samples=120)
+    gpu_temperature(97)(write_valid_run(raw / "local" / "vgg16" / "hot", samples=120))
+    declared_interval(0.01)(write_valid_run(raw / "local" / "vgg16" / "declared", samples=120))
+    with log_lines() as records:
+        assert main(["validate", str(raw)]) == 1
+    lines = "\n".join(records).splitlines()
+    assert "validation: 4 passed, 1 quarantined, 5 runs; 1 passed with warnings (5 checked now, 0 unchanged since " \
+           "their last validation)" in lines
+    listed = [line.split()[0] for line in lines if line.startswith("  local/")]
+    assert listed == ["local/vgg16/declared", "local/vgg16/hot"]
+    assert "  3 run(s) passed without a warning (each listed in summary.txt)" in lines
+    summary = (tmp_path / "metrics" / "validation" / "summary.txt").read_text().splitlines()
+    assert sorted(line.split()[0] for line in summary if line.startswith("  local/")) == sorted(
+        [*clean, "local/vgg16/declared", "local/vgg16/hot"])
+    with log_lines() as records:
+        assert main(["validate", str(raw)]) == 1
+    assert any(line.startswith("validation: 4 passed, 1 quarantined, 5 runs; 1 passed with warnings (0 checked now, "
+                               "5 unchanged") for line in "\n".join(records).splitlines())
 
 
 def test_edge_samples_of_a_short_run_do_not_hide_the_periodic_spacing():
