@@ -227,7 +227,7 @@ def scratch_project(project: Path, args, backends: list[str], dataset: Path) -> 
             "ARCHITECTURES": args.architectures.split(","), "BACKENDS": backends, "REPETITIONS": args.repetitions,
             "INITIAL_EPOCHS": args.epochs, "FT_EPOCHS": args.epochs, "IMAGE_SIZE": args.image_size,
             "BATCH_SIZE": args.batch_size, "WEIGHTS": "none",  # no download: GPU hosts may have no network
-            "WARMUP_TIME": args.warmup_minutes, "COOLDOWN": 0, "SAMPLING_INTERVAL_MS": args.interval_ms,
+            "WARMUP_TIME": args.warmup_minutes, "COOLDOWN": 0, "IDLE_BASELINE": 2, "SAMPLING_INTERVAL_MS": args.interval_ms,
             "SAVE_MODELS": False, "MLFLOW_ENABLED": False, "REGRESSION": {"FAIL_RUN": False}},
         "resources": resources}, sort_keys=False))
 

@@ -213,8 +213,9 @@ def train(args) -> int:
 
 @command("profile", "profile every architecture and repetition (the original's profile_model)", config="data",
          description="Warm up for WARMUP_TIME minutes, then run one profiled training per architecture and "
-                     "repetition, each in its own process, with a cool-down of COOLDOWN minutes every "
-                     "COOLDOWN_EVERY runs. Raw run folders go to METRICS_DIR/raw/ENVIRONMENT/ARCHITECTURE/RUN_ID/. "
+                     "repetition, each in its own process, with a cool-down every COOLDOWN_EVERY runs (until the "
+                     "GPU is back at the campaign's first idle baseline, COOLDOWN minutes at most). Raw run folders "
+                     "go to METRICS_DIR/raw/ENVIRONMENT/ARCHITECTURE/RUN_ID/. "
                      "A failed run is recorded and the next one goes on; the exit code is 1 if any run failed.",
          arguments=[
              arg("environment", metavar="ENVIRONMENT", help=ENVIRONMENT_HELP),
@@ -255,7 +256,8 @@ def profile(args) -> int:
              EXPERIMENT_NAME,
              BACKEND,
              arg("--cool-down", action="store_true",
-                 help="cool down for COOLDOWN minutes after the run, whatever its outcome"),
+                 help="cool down after the run, whatever its outcome: until the GPU is back at the campaign's "
+                      "first idle baseline, COOLDOWN minutes at most"),
          ])
 def profile_run(args) -> int:
     from ect.raw.layout import RunKey
@@ -278,9 +280,10 @@ def profile_run(args) -> int:
 
 def _cool_down_if_asked(args, cfg) -> None:
     if args.cool_down and cfg.experiment.cooldown > 0:
-        from ect.profiling.warmup import cool_down
+        from ect.raw.layout import RunKey
+        from ect.runs.profiled import cool_down_after
 
-        cool_down(cfg.experiment.cooldown * 60)
+        cool_down_after(cfg, RunKey(args.environment, args.architecture, args.run_id))
 
 
 @command("warmup", "keep the GPU (or CPU) busy before measuring", config="data",

@@ -109,6 +109,7 @@ def preflight(environment: str, params: dict, dag_run_id: str,
             "experiment_name": experiment_name, "dag_run_id": dag_run_id, "backends": list(backends),
             "dataset_dir": str(cfg.path("DATASET_DIR")),  # on the GPU host: host_check checks it there
             "warmup_minutes": cfg.experiment.warmup_time, "cooldown_minutes": cfg.experiment.cooldown,
+            "early_stop": {"spread": cfg.experiment.early_stop_spread, "min_runs": cfg.experiment.early_stop_min_runs},
             "runs": [run.to_dict() for run in runs]}
 
 
@@ -198,9 +199,11 @@ def planned_runs_summary(cfg: Config, environment: str, planned: list[dict], res
     summary_path = metrics_dir(cfg).validation / "summary.json"
     wanted = {RunKey(environment, run["architecture"], run["run_id"]).name for run in planned}
     ours = [r for r in results if r.run in wanted]
-    missing = sorted(wanted - {r.run for r in ours})
+    skipped = skipped_runs(cfg, environment, planned, wanted - {r.run for r in ours})
+    missing = sorted(wanted - {r.run for r in ours} - set(skipped))
     summary = read_json(summary_path) or {}
     summary["planned_runs_without_folder"] = missing
+    summary["planned_runs_skipped"] = skipped
     write_json(summary_path, summary)
     if store := store_of(cfg):
         store.push(summary_path, "validation/summary.json")
@@ -209,8 +212,27 @@ def planned_runs_summary(cfg: Config, environment: str, planned: list[dict], res
         "quarantined": {r.run: [f"{f.file} {f.check} {f.column or ''}: {f.details}" for f in r.failures]
                         for r in ours if r.status != PASSED},
         "missing": missing,  # planned runs that left no folder (e.g. the task failed before starting)
+        "skipped": skipped,  # planned runs skipped because the answer was known (EARLY_STOP_SPREAD): {run: why}
         "summary": str(summary_path),
     }
+
+
+def skipped_runs(cfg: Config, environment: str, planned: list[dict], without_folder: set[str]) -> dict[str, str]:
+    """The planned runs without a folder that EARLY_STOP_SPREAD skipped ({run: why}): the completed runs of their
+    architecture and backend in this DAG run (METRICS_DIR/raw, as validated) know the answer."""
+    from ect.runs.plan import PlannedRun, early_stop_reason
+
+    runs = [PlannedRun.from_dict(run) for run in planned]
+    raw = metrics_dir(cfg).raw
+    skipped = {}
+    for run in runs:
+        name = RunKey(environment, run.architecture, run.run_id).name
+        if name in without_folder:
+            reason = early_stop_reason(run, runs, lambda r: RunKey(environment, r.architecture, r.run_id).folder(raw),
+                                       cfg.experiment.early_stop_spread, cfg.experiment.early_stop_min_runs)
+            if reason:
+                skipped[name] = reason
+    return skipped
 
 
 def aggregate_step(cfg: Config, raw: Path | None = None, out: Path | None = None, allow_removal: bool = False):

@@ -83,7 +83,7 @@ class FakeNvml:
 
     def nvmlDeviceGetTemperature(self, handle, sensor):
         assert sensor == self.NVML_TEMPERATURE_GPU
-        return 54
+        return self.gpus[handle].get("temperature_C", 54)
 
     def nvmlDeviceGetEnforcedPowerLimit(self, handle):
         self._ask(handle, "power_limit")

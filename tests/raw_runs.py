@@ -79,3 +79,26 @@ def write_valid_run(folder, gpus=1, samples=50, interval_s=0.1, start_ms=1_795_0
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return folder
+
+
+def write_run_with_idle_baseline(folder, hot_start=False, start_ms=1_795_000_000_000):
+    """A valid run of 50 samples at 0.1 s whose GPU idles at 100 W for its first second (the idle window, 0-0.9 s,
+    which starts at 40 C) and draws 300 W from 1.0 s on (the measurement window, 1.0-4.8 s: 1140 J); its manifest's
+    idle_baseline says whether it started hot against a campaign's first baseline of 38 C and 95 W."""
+    write_valid_run(folder, start_ms=start_ms, power=lambda t: 100.0 if t < 0.95 else 300.0)
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    start_s, end_s = start_ms / 1000 + 1.0, start_ms / 1000 + 4.8
+    manifest["window"] = {"start": iso_utc(start_s), "end": iso_utc(end_s), "start_unix_s": start_s,
+                          "end_unix_s": end_s}
+    manifest["idle_baseline"] = {
+        "start_unix_s": start_ms / 1000, "end_unix_s": start_ms / 1000 + 0.9, "duration_s": 0.9, "samples": 10,
+        "gpu_power_W": {"0": 100.0}, "gpu_power_W_total": 100.0, "start_temperature_C": 40.0,
+        "reference": {"run": "vgg16/night-rep00", "start_unix_s": start_ms / 1000 - 600, "temperature_C": 38.0,
+                      "gpu_power_W": 95.0},
+        "tolerance": {"temperature_C": 1.0, "power_pct": 2.0},
+        "hot_start": hot_start,
+        "hot_start_reasons": ["temperature 40 C above 38 C + 1 C", "idle power 100 W above 95 W + 2 %"] if hot_start
+        else [],
+    }
+    (Path(folder) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return Path(folder)

@@ -13,7 +13,7 @@ PACKAGE = REPO / "ect"
 # Bottom first. A unit is a subpackage (ect.raw) or a top-level module (ect.energy).
 FLOORS = [
     {"ect", "ect.errors"},
-    {"ect.raw", "ect.energy", "ect.architectures", "ect.backends", "ect.quality", "ect.masking"},
+    {"ect.raw", "ect.energy", "ect.architectures", "ect.backends", "ect.quality", "ect.masking", "ect.steady"},
     {"ect.sensors", "ect.data", "ect.config"},
     {"ect.models", "ect.profiling", "ect.validation", "ect.analysis", "ect.store"},
     {"ect.aggregate"},
@@ -24,7 +24,8 @@ FLOORS = [
     {"ect.__main__"},
 ]
 FLOOR_OF = {unit: number for number, units in enumerate(FLOORS) for unit in units}
-BOTTOM = {"ect.raw", "ect.energy", "ect.architectures", "ect.backends", "ect.quality", "ect.masking", "ect.errors"}
+BOTTOM = {"ect.raw", "ect.energy", "ect.architectures", "ect.backends", "ect.quality", "ect.masking", "ect.errors",
+          "ect.steady"}
 
 
 def module_name(path: Path) -> str:

@@ -39,7 +39,9 @@ from ect.raw.manifest import read_manifest
 
 KEY = ["environment", "architecture", "run_id"]
 # Bump when the columns or the arithmetic of the outputs change: every run is then aggregated again.
-FORMAT_VERSION = 7  # 7: backend, backend_version, keras_version
+# 7: backend, backend_version, keras_version; 8: steady state (steady_*, <phase>_steady_*);
+# 9: gpu/cpu/dram/total_energy_uncertainty_J; 10: idle baseline (idle_*_power_W, dynamic_energy_J, hot_start, ...)
+FORMAT_VERSION = 10
 PROGRESS_EVERY = 20
 NAMED = 10  # runs named in a refusal, then "and N more"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import numbers
 from pathlib import Path
@@ -12,10 +13,11 @@ import pandas as pd
 from ect.aggregate.samples import values
 from ect.backends import DEFAULT_BACKEND
 from ect.energy import CpuSeries, GpuSeries, carbon_factors, to_kWh, window_energy
-from ect.raw.atomic import read_json
+from ect.raw.atomic import read_json, read_text
 from ect.raw.columns import VALIDATION_METRICS
-from ect.raw.layout import METRICS_FILE, campaign_of
+from ect.raw.layout import HISTORY_FILE, METRICS_FILE, campaign_of
 from ect.raw.manifest import Manifest
+from ect.steady import PHASES, images_per_epoch, read_history, steady_state
 
 
 # The processed row's text and integer columns (the others are numbers, but `start`, a time): a row whose value is
@@ -25,6 +27,7 @@ TEXT_COLUMNS = ("environment", "architecture", "run_id", "campaign_id", "source"
                 "carbon_intensity_source", "hostname", "platform", "cpu_model", "python_version", "gpu_name")
 INTEGER_COLUMNS = ("repetition", "cpu_count", "gpu_count", "samples", "params_total", "trained_epochs", "images_seen")
 TIME_COLUMNS = ("start",)
+BOOL_COLUMNS = ("hot_start",)  # true, false, or None (not assessed)
 
 
 def _of_its_kind(column: str, value) -> bool:
@@ -34,6 +37,8 @@ def _of_its_kind(column: str, value) -> bool:
         return isinstance(value, str)
     if column in TIME_COLUMNS:
         return isinstance(value, pd.Timestamp)
+    if column in BOOL_COLUMNS:
+        return isinstance(value, (bool, np.bool_))
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         return False
     return column not in INTEGER_COLUMNS or isinstance(value, numbers.Integral) or float(value).is_integer()
@@ -121,6 +126,80 @@ def backend_of(manifest: Manifest) -> dict:
             "keras_version": software.get("keras")}
 
 
+def steady_columns(folder: Path, metrics: dict) -> dict:
+    """The run's steady state (ect.steady) from its history.csv: mean power, energy per epoch and per image and
+    duration, and each phase's energy per epoch and power; None where history.csv has no per-epoch energy (runs
+    measured before it was recorded, imported runs) or no epoch after the first of its phase."""
+    try:
+        rows = read_history(read_text(folder / HISTORY_FILE))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        rows = []
+    steady = steady_state(rows, images_per_epoch(metrics))
+    overall = steady.overall
+    columns = {"steady_power_W": None, "steady_energy_per_epoch_J": None, "steady_energy_per_image_J": None,
+               "steady_duration_s": None}
+    if overall is not None:
+        columns = {"steady_power_W": overall.power_W, "steady_energy_per_epoch_J": overall.energy_per_epoch_J,
+                   "steady_energy_per_image_J": overall.energy_per_image_J, "steady_duration_s": overall.duration_s}
+    for phase in PHASES:
+        mine = steady.phases.get(phase)
+        columns[f"{phase}_steady_energy_per_epoch_J"] = None if mine is None else mine.energy_per_epoch_J
+        columns[f"{phase}_steady_power_W"] = None if mine is None else mine.power_W
+    return columns
+
+
+def _finite(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _start_temperature(gpu, start_ms: int) -> float | None:
+    """The hottest GPU's temperature in the first GPU sample at or after start_ms."""
+    if _empty(gpu):
+        return None
+    times, temperatures = values(gpu, "time_ms"), values(gpu, "temperature_C")
+    after = times >= start_ms
+    if not after.any():
+        return None
+    first = temperatures[times == times[after].min()]
+    return float(np.nanmax(first)) if np.isfinite(first).any() else None
+
+
+IDLE_COLUMNS = ("idle_duration_s", "gpu_idle_power_W", "cpu_idle_power_W", "idle_power_W", "dynamic_energy_J",
+                "gpu_dynamic_energy_J", "start_temperature_C", "hot_start")
+
+
+def idle_columns(manifest: Manifest, gpu, cpu, gpus: np.ndarray, energy, duration_s: float) -> dict:
+    """The idle baseline (ect.profiling.thermal), recomputed from the samples of the manifest's idle window: the idle
+    power of the GPUs, of the CPU (package) and in all (GPU + CPU + DRAM), the energy above idle over the measurement
+    window (dynamic_energy_J = total - idle power x duration; the GPUs' alone), the hottest GPU's temperature at the
+    idle window's start and whether the run started hot (the manifest's verdict). None where the run has no idle
+    baseline (IDLE_BASELINE 0, runs measured before it, imported runs) or a sensor did not measure it."""
+    columns = dict.fromkeys(IDLE_COLUMNS)
+    record = manifest.idle_baseline if isinstance(manifest.idle_baseline, dict) else {}
+    start, end = _finite(record.get("start_unix_s")), _finite(record.get("end_unix_s"))
+    if start is None or end is None or round(end * 1000) <= round(start * 1000):
+        return columns
+    start_ms, end_ms = round(start * 1000), round(end * 1000)
+    seconds = (end_ms - start_ms) / 1000
+    idle = window_energy(start_ms, end_ms, _gpu_series(gpu, gpus), _cpu_series(cpu))
+    gpu_W, cpu_W, dram_W = (None if joules is None or math.isnan(joules) else joules / seconds
+                            for joules in (idle.gpu_total_J, idle.cpu_J, idle.dram_J))
+    parts = [watts for watts in (gpu_W, cpu_W, dram_W) if watts is not None]
+    idle_W = math.fsum(parts) if parts else None
+    hot_start = record.get("hot_start")
+    columns.update({
+        "idle_duration_s": seconds, "gpu_idle_power_W": gpu_W, "cpu_idle_power_W": cpu_W, "idle_power_W": idle_W,
+        "dynamic_energy_J": None if idle_W is None else energy.total_J - idle_W * duration_s,
+        "gpu_dynamic_energy_J": None if gpu_W is None or energy.gpu_total_J is None
+        else energy.gpu_total_J - gpu_W * duration_s,
+        "start_temperature_C": _start_temperature(gpu, start_ms),
+        "hot_start": hot_start if isinstance(hot_start, bool) else None,
+    })
+    return columns
+
+
 def run_row(folder: Path, manifest: Manifest, gpu, cpu, environments: dict) -> dict:
     """The processed row of one validated run (ValueError when a value is of the wrong kind for its column)."""
     start_ms, end_ms = manifest.window.start_ms, manifest.window.end_ms
@@ -154,6 +233,10 @@ def run_row(folder: Path, manifest: Manifest, gpu, cpu, environments: dict) -> d
         "cpu_energy_J": energy.cpu_J,
         "dram_energy_J": energy.dram_J,
         "total_energy_J": total_J,
+        "gpu_energy_uncertainty_J": energy.gpu_total_uncertainty_J,
+        "cpu_energy_uncertainty_J": energy.cpu_uncertainty_J,
+        "dram_energy_uncertainty_J": energy.dram_uncertainty_J,
+        "total_energy_uncertainty_J": energy.total_uncertainty_J,
         "energy_kWh": energy_kWh,
         "emissions_gCO2e": energy_kWh * pue * intensity,
         "gpu_energy_source": energy.gpu_sources,
@@ -188,4 +271,6 @@ def run_row(folder: Path, manifest: Manifest, gpu, cpu, environments: dict) -> d
         "trained_epochs": metrics.get("trained_epochs"),
         "images_seen": images_seen,
         "energy_per_image_J": total_J / images_seen if images_seen else None,
+        **idle_columns(manifest, gpu, cpu, gpus, energy, (end_ms - start_ms) / 1000),
+        **steady_columns(folder, metrics),
     })

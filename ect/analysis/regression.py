@@ -12,6 +12,10 @@ campaigns, and the verdict is one of:
 - "inconclusive": too few repetitions, or an interval that straddles the threshold; "decided_by"
   says what would decide it. Inconclusive never fails a DAG run;
 - "no baseline": no earlier campaign ran the architecture.
+A change of the median that the measurements' uncertainties cover is never a regression: where the latest and the
+baseline median differ by no more than their uncertainties added (each median's: the largest of its runs', see
+stats.median_uncertainty), the verdict is "inconclusive", its reason naming both numbers. Runs without an
+uncertainty (processed before it was recorded) are judged as before.
 
 A backend is only ever compared with itself: the series compared (and the trend's columns) are the architectures
 where every run of the environment trained on TensorFlow (the keys of every result before backends were a choice),
@@ -29,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ect.analysis.stats import BACKEND, shows_backend, with_backend
+from ect.analysis.stats import BACKEND, BOUND, median_uncertainty, shows_backend, uncertainty, with_backend
 from ect.errors import ConfigError, EnergyRegression
 from ect.raw.layout import campaign_of, run_id_for
 
@@ -119,11 +123,22 @@ def _repetitions_to_decide(n: int, m: int, ratio: float, low: float, high: float
     return max(1, more) if more < 1000 else None
 
 
-def _compare(latest_J: pd.Series, baseline: pd.DataFrame, settings: RegressionSettings, alpha: float,
+def _with_bounds(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The runs with each one's uncertainty of the metric (NaN: unknown) in the working column BOUND."""
+    return runs.assign(**{BOUND: uncertainty(runs, metric).to_numpy()})
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _compare(latest: pd.DataFrame, baseline: pd.DataFrame, settings: RegressionSettings, alpha: float,
              sides: tuple[str, str] = ("latest", "baseline")) -> dict:
-    """One architecture: latest runs against the baseline runs (with their campaign_id), the interval's ends at
-    one-sided level alpha. `sides` names the two in decided_by (compare_campaigns: the second and first campaign)."""
+    """One architecture: latest runs against the baseline runs (with their campaign_id and BOUND), the interval's
+    ends at one-sided level alpha. `sides` names the two in decided_by (compare_campaigns: the second and first
+    campaign)."""
     latest_side, baseline_side = sides
+    latest_J = latest[settings.metric]
     latest_median = float(latest_J.median())
     baseline_median = float(baseline.groupby("campaign_id")[settings.metric].median().median())
     relative_change = latest_median / baseline_median - 1
@@ -161,6 +176,15 @@ def _compare(latest_J: pd.Series, baseline: pd.DataFrame, settings: RegressionSe
             decided_by = (f"{span}: it straddles the threshold +{100 * settings.threshold:g} %; "
                           + (f"about {more} more repetition(s) on each side would decide" if more
                              else "more repetitions would decide"))
+    latest_bound, baseline_bound = median_uncertainty(latest[BOUND]), median_uncertainty(baseline[BOUND])
+    change, combined = latest_median - baseline_median, latest_bound + baseline_bound  # NaN: unknown
+    if status == "regression" and abs(change) <= combined:
+        status = "inconclusive"
+        decided_by = (f"the change of the median, {_energy(change, settings.metric, '+')}, lies within the "
+                      f"measurements' uncertainty {_energy(combined, settings.metric)} ({latest_side} "
+                      f"+/- {_energy(latest_bound, settings.metric)} + {baseline_side} "
+                      f"+/- {_energy(baseline_bound, settings.metric)}): no difference can be called (the runs alone: "
+                      f"{decided_by})")
     return {
         "status": status,
         "regression": status == "regression",
@@ -169,6 +193,8 @@ def _compare(latest_J: pd.Series, baseline: pd.DataFrame, settings: RegressionSe
         "baseline_campaigns": int(baseline["campaign_id"].nunique()),
         "latest_median": latest_median,
         "baseline_median": baseline_median,
+        "latest_median_uncertainty": _number(latest_bound),
+        "baseline_median_uncertainty": _number(baseline_bound),
         "relative_change": float(relative_change),
         "ratio_interval": None if interval is None else list(interval),
         "p_value": p_value,
@@ -187,7 +213,7 @@ def check_regressions(df: pd.DataFrame, environment: str,
     baseline, reported) use the run-level values. Runs without a value of the metric are left out.
     """
     runs = _with_series(_environment_runs(df, environment))
-    runs = runs[runs[settings.metric].notna()]
+    runs = _with_bounds(runs[runs[settings.metric].notna()], settings.metric)
     order = [str(c) for c in _campaign_starts(runs).index]
     latest_campaign = order[-1] if order else None
     baseline_campaigns = order[-1 - settings.baseline_runs:-1] if settings.baseline_runs > 0 else []
@@ -211,6 +237,8 @@ def check_regressions(df: pd.DataFrame, environment: str,
                 "baseline_campaigns": 0,
                 "latest_median": float(latest_J.median()),
                 "baseline_median": None,
+                "latest_median_uncertainty": _number(median_uncertainty(mine[BOUND])),
+                "baseline_median_uncertainty": None,
                 "relative_change": None,
                 "ratio_interval": None,
                 "p_value": None,
@@ -218,7 +246,7 @@ def check_regressions(df: pd.DataFrame, environment: str,
                               + (f" on {names['backend']}" if series != names["architecture"] else ""),
             }
         else:
-            architectures[series] = {**names, **_compare(latest_J, arch_baseline, settings, alpha)}
+            architectures[series] = {**names, **_compare(mine, arch_baseline, settings, alpha)}
 
     return {
         "environment": environment,
@@ -246,7 +274,7 @@ def compare_campaigns(df: pd.DataFrame, first: str, second: str,
     judged as the regression check judges a latest run against its baseline (alpha shared out over the cells
     compared); a backend is only compared with itself. Raises ConfigError naming a campaign without runs and the
     campaigns there are."""
-    runs = with_backend(df[df[settings.metric].notna()])
+    runs = _with_bounds(with_backend(df[df[settings.metric].notna()]), settings.metric)
     known = sorted(str(c) for c in runs["campaign_id"].unique())
     sides = {}
     for name in (first, second):
@@ -263,7 +291,7 @@ def compare_campaigns(df: pd.DataFrame, first: str, second: str,
         a, b = (sides[name][(sides[name]["environment"] == environment) & (sides[name]["architecture"] == architecture)
                             & (sides[name][BACKEND] == backend)] for name in (first, second))
         comparisons.append({"environment": environment, "architecture": architecture, "backend": backend,
-                            **_compare(b[settings.metric], a, settings, alpha, COMPARE_SIDES)})
+                            **_compare(b, a, settings, alpha, COMPARE_SIDES)})
     return {"first": first, "second": second, "settings": dataclasses.asdict(settings), "comparisons": comparisons,
             "only_in_first": [list(cell) for cell in sorted(cells[first] - cells[second])],
             "only_in_second": [list(cell) for cell in sorted(cells[second] - cells[first])]}
@@ -308,5 +336,7 @@ def raise_on_regression(result: dict) -> None:
     raise EnergyRegression(message)
 
 
-def _energy(value: float, metric: str) -> str:
-    return f"{value / 1000:.4g} kJ" if metric.endswith("_J") else f"{value:.4g} {metric.rsplit('_', 1)[-1]}"
+def _energy(value: float, metric: str, sign: str = "") -> str:
+    """A value of the metric as people read it, 4 significant digits with its unit (kJ for joules); sign "+" shows
+    the sign of a change."""
+    return f"{value / 1000:{sign}.4g} kJ" if metric.endswith("_J") else f"{value:{sign}.4g} {metric.rsplit('_', 1)[-1]}"

@@ -13,7 +13,7 @@ import pandas as pd
 from ect import __version__
 from ect.analysis import plots
 from ect.analysis.stats import (BACKEND, CELL, analyze, backends, cell_columns, group_label, group_values,
-                                shows_backend, with_backend, without_one_class_f1)
+                                median_uncertainty, shows_backend, uncertainty, with_backend, without_one_class_f1)
 from ect.backends import DEFAULT_BACKEND
 from ect.quality import ONE_CLASS_NOTE
 from ect.raw.atomic import write_json, write_text
@@ -38,7 +38,26 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
         lambda g: ", ".join(sorted({f"GPU {a} / CPU {b}" for a, b in zip(g["gpu_energy_source"], g["cpu_energy_source"])})),
         include_groups=False)
     table["energy_sources"] = sources.to_numpy()
+    measured = runs.dropna(subset=["total_energy_J"])  # the runs behind each median
+    bounds = measured.assign(bound=uncertainty(measured, "total_energy_J").to_numpy())
+    bound = bounds.groupby(keys, sort=True)["bound"].agg(median_uncertainty)
+    table["median_total_energy_uncertainty_J"] = bound.reindex(pd.MultiIndex.from_frame(table[keys])).to_numpy()
     return table
+
+
+UNCERTAINTY_RULE = ("Energy as median ± its uncertainty: the largest uncertainty of the runs behind the median (a "
+                    "median of runs each within ± its own uncertainty of the true energy is within ± the largest); "
+                    "each run's from how it was measured (README, Energy measurement: Uncertainty).")
+
+
+def with_uncertainty(value, bound, scale: float = 1e3) -> str:
+    """A value and its uncertainty, both divided by scale (J to kJ), 4 significant digits each: "5.264 ± 0.01234";
+    "5.264 (uncertainty unknown)" for runs processed before uncertainties were recorded; "–" without a value."""
+    if value is None or not math.isfinite(value):
+        return "–"
+    if bound is None or not math.isfinite(bound):
+        return f"{value / scale:.4g} (uncertainty unknown)"
+    return f"{value / scale:.4g} ± {bound / scale:.4g}"
 
 
 def _cell(value) -> str:
@@ -65,7 +84,9 @@ def readable_summary(runs: pd.DataFrame) -> pd.DataFrame:
     backend = {"Backend": t[BACKEND]} if shows_backend(t[BACKEND]) else {}
     return pd.DataFrame({
         "Environment": t["environment"], "Architecture": t["architecture"], **backend, "Runs": t["runs"],
-        "Median energy (kJ)": t["median_total_energy_J"] / 1e3, "Median energy (Wh)": t["median_energy_kWh"] * 1e3,
+        "Median energy (kJ)": [with_uncertainty(v, u) for v, u in zip(t["median_total_energy_J"],
+                                                                       t["median_total_energy_uncertainty_J"])],
+        "Median energy (Wh)": t["median_energy_kWh"] * 1e3,
         "Median emissions (gCO2e)": t["median_emissions_gCO2e"], "Median duration (s)": t["median_duration_s"],
         "Median energy per image (J)": t["median_energy_per_image_J"], "Median F1": t["median_val_f1"],
         "Energy sources": t["energy_sources"],
@@ -164,7 +185,7 @@ def _comparison_tables(doc: Document, name: str, comparison: dict) -> None:
     doc.table(pd.DataFrame({
         "A": [p["a"] for p in tested], "B": [p["b"] for p in tested], "Dunn z": [p["z"] for p in tested],
         "p": [p["p"] for p in tested], "p adjusted": [p["p_adjusted"] for p in tested],
-        "significant": [p["significant"] for p in tested],
+        "significant": ["no: within uncertainty" if p.get("within_uncertainty") else p["significant"] for p in tested],
         "Cliff's delta": [cliffs.get((p["a"], p["b"]), {}).get("delta") for p in tested],
         "magnitude": [cliffs.get((p["a"], p["b"]), {}).get("magnitude") or "–" for p in tested],
     }))
@@ -191,6 +212,10 @@ def findings(runs: pd.DataFrame, results: dict, alpha: float) -> list[str]:
             text += f"; {_cell(100 * (1 - 2 * alpha))} % interval {_cell(100 * (1 - high))} % to {_cell(100 * (1 - low))} %"
         else:
             text += f"; no interval: n = {len(source)} and {len(target)} runs (needs >= {MIN_TEST_N} each)"
+        if largest.get("within_uncertainty") is not None:
+            covered = "within" if largest["within_uncertainty"] else "beyond"
+            text += (f"; the difference is {covered} the medians' uncertainty together, "
+                     f"± {_cell(largest['uncertainty_J'] / 1e3)} kJ")
         lines.append(text + ".")
     per_environment = ["environment", BACKEND] if several else ["environment"]
     for where, group in _medians(runs, per_environment, "architecture"):
@@ -250,10 +275,14 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
     quality_runs, one_class = without_one_class_f1(runs)  # the same F1 the statistics used
     doc.heading("Energy per architecture and environment")
     doc.table(readable_summary(quality_runs))
+    doc.paragraph(UNCERTAINTY_RULE)
     doc.figure(plots.energy_boxplot(runs, figures / "energy_boxplot.png"),
                f"Energy per run: each point a run, a box behind the groups of at least {plots.BOX_MIN_RUNS} runs")
     doc.figure(plots.median_bars(runs, figures / "median_energy.png"), "Median energy per run")
+    _trimmed_section(doc, runs)
+    _steady_section(doc, runs)
     _backend_section(doc, quality_runs, results)
+    _idle_section(doc, runs)
     doc.heading("Energy vs quality: the Pareto front")
     front = results.get("pareto_front") or []
     by_backend = results.get("pareto_front_by_backend")
@@ -302,6 +331,70 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
     markdown, page = doc.write(out_dir)
     return {"results": str(out_dir / "results.json"), "markdown": str(markdown), "html": str(page),
             "figures": str(figures)}
+
+
+TRIM_MIN_RUNS = 3  # dropping the best and the worst run leaves at least one
+
+
+def trimmed_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per environment, architecture and backend: the mean energy per run with the best and the worst run dropped
+    (MLPerf Power's rule) beside the plain mean, and the spread of the runs kept, (max - min) / median; with fewer
+    than TRIM_MIN_RUNS runs nothing is dropped and the row says so."""
+    runs = with_backend(runs)
+    rows = []
+    for (environment, architecture, backend), group in runs.groupby(["environment", "architecture", BACKEND], sort=True):
+        energies = group["total_energy_J"].dropna().sort_values()
+        kept = energies.iloc[1:-1] if len(energies) >= TRIM_MIN_RUNS else energies.iloc[:0]
+        rows.append({"Environment": environment, "Architecture": architecture, "Backend": backend,
+                     "Runs": len(energies), "Mean energy (kJ)": energies.mean() / 1e3 if len(energies) else None,
+                     "Trimmed mean energy (kJ)": kept.mean() / 1e3 if len(kept) else None,
+                     "Spread of the runs kept (%)": 100 * (kept.max() - kept.min()) / kept.median()
+                     if len(kept) and kept.median() > 0 else None,
+                     "Note": "" if len(kept) else f"not trimmed: {len(energies)} run(s), needs >= {TRIM_MIN_RUNS}"})
+    frame = pd.DataFrame(rows)
+    return frame if shows_backend(frame["Backend"]) else frame.drop(columns="Backend")
+
+
+def _trimmed_section(doc: Document, runs: pd.DataFrame) -> None:
+    doc.heading("Trimmed (best and worst run dropped)", level=3)
+    doc.paragraph(f"The mean energy per run without the best and the worst run of each architecture (MLPerf Power's "
+                  f"rule: one run off at either end moves it little), where there are at least {TRIM_MIN_RUNS} runs.")
+    doc.table(trimmed_frame(runs))
+
+
+STEADY_SECTION_COLUMNS = {"steady_power_W": "Power (W)", "steady_energy_per_epoch_J": "Energy per epoch (J)",
+                          "steady_energy_per_image_J": "Energy per image (J)", "steady_duration_s": "Duration (s)"}
+
+
+def steady_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per environment, architecture and backend, the medians over its runs of the steady state's mean power, energy
+    per epoch and per image and duration (ect.steady), and how many runs have a steady state."""
+    runs = with_backend(runs)
+    rows = []
+    for (environment, architecture, backend), group in runs.groupby(["environment", "architecture", BACKEND], sort=True):
+        steady = group[group["steady_energy_per_epoch_J"].notna()] if "steady_energy_per_epoch_J" in group \
+            else group.iloc[:0]
+        rows.append({"Environment": environment, "Architecture": architecture, "Backend": backend,
+                     "Runs with a steady state": f"{len(steady)} of {len(group)}",
+                     **{label: steady[column].median() if len(steady) and column in steady else None
+                        for column, label in STEADY_SECTION_COLUMNS.items()}})
+    frame = pd.DataFrame(rows)
+    return frame if shows_backend(frame["Backend"]) else frame.drop(columns="Backend")
+
+
+def _steady_section(doc: Document, runs: pd.DataFrame) -> None:
+    from ect.steady import RULE
+
+    doc.heading("Steady state")
+    frame = steady_frame(runs)
+    doc.paragraph(f"The training after set-up ({RULE}): medians over the runs of its mean power, energy per epoch, "
+                  "energy per image (of the training and validation images of an epoch) and duration.")
+    doc.table(frame)
+    none = frame[frame["Runs with a steady state"].str.startswith("0 of")]
+    if len(none):
+        named = ", ".join(f"{row['Architecture']} on {row['Environment']}" for _, row in none.iterrows())
+        doc.paragraph(f"No steady state for {named}: too few epochs (each epoch the first of its phase) or no "
+                      "per-epoch energy in history.csv.")
 
 
 def pareto_frame(front: list[dict], backend: bool) -> pd.DataFrame:
@@ -362,6 +455,40 @@ def _backend_section(doc: Document, runs: pd.DataFrame, results: dict) -> None:
     doc.table(backend_effect_frame(runs, results))
 
 
+def idle_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per environment, architecture and backend, the runs with an idle baseline: their medians of idle power, total
+    energy and the energy above idle (dynamic), its share of the total, the start temperature, and the hot starts."""
+    measured = with_backend(runs.dropna(subset=["idle_power_W"]))
+    rows = []
+    for (environment, architecture, backend), group in measured.groupby(["environment", "architecture", BACKEND],
+                                                                        sort=True):
+        total, dynamic = group["total_energy_J"].median(), group["dynamic_energy_J"].median()
+        rows.append({
+            "Environment": environment, "Architecture": architecture, "Backend": backend, "Runs": len(group),
+            "Median idle power (W)": group["idle_power_W"].median(),
+            "Median GPU idle power (W)": group["gpu_idle_power_W"].median(),
+            "Median energy (kJ)": total / 1e3, "Median dynamic energy (kJ)": dynamic / 1e3,
+            "Dynamic share (%)": 100 * dynamic / total if total else None,
+            "Median start temperature (C)": group["start_temperature_C"].median(),
+            "Hot starts": int((group["hot_start"] == True).sum()),  # noqa: E712 - None (not assessed) is not hot
+        })
+    frame = pd.DataFrame(rows)
+    return frame if shows_backend(measured[BACKEND]) else frame.drop(columns="Backend")
+
+
+def _idle_section(doc: Document, runs: pd.DataFrame) -> None:
+    """Idle power and the energy above it beside the total; or why there is none."""
+    doc.heading("Idle baseline and dynamic energy")
+    if "idle_power_W" not in runs or runs["idle_power_W"].isna().all():
+        doc.paragraph("No run has an idle baseline (IDLE_BASELINE 0, or runs measured before it): only total energy.")
+        return
+    doc.paragraph("Each run measured IDLE_BASELINE seconds of idle before its window, in the training process with the "
+                  "framework loaded; dynamic energy is the total minus that idle power times the window's duration. "
+                  "A hot start: the run began above its campaign's first idle baseline by more than the cool-down's "
+                  "tolerance (a validation warning).")
+    doc.table(idle_frame(runs))
+
+
 def _one_class_text(runs: pd.DataFrame, one_class: list[dict]) -> str:
     """The runs whose model predicts one class, counted per architecture and environment: "3 run(s) predicted one
     class: ...: tiny_cnn on local (2 of 5 runs), ...", with one of the reasons."""
@@ -392,8 +519,9 @@ def _regression_section(doc: Document, regression: dict, trend_png: Path | None)
             **({"Backend": named} if shows_backend(named) else {}),
             "Runs": [v["latest_runs"] for v in verdicts.values()],
             "Baseline runs": [v["baseline_runs"] for v in verdicts.values()],
-            "Median (kJ)": [v["latest_median"] / 1e3 for v in verdicts.values()],
-            "Baseline median (kJ)": [None if v["baseline_median"] is None else v["baseline_median"] / 1e3
+            "Median (kJ)": [with_uncertainty(v["latest_median"], v.get("latest_median_uncertainty"))
+                            for v in verdicts.values()],
+            "Baseline median (kJ)": [with_uncertainty(v["baseline_median"], v.get("baseline_median_uncertainty"))
                                      for v in verdicts.values()],
             "Change (%)": [None if v["relative_change"] is None else 100 * v["relative_change"]
                            for v in verdicts.values()],

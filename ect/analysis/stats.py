@@ -10,6 +10,11 @@ The Keras backend is a factor beside environment and architecture where the runs
 (architecture, environment, backend), named "vgg16@local·jax", architectures and environments are compared within
 one backend, the backend effect is tested per architecture within each environment, and the Pareto front is also
 computed per backend. Runs without a backend (processed before backends were a choice) ran on TensorFlow.
+
+Energies carry their uncertainty (README "Energy measurement", Uncertainty): a pair of groups whose medians differ by
+no more than their uncertainties together is "within uncertainty", never significant, in the pairwise results
+(Dunn, Cliff's delta, the energy-reduction table). Runs without an uncertainty (processed before it was recorded)
+leave it unknown, and the results are as before.
 """
 
 from __future__ import annotations
@@ -34,6 +39,11 @@ TUKEY_K = 1.5
 MIN_TEST_N = 3  # values per group below which a test, a post-hoc comparison or an effect size says nothing
 # Romano et al. (2006): upper bounds of |delta| for negligible, small and medium effects.
 CLIFF_THRESHOLDS = ((0.147, "negligible"), (0.33, "small"), (0.474, "medium"))
+# Each run's uncertainty of an energy metric: its own column of the processed runs (energy_per_image_J: the total's
+# per image).
+UNCERTAINTY_OF = {"total_energy_J": "total_energy_uncertainty_J", "gpu_energy_J": "gpu_energy_uncertainty_J",
+                  "cpu_energy_J": "cpu_energy_uncertainty_J", "dram_energy_J": "dram_energy_uncertainty_J"}
+BOUND = "_uncertainty"  # a working column: each run's uncertainty of the metric at hand
 
 
 def _number(value) -> float | None:
@@ -93,6 +103,48 @@ def group_values(df: pd.DataFrame, metric: str, by: By) -> dict[str, np.ndarray]
     present = df.dropna(subset=[metric])
     return {group_label(key, by): group[metric].to_numpy(dtype=float)
             for key, group in present.groupby(by, sort=True)}
+
+
+def uncertainty(df: pd.DataFrame, metric: str) -> pd.Series:
+    """Each run's uncertainty of the metric, in the metric's unit; NaN where it is unknown (a metric without one, runs
+    processed before uncertainties were recorded)."""
+    total = UNCERTAINTY_OF["total_energy_J"]
+    if metric in UNCERTAINTY_OF and UNCERTAINTY_OF[metric] in df.columns:
+        return pd.to_numeric(df[UNCERTAINTY_OF[metric]], errors="coerce").astype(float)
+    if metric == "energy_per_image_J" and {total, "images_seen"} <= set(df.columns):
+        images = pd.to_numeric(df["images_seen"], errors="coerce").astype(float)
+        return pd.to_numeric(df[total], errors="coerce").astype(float) / images.where(images > 0)
+    return pd.Series(np.nan, index=df.index, dtype=float)
+
+
+def median_uncertainty(bounds) -> float:
+    """The uncertainty of a median of runs, each within its own bound of its true value: the largest bound (an order
+    statistic moves no further than the furthest of the values it is taken from moves). NaN where any bound is unknown
+    or there is none."""
+    bounds = np.asarray(bounds, dtype=float)
+    return float(bounds.max()) if len(bounds) and not np.isnan(bounds).any() else math.nan
+
+
+def group_uncertainties(df: pd.DataFrame, metric: str, by: By) -> dict[str, float]:
+    """median_uncertainty of each group of group_values (the same runs, the same names); NaN where unknown."""
+    present = df.dropna(subset=[metric])
+    present = present.assign(**{BOUND: uncertainty(present, metric).to_numpy()})
+    return {group_label(key, by): median_uncertainty(group[BOUND]) for key, group in present.groupby(by, sort=True)}
+
+
+def mark_within_uncertainty(pairs: list[dict], medians: dict[str, float], bounds: dict[str, float]) -> list[dict]:
+    """Each pair {"a", "b", ...} of groups whose uncertainties are known gets "uncertainty" (the two added: each
+    median may be off by its own in either direction) and "within_uncertainty" (the medians differ by no more): such a
+    pair is never "significant" (False where a test said True). Pairs with an unknown uncertainty stay as they were."""
+    for pair in pairs:
+        combined = bounds.get(pair["a"], math.nan) + bounds.get(pair["b"], math.nan)
+        if math.isnan(combined):
+            continue
+        pair["uncertainty"] = combined
+        pair["within_uncertainty"] = bool(abs(medians[pair["a"]] - medians[pair["b"]]) <= combined)
+        if pair["within_uncertainty"] and pair.get("significant"):
+            pair["significant"] = False
+    return pairs
 
 
 def too_few(groups: dict[str, np.ndarray], minimum: int = MIN_TEST_N) -> str | None:
@@ -248,18 +300,21 @@ def cliffs_by_pair(df: pd.DataFrame, metric: str, by: By) -> list[dict]:
 
 
 def compare_groups(df: pd.DataFrame, metric: str, by: By, alpha: float = 0.05, correction: str = "holm") -> dict:
-    """Every test of the paper for one metric across the groups of `by`."""
+    """Every test of the paper for one metric across the groups of `by`; pairs whose medians differ within their
+    uncertainties marked (mark_within_uncertainty), each group with the uncertainty of its median (None: unknown)."""
     groups = group_values(df, metric, by)
+    medians = {name: float(np.median(values)) for name, values in groups.items()}
+    bounds = group_uncertainties(df, metric, by)
     return {
         "metric": metric,
         "by": by,
-        "groups": {name: {"n": len(values), "median": float(np.median(values)), "mean": float(values.mean())}
-                   for name, values in groups.items()},
+        "groups": {name: {"n": len(values), "median": medians[name], "mean": float(values.mean()),
+                          "uncertainty": _number(bounds.get(name))} for name, values in groups.items()},
         "shapiro": shapiro_by_group(df, metric, by, alpha),
         "levene": levene(df, metric, by, alpha),
         "kruskal_wallis": kruskal_wallis(df, metric, by, alpha),
-        "dunn": dunn(df, metric, by, correction, alpha),
-        "cliffs_delta": cliffs_by_pair(df, metric, by),
+        "dunn": mark_within_uncertainty(dunn(df, metric, by, correction, alpha), medians, bounds),
+        "cliffs_delta": mark_within_uncertainty(cliffs_by_pair(df, metric, by), medians, bounds),
     }
 
 
@@ -272,14 +327,21 @@ def _cell_medians(df: pd.DataFrame, columns: list[str], cell: list[str]) -> pd.D
 
 def energy_reduction_table(df: pd.DataFrame, energy: str = "total_energy_J", cell: list[str] | None = None) -> dict:
     """For every ordered pair of cells (cell_columns by default) with median_from > median_to:
-    reduction = 1 - median_to / median_from."""
-    medians = _cell_medians(df, [energy], cell or cell_columns(df)).dropna(subset=[energy])
+    reduction = 1 - median_to / median_from; where both cells' uncertainties are known, "uncertainty_J" and
+    "within_uncertainty" (mark_within_uncertainty)."""
+    cell = cell or cell_columns(df)
+    medians = _cell_medians(df, [energy], cell).dropna(subset=[energy])
     # A zero median (energy not measured) would read as a 100 % saving.
     medians = medians[medians[energy] > 0]
     median_J = dict(zip(medians["group"], medians[energy].astype(float)))
+    bounds = group_uncertainties(df, energy, cell)
     pairs = [{"from": source, "to": target, "from_median_J": median_J[source], "to_median_J": median_J[target],
               "reduction": 1 - median_J[target] / median_J[source]}
              for source, target in permutations(median_J, 2) if median_J[source] > median_J[target]]
+    marks = mark_within_uncertainty([{"a": pair["from"], "b": pair["to"]} for pair in pairs], median_J, bounds)
+    for pair, mark in zip(pairs, marks):
+        if "uncertainty" in mark:
+            pair.update(uncertainty_J=mark["uncertainty"], within_uncertainty=mark["within_uncertainty"])
     pairs.sort(key=lambda pair: (-pair["reduction"], pair["from"], pair["to"]))
     result = {"energy": energy, "pairs": pairs, "largest": pairs[0] if pairs else None}
     if not pairs:

@@ -344,9 +344,22 @@ class Experiment:
     initial_epochs: int = setting(10, positive_int, "Phase 1 epochs: frozen base, new head (OPTIMIZER).")
     ft_epochs: int = setting(140, positive_int, "Phase 2 epochs at most: whole base fine-tuned (FT_OPTIMIZER).")
     repetitions: int = setting(30, positive_int, "Profiled runs per architecture.")
+    early_stop_spread: float = setting(0, non_negative_number,
+        "Repetitions stop early: once the completed runs of an architecture on a backend in one campaign (at least "
+        "EARLY_STOP_MIN_RUNS) have a relative spread of energy, (max - min) / median, at most this (0.02: 2 %), its "
+        "remaining repetitions are skipped; 0: off.")
+    early_stop_min_runs: int = setting(3, positive_int, "Repetitions stop early: completed runs needed first.")
     warmup_time: float = setting(10, non_negative_number, "Warm-up before the first profiled run, in minutes.")
     cooldown: float = setting(5, non_negative_number, "Cool-down between profiled runs, in minutes.")
     cooldown_every: int = setting(1, positive_int, "Number of profiled runs between cool-downs.")
+    cooldown_tolerance_c: float = setting(2, non_negative_number,
+        "Cool-down: the GPU is back when its temperature is at most this many C above the campaign's first idle "
+        "baseline.")
+    cooldown_tolerance_pct: float = setting(10, non_negative_number,
+        "Cool-down: the GPU is back when its idle power is at most this many % above the campaign's first idle "
+        "baseline.")
+    idle_baseline: float = setting(5, non_negative_number,
+        "Seconds of idle measurement before each run's window (each sensor's idle power); 0: none.")
     image_size: int = setting(128, positive_int, "Images are resized to IMAGE_SIZE x IMAGE_SIZE pixels.")
     batch_size: int = setting(32, positive_int, "Batch size.")
     validation_split: float = setting(0.3, open_fraction, "Fraction of each class held out for validation.")

@@ -157,6 +157,9 @@ class Manifest:
     window: Window | None = None
     training: dict | None = None  # the training span and the epochs of each phase
     energy: dict | None = None  # measurements of the windows (EnergyMonitor)
+    # The idle window before the measurement (ect.profiling.thermal): idle power per sensor, the GPUs' start
+    # temperature, the campaign's first baseline and whether the run started hot; None: not measured (IDLE_BASELINE 0)
+    idle_baseline: dict | None = None
     legacy: dict | None = None  # where an imported run came from and what was assumed
     error: str | None = None
     traceback: str | None = None

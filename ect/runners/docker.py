@@ -20,7 +20,7 @@ from ect.errors import ConfigError, RunnerError
 from ect.masking import mask, masked_url, url_secrets
 from ect.runners.credentials import run_environment
 from ect.runners.placement import MAP_INDEX_TEMPLATE, RUN_LABEL, task_options
-from ect.runners.process import ChildOutput, third_party_log
+from ect.runners.process import ChildOutput, early_stop_skip, third_party_log
 from ect.runs.commands import LOG_PREFIX_VARIABLE, ect_command, profile_run_args, warmup_args
 from ect.runs.plan import PlannedRun
 
@@ -105,6 +105,16 @@ def container_args(cfg, plan: dict) -> list[str]:
                    f"--set=MODELS_DIR={CONTAINER_MODELS}"] + ([f"--set=RUN_STORE={store}"] if store else [])
 
 
+def early_stop_of(plan: dict, run: dict) -> dict | None:
+    """What a training operator needs for EARLY_STOP_SPREAD: the plan's early_stop and the planned runs of its
+    architecture and backend; None when it is off."""
+    early_stop = plan.get("early_stop") or {}
+    if not early_stop.get("spread"):
+        return None
+    mine = (run["architecture"], run["backend"])
+    return {**early_stop, "runs": [other for other in plan["runs"] if (other["architecture"], other["backend"]) == mine]}
+
+
 def tasks(env, cfg, plan):
     """(warm-up, mapped training) DockerOperators of an environment's DAG, wired to the preflight plan."""
     from airflow.sdk import task
@@ -122,7 +132,7 @@ def tasks(env, cfg, plan):
         return [{"command": ect_command(profile_run_args(env.name, PlannedRun.from_dict(run), args,
                                                          plan["experiment_name"], plan["dag_run_id"], cool_down=True),
                                         python="python"),
-                 "planned_run": run} for run in plan["runs"]]
+                 "planned_run": run, "early_stop": early_stop_of(plan, run)} for run in plan["runs"]]
 
     common = dict(
         image=env.docker_image, docker_url=env.docker_url, mounts=mounts(cfg, env), mount_tmp_dir=False,
@@ -149,9 +159,11 @@ class EctDockerOperator(DockerOperator):
 
     _output: ChildOutput | None = None
 
-    def __init__(self, *, planned_run: dict | None = None, environment_name: str | None = None, **kwargs):
+    def __init__(self, *, planned_run: dict | None = None, environment_name: str | None = None,
+                 early_stop: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         self.planned_run, self.environment_name = planned_run, environment_name  # a training task's run
+        self.early_stop = early_stop  # the plan's early_stop and the runs of the same architecture and backend
 
     def execute(self, context):
         from ect.config import load_config
@@ -164,6 +176,10 @@ class EctDockerOperator(DockerOperator):
         if run is not None:
             context[RUN_LABEL] = run.label
             self.log.info(f"{run.label} in {self.image}")
+            skipped = early_stop_skip(cfg, self.environment_name, run, (self.early_stop or {}).get("runs", []),
+                                      self.early_stop)
+            if skipped:
+                return f"skipped: {skipped}"
         self._output = ChildOutput(third_party_log(cfg, self.environment_name, run) if run is not None else None)
         try:
             return super().execute(context)

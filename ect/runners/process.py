@@ -15,7 +15,8 @@ from ect.errors import RunnerError
 from ect.runners.credentials import run_environment
 from ect.runners.placement import MAP_INDEX_TEMPLATE, RUN_LABEL, task_options
 from ect.runs.commands import LOG_PREFIX_VARIABLE, ect_command, profile_run_args, warmup_args
-from ect.runs.plan import PlannedRun
+from ect.raw.layout import RunKey
+from ect.runs.plan import PlannedRun, early_stop_reason
 
 log = logging.getLogger(__name__)
 # The child's own lines: "[ect LEVEL] message"; its error exit: "ect COMMAND: error: ..." on stderr.
@@ -110,6 +111,25 @@ def third_party_log(cfg, environment: str, run: PlannedRun) -> Path:
     return cfg.path("METRICS_DIR") / "logs" / environment / run.architecture / f"{run.run_id}.log"
 
 
+def early_stop_skip(cfg, environment: str, planned: PlannedRun, runs: list[dict],
+                    early_stop: dict | None) -> str | None:
+    """With EARLY_STOP_SPREAD (the plan's early_stop): why the planned run is skipped (logged), when the completed runs
+    of its architecture and backend in this DAG run already know the answer (plan.early_stop_reason; their run
+    folders on this host); else None. The task then ends at once, successfully: Airflow's skipped state would skip
+    validation too (its trigger rule, all done with one success, counts a skipped upstream as not done). Validation
+    lists the run as skipped, not missing."""
+    if not early_stop or not early_stop.get("spread"):
+        return None
+    from ect.runs.profiled import run_folder
+
+    reason = early_stop_reason(planned, [PlannedRun.from_dict(r) for r in runs],
+                               lambda r: run_folder(cfg, RunKey(environment, r.architecture, r.run_id)),
+                               early_stop["spread"], early_stop.get("min_runs", 3))
+    if reason:
+        log.info(f"{planned.label}: skipped, {reason}")
+    return reason
+
+
 def tasks(env, cfg, plan):
     """(warm-up, mapped training) tasks of an environment's DAG, wired to the preflight plan."""
     from airflow.sdk import task
@@ -131,6 +151,8 @@ def tasks(env, cfg, plan):
         planned = PlannedRun.from_dict(run)
         get_current_context()[RUN_LABEL] = planned.label
         log.info(f"{planned.label} on {env.name}: run {planned.run_id}")
+        if skipped := early_stop_skip(cfg, env.name, planned, plan["runs"], plan.get("early_stop")):
+            return f"skipped: {skipped}"
         args = profile_run_args(env.name, planned, plan["config_args"], plan["experiment_name"],
                                 plan["dag_run_id"], cool_down=True)
         run_ect(args, env=run_environment(cfg), third_party_log=third_party_log(cfg, env.name, planned))

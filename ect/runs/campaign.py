@@ -17,12 +17,11 @@ from typing import Sequence
 from ect.architectures import get_architecture
 from ect.backends import check_backend
 from ect.config import Config
-from ect.profiling.warmup import cool_down
 from ect.raw.layout import RunKey
 from ect.raw.manifest import read_manifest
 from ect.runs.commands import ect_command, profile_run_args, warmup_args
-from ect.runs.plan import plan_of
-from ect.runs.profiled import run_folder
+from ect.runs.plan import early_stop_reason, plan_of
+from ect.runs.profiled import cool_down_after, run_folder
 from ect.runs.record import experiment_of, require_tracking_settings
 
 log = logging.getLogger(__name__)
@@ -53,8 +52,14 @@ def profile_campaign(cfg: Config, environment: str, options: Sequence[str], expe
         if warm.returncode != 0:
             log.warning(f"warm-up failed with exit code {warm.returncode}; measuring anyway")
 
-    failed, energy_J = [], 0.0
+    failed, skipped, energy_J = [], [], 0.0
     for number, run in enumerate(runs, start=1):
+        reason = early_stop_reason(run, runs, lambda r: run_folder(cfg, RunKey(environment, r.architecture, r.run_id)),
+                                   cfg.experiment.early_stop_spread, cfg.experiment.early_stop_min_runs)
+        if reason:  # EARLY_STOP_SPREAD: skipped, not failed, and no cool-down after it
+            skipped.append(run)
+            log.info(f"== run {number}/{len(runs)}: {run.label} skipped: {reason}")
+            continue
         log.info(f"== run {number}/{len(runs)}: {run.architecture} on {run.backend}, repetition {run.repetition}, "
                  f"id {run.run_id} (elapsed {format_duration(time.monotonic() - started)})")
         key = RunKey(environment, run.architecture, run.run_id)
@@ -72,9 +77,10 @@ def profile_campaign(cfg: Config, environment: str, options: Sequence[str], expe
         log.info(f"== run {number}/{len(runs)} {outcome}; energy so far {energy_J:.1f} J, "
                  f"elapsed {format_duration(time.monotonic() - started)}")
         if run.cool_down_after:
-            cool_down(cfg.experiment.cooldown * 60)
+            cool_down_after(cfg, key)
 
-    log.info(f"profiled {len(runs) - len(failed)}/{len(runs)} runs in {format_duration(time.monotonic() - started)}, "
-             f"{energy_J:.1f} J measured" + (f"; failed: {', '.join(f'{k.architecture}/{k.run_id}' for k in failed)}"
-                                             if failed else ""))
+    log.info(f"profiled {len(runs) - len(failed) - len(skipped)}/{len(runs)} runs in "
+             f"{format_duration(time.monotonic() - started)}, {energy_J:.1f} J measured"
+             + (f"; skipped (EARLY_STOP_SPREAD): {len(skipped)}" if skipped else "")
+             + (f"; failed: {', '.join(f'{k.architecture}/{k.run_id}' for k in failed)}" if failed else ""))
     return len(failed)

@@ -30,11 +30,12 @@ from ect.config import Config
 from ect.errors import ConfigError, StoreError
 from ect.raw.atomic import FolderInUse, exclusive, write_json
 from ect.raw.columns import iso_utc
-from ect.raw.layout import HISTORY_FILE, METRICS_FILE, MetricsDir, RunKey, check_run_id
+from ect.raw.layout import HISTORY_FILE, METRICS_FILE, MetricsDir, RunKey, campaign_of, check_run_id
 from ect.raw.manifest import (Host, Manifest, Sensors, Window, read_manifest, recorded, set_aside_previous_attempt,
                               write_manifest)
 from ect.runs.publish import publish_run
 from ect.runs.record import experiment_of, new_manifest, require_tracking_settings, track_if_enabled
+from ect.steady import images_per_epoch, steady_state
 from ect.store import open_store
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,17 @@ def _publish(store, folder: Path, key: RunKey) -> None:
                          "a retry of this run, or `ect publish`, publishes it")
 
 
+def cool_down_after(cfg: Config, key: RunKey) -> None:
+    """The cool-down after a run (`ect profile` between runs, `profile-run --cool-down`): COOLDOWN minutes at most,
+    until the environment's GPUs are back at the first idle baseline of the run's campaign."""
+    from ect.profiling.thermal import Tolerance, campaign_baseline
+    from ect.profiling.warmup import cool_down
+
+    reference = campaign_baseline(run_folder(cfg, key).parent.parent, campaign_of(key.run_id))
+    cool_down(cfg.experiment.cooldown * 60, reference, Tolerance.of(cfg.experiment),
+              cfg.environment(key.environment).gpus)
+
+
 def host_of(choice) -> Host:
     """This machine, with the CPU model, the names of the GPUs the sensors measure and the GPU driver (each GPU's
     UUID, power limit, memory and energy counter are in the NVML sensor's details)."""
@@ -128,31 +140,11 @@ def sensors_of(choice, interval_s: float) -> Sensors:
     )
 
 
-def steady_state(history: list[dict]) -> dict:
-    """Energy per epoch after set-up: the epochs that are not the first of their phase.
-
-    On CPU the first epoch of each phase is mostly TensorFlow building the training graph (the
-    fine-tuning phase recompiles it), so those epochs are reported apart as set-up cost.
-    """
-    seen_phases, epochs = set(), []
-    for row in history:
-        if row["phase"] in seen_phases and row.get("total_energy_J") is not None:
-            epochs.append(row)
-        seen_phases.add(row["phase"])
-    if not epochs:
-        return {"epochs": [], "energy_per_epoch_J": None, "duration_per_epoch_s": None,
-                "reason": "no epoch after the first of its phase (more epochs are needed)"}
-    return {
-        "epochs": [row["epoch"] for row in epochs],
-        "energy_per_epoch_J": sum(row["total_energy_J"] for row in epochs) / len(epochs),
-        "duration_per_epoch_s": sum(row["duration_s"] for row in epochs) / len(epochs),
-    }
-
-
 def _measure(cfg: Config, key: RunKey, folder: Path, manifest: Manifest) -> None:
     from ect.models.saving import keep_model
     from ect.models.training import train_two_phase
     from ect.profiling.monitor import EnergyMonitor
+    from ect.profiling.thermal import Tolerance, measure_idle_baseline
     from ect.runs.workload import final_metrics, prepare_run
     from ect.sensors import select_sensors
 
@@ -174,6 +166,10 @@ def _measure(cfg: Config, key: RunKey, folder: Path, manifest: Manifest) -> None
         manifest.host = host_of(choice)
         manifest.sensors = sensors_of(choice, interval_s)
         write_manifest(folder, manifest)
+        if cfg.experiment.idle_baseline > 0:  # idle with the framework loaded, before the window
+            manifest.idle_baseline = measure_idle_baseline(monitor, cfg.experiment.idle_baseline, folder,
+                                                           Tolerance.of(cfg.experiment))
+            write_manifest(folder, manifest)
         monitor.begin_window("training")
         training_start = time.time()
         result = train_two_phase(run.model, run.base, run.train_ds, run.val_ds, cfg.experiment,
@@ -194,7 +190,7 @@ def _measure(cfg: Config, key: RunKey, folder: Path, manifest: Manifest) -> None
     manifest.energy = {
         "training": training.to_dict(),
         "first_epoch": first_epoch.to_dict(),
-        "steady_state": steady_state(result.history),
+        "steady_state": steady_state(result.history, images_per_epoch(metrics)).to_dict(),
         "missed_sampling_ticks": monitor.sampler.missed_ticks,
     }
     energy = training.energy

@@ -25,6 +25,16 @@ class SensorChoice:
     gpu_energy_source: str
 
 
+def gpu_sensor(gpu_devices: Sequence[int] | None | str = "all", nvml: Any = None,
+               env: Mapping[str, str] = os.environ) -> NvmlSensor | None:
+    """The NVML sensor of the GPUs that `gpu_devices` selects, as select_sensors chooses them (not started); None when
+    no GPU is selected or NVML sees none."""
+    if gpu_devices == "none":
+        return None
+    sensor = NvmlSensor(None if gpu_devices in (None, "all") else gpu_devices, env=env, nvml=nvml)
+    return sensor if sensor.probe().available else None
+
+
 def select_sensors(gpu_devices: Sequence[int] | None | str = "all", pid: int | None = None,
                    cpu_tdp_W: float | None = None, rapl_root: Path = POWERCAP_ROOT, nvml: Any = None,
                    env: Mapping[str, str] = os.environ) -> SensorChoice:

@@ -18,8 +18,9 @@ the samples, and every sensor (each GPU, the CPU's energy readings) covers it; e
 the power allowed; the measurements are cross-checked (a GPU's counter against its integrated power, a busy GPU's power
 against a floor, the declared sampling interval against the observed spacing, empty energy values as gaps). A failure
 is an error (the run is quarantined) or a warning (the run is kept; too few samples, an unusual temperature, a
-counter-power disagreement within the tolerance). An unexpected error while checking a run becomes that run's failure
-("validator error: ..."): a batch that raises is validated again in halves until the run that raises is alone.
+counter-power disagreement within the tolerance, a steady state shorter than STEADY_STATE_MIN_S). An unexpected error
+while checking a run becomes that run's failure ("validator error: ..."): a batch that raises is validated again in
+halves until the run that raises is alone.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import math
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -44,8 +45,9 @@ import pyarrow.csv as pacsv
 from ect.energy import MILLIJOULES_PER_JOULE, counter_delta, integrate_power_J
 from ect.raw.atomic import LinkRefused, is_link, read_bytes, read_json
 from ect.raw.columns import (CPU_COLUMNS, CPU_NUMERIC, CPU_POWER_SOURCES, GPU_COLUMNS, GPU_NUMERIC, TIMESTAMP_PATTERN)
-from ect.raw.layout import CPU_FILE, GPU_FILE, MANIFEST_FILE, METRICS_FILE, RUN_FILES, RunKey
+from ect.raw.layout import CPU_FILE, GPU_FILE, HISTORY_FILE, MANIFEST_FILE, METRICS_FILE, RUN_FILES, RunKey
 from ect.raw.manifest import Manifest
+from ect.steady import read_history, steady_state
 from ect.validation.fields import BETWEEN, CHECKS, field_rows, finite_number, meaning, offending
 
 log = logging.getLogger(__name__)
@@ -125,8 +127,16 @@ INTERVAL_FACTOR = 1.5
 # interval (duration / interval; ML.ENERGY's rule), a GPU temperature outside TEMPERATURE_RANGE_C.
 MIN_SAMPLE_SHARE = 0.75
 TEMPERATURE_RANGE_C = (20.0, 95.0)
+# A warning too: a steady state (ect.steady: the epochs after each phase's first, settled) shorter than
+# STEADY_STATE_MIN_S (ML.ENERGY's window), or none, in a history.csv with per-epoch energy: the run's per-epoch figures
+# (steady power, energy per epoch and per image) rest on a few seconds. A history without energy is not checked.
+STEADY_STATE_MIN_S = 30.0
+STEADY_STATE_CHECK = "steady_state_long_enough"
 ERROR, WARNING = "error", "warning"  # a failure's level: an error quarantines its run, a warning is listed
 COUNTER_POWER_CHECK = "energy_counter_matches_power"
+# A hot start (a warning): the manifest's idle_baseline.hot_start, the run's start temperature or idle power above its
+# campaign's first idle baseline by more than the cool-down's tolerance (ect.profiling.thermal).
+HOT_START_CHECK = "hot_start"
 MAX_UNIX_S = 1e12  # a window beyond this many seconds is no time (its checks say so): no sensor facts of it
 VALIDATOR = "(validator)"  # the file of a validator error
 NOT_A_LINK = "not_a_link"  # the check of a run file or folder that is a symbolic link (never followed)
@@ -520,7 +530,30 @@ def manifest_row(data: dict, first_ms: float | None, last_ms: float | None) -> d
         row["window_start_after_first_sample_ms"] = round(start * 1000) - first_ms
     if end is not None and last_ms is not None:
         row["window_end_before_last_sample_ms"] = last_ms - round(end * 1000)
+    idle = data.get("idle_baseline") if isinstance(data.get("idle_baseline"), dict) else {}
+    if isinstance(idle.get("hot_start"), bool):
+        row["hot_start"] = idle["hot_start"]
     return row
+
+
+def hot_start_details(data: dict) -> str:
+    """What a hot start's warning says: the run's start temperature and idle GPU power against its campaign's first
+    idle baseline and the tolerance."""
+    idle = data.get("idle_baseline") if isinstance(data.get("idle_baseline"), dict) else {}
+    reference = idle.get("reference") if isinstance(idle.get("reference"), dict) else {}
+    tolerance = idle.get("tolerance") if isinstance(idle.get("tolerance"), dict) else {}
+
+    def shown(value, unit: str) -> str:
+        number = finite_number(value)
+        return "?" if number is None else f"{_significant(number)}{unit}"
+
+    return (f"expected the run to start within the tolerance (+{shown(tolerance.get('temperature_C'), ' C')}, "
+            f"+{shown(tolerance.get('power_pct'), ' %')}) of its campaign's first idle baseline (run "
+            f"{reference.get('run')}: {shown(reference.get('temperature_C'), ' C')}, "
+            f"{shown(reference.get('gpu_power_W'), ' W')}): observed start temperature "
+            f"{shown(idle.get('start_temperature_C'), ' C')}, idle GPU power "
+            f"{shown(idle.get('gpu_power_W_total'), ' W')} (a cool-down too short for the GPU to return to idle; the "
+            "run is kept)")
 
 
 def manifest_expectations(frame: pd.DataFrame) -> list:
@@ -536,6 +569,10 @@ def manifest_expectations(frame: pd.DataFrame) -> list:
                              ("window_end_before_last_sample_ms", "the measurement window ends inside the samples")):
         if column in present:
             expectations.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, meta={"meaning": meaning_}))
+    if "hot_start" in present:
+        expectations.append(gxe.ExpectColumnValuesToBeInSet(column="hot_start", value_set=[False], meta={
+            "check": HOT_START_CHECK, "column": "idle_baseline.hot_start", "level": WARNING,
+            "meaning": "the run to start at its campaign's first idle baseline"}))
     return expectations
 
 
@@ -659,6 +696,10 @@ def facts_expectations(files: list[str], present: set) -> list:
                 column_A="cpu_max_gap_s", column_B=f"{column}_max_read_step_s", or_equal=True,
                 ignore_row_if="either_value_is_missing",
                 meta={"file": CPU_FILE, "check": "expect_column_max_to_be_between", "column": f"{column}_read_step_s"}))
+    if "steady_state_s" in present:
+        expectations.append(gxe.ExpectColumnValuesToBeBetween(column="steady_state_s", min_value=STEADY_STATE_MIN_S,
+                                                              meta={"file": HISTORY_FILE, "check": STEADY_STATE_CHECK,
+                                                                    "column": "duration_s", "level": WARNING}))
     if "gpu_counter_power_ratio" in present:  # the energy counter against the integrated power
         expectations += [
             gxe.ExpectColumnValuesToBeBetween(column="gpu_counter_power_ratio", max_value=1.0, meta={
@@ -830,9 +871,29 @@ def _coverage_facts(file: str, spans: list, start_s: float, end_s: float, interv
             f"{prefix}coverage_tolerance_s": COVERAGE_INTERVALS * interval_s}
 
 
+def _steady_facts(folder: Path) -> dict:
+    """The steady state of the run's history.csv (ect.steady): its duration and epochs, or why there is none; nothing
+    when history.csv is missing, unreadable or has no per-epoch energy (then there is nothing to warn of)."""
+    try:
+        steady = steady_state(read_history(read_bytes(folder / HISTORY_FILE).decode()))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return {}
+    if not steady.has_energy:
+        return {}
+    return {"steady_state_s": steady.duration_s, "steady_state_reason": steady.reason,
+            "steady_state_epochs": list(steady.overall.epochs) if steady.overall else []}
+
+
 def _fact_details(failure: Failure, facts: dict, limits: Limits) -> str:
     check, file = failure.check, failure.file
     prefix = _prefix(file)
+    if check == STEADY_STATE_CHECK:
+        if not facts["steady_state_epochs"]:
+            return (f"no steady state ({facts['steady_state_reason']}), expected at least {STEADY_STATE_MIN_S:g} s: "
+                    "no per-epoch figures")
+        return (f"steady state {_significant(facts['steady_state_s'])} s (epochs "
+                f"{', '.join(map(str, facts['steady_state_epochs']))}) shorter than {STEADY_STATE_MIN_S:g} s: "
+                "per-epoch figures are rough")
     if check == COUNTER_POWER_CHECK:
         return _counter_power_details(facts["gpu_counter_power"], failure.level)
     if check == "expect_column_median_to_be_between":
@@ -1063,6 +1124,8 @@ def _check_batch(folders: list[Path], limits: Limits, docs: DataDocs | None) -> 
             continue
         run.manifest_row = manifest_row(run.data, *times.get((n, run.energy_file), (None, None)))
         run.field_rows = field_rows(run.folder, run.data, run.metrics)
+        if run.facts:
+            run.facts.update(_steady_facts(run.folder))
         start, end = run.window_s
         if start is not None and end is not None and run.facts:
             for file, spans in run.spans.items():
@@ -1078,7 +1141,10 @@ def _check_batch(folders: list[Path], limits: Limits, docs: DataDocs | None) -> 
     with_manifest = [n for n, run in enumerate(runs) if run.manifest_row is not None]
     if with_manifest:
         manifests = pd.DataFrame([{**runs[n].manifest_row, "_run": n} for n in with_manifest])
-        found.append(_failures(manifests, manifest_expectations(manifests), MANIFEST_FILE, f"{label} manifest", docs))
+        for n, failures in _failures(manifests, manifest_expectations(manifests), MANIFEST_FILE, f"{label} manifest",
+                                     docs).items():
+            found.append({n: [replace(f, details=hot_start_details(runs[n].data)) if f.check == HOT_START_CHECK else f
+                              for f in failures]})
         fields = pd.DataFrame([{**row, "_run": n} for n in with_manifest for row in runs[n].field_rows])
         found.append(_field_failures(fields, f"{label} manifest fields", docs))
     for failures in found:

@@ -177,7 +177,7 @@ def summary_table(results: list[RunValidation], every_run: bool = True) -> str:
     listed = [r for r in results if every_run or r.status != PASSED or r.warnings]
     if not every_run:
         lines[0] += f" ({len(results) - reused} checked now, {reused} unchanged since their last validation)"
-    width = max((len(r.run) for r in listed), default=3)
+    width = max((len(r.run) for r in results), default=3)
     for r in listed:
         lines.append(f"  {r.run:<{width}}  {r.status}" + (f", {len(r.warnings)} warning(s)" if r.warnings else ""))
         for f in r.failures:

@@ -464,4 +464,4 @@ def test_the_regression_section_names_the_backend_of_each_verdict(tmp_path):
     write_report(runs[runs["environment"] == "local"], tmp_path, "Local", regression=regression)
     markdown = (tmp_path / "report.md").read_text()
     assert "| Architecture | Backend | Runs | Baseline runs | Median (kJ) |" in markdown
-    assert re.search(r"\| vgg16 \| jax \| 5 \| 10 \| [\d.]+ \|", markdown)
+    assert re.search(r"\| vgg16 \| jax \| 5 \| 10 \| [\d.]+ \(uncertainty unknown\) \|", markdown)

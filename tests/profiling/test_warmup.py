@@ -1,4 +1,4 @@
-"""Warm-up and cool-down."""
+"""Warm-up (the cool-down: test_thermal.py)."""
 
 import importlib.util
 import os
@@ -7,17 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, log_lines, run_ect
-
-
-def test_cool_down_sleeps_the_whole_time_and_reports_progress():
-    from ect.profiling.warmup import cool_down
-
-    slept = []
-    with log_lines() as lines:
-        cool_down(150, sleep=slept.append)
-    assert sum(slept) == 150 and max(slept) <= 60
-    assert lines[0] == "cool-down: 150 s" and lines[-1] == "cool-down: 120/150 s"
+from conftest import REPO, run_ect
 
 
 def test_warmup_command_keeps_the_device_busy(tmp_path):

@@ -59,6 +59,8 @@ def test_profile_demo_writes_complete_run_folders_on_cpu(synthetic_dataset, tmp_
         assert manifest["window"]["start_unix_s"] <= first["start"] < first["end"] <= manifest["window"]["end_unix_s"]
         steady = manifest["energy"]["steady_state"]
         assert steady["epochs"] == [2] and steady["energy_per_epoch_J"] > 0
+        assert steady["phases"]["initial"]["epochs"] == [2] and "fine_tuning" not in steady["phases"]
+        assert steady["power_W"] > 0 and steady["energy_per_image_J"] > 0  # ect.steady
 
         history = csv_rows(folder / "history.csv")
         assert [row["phase"] for row in history] == ["initial", "initial", "fine_tuning"]
