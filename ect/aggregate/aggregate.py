@@ -40,8 +40,9 @@ from ect.raw.manifest import read_manifest
 KEY = ["environment", "architecture", "run_id"]
 # Bump when the columns or the arithmetic of the outputs change: every run is then aggregated again.
 # 7: backend, backend_version, keras_version; 8: steady state (steady_*, <phase>_steady_*);
-# 9: gpu/cpu/dram/total_energy_uncertainty_J; 10: idle baseline (idle_*_power_W, dynamic_energy_J, hot_start, ...)
-FORMAT_VERSION = 10
+# 9: gpu/cpu/dram/total_energy_uncertainty_J; 10: idle baseline (idle_*_power_W, dynamic_energy_J, hot_start, ...);
+# 11: validation_warnings, validation_warning_count
+FORMAT_VERSION = 11
 PROGRESS_EVERY = 20
 NAMED = 10  # runs named in a refusal, then "and N more"
 
@@ -139,7 +140,17 @@ def _read_run(folder: Path, environments: dict) -> tuple[pa.Table, dict]:
     interval_ms = round(1000 * ((manifest.sensors.sampling_interval_s if manifest.sensors else None) or 1.0))
     samples = joined_samples(gpu, cpu, tolerance_ms=max(interval_ms, 1))
     samples = run_samples(samples, manifest.key)
-    return samples, run_row(folder, manifest, gpu, cpu, environments)
+    return samples, {**run_row(folder, manifest, gpu, cpu, environments), **_validation_warnings(folder)}
+
+
+def _validation_warnings(folder: Path) -> dict:
+    """The warnings of the run's validation (kept runs, flagged): how many, and which checks of which files."""
+    from ect.validation.validate import current_validation
+
+    warnings = (current_validation(folder) or {}).get("warnings") or []
+    checks = sorted({f"{w.get('file')} {w.get('check')}" for w in warnings if isinstance(w, dict)})
+    # "" rather than None: a column of runs without warnings keeps its text type in the processed dataset
+    return {"validation_warnings": "; ".join(checks), "validation_warning_count": len(warnings)}
 
 
 def _read_or_error(folder: Path, environments: dict):

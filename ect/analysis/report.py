@@ -283,6 +283,7 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
     _steady_section(doc, runs)
     _backend_section(doc, quality_runs, results)
     _idle_section(doc, runs)
+    _warnings_section(doc, runs)
     doc.heading("Energy vs quality: the Pareto front")
     front = results.get("pareto_front") or []
     by_backend = results.get("pareto_front_by_backend")
@@ -395,6 +396,23 @@ def _steady_section(doc: Document, runs: pd.DataFrame) -> None:
         named = ", ".join(f"{row['Architecture']} on {row['Environment']}" for _, row in none.iterrows())
         doc.paragraph(f"No steady state for {named}: too few epochs (each epoch the first of its phase) or no "
                       "per-epoch energy in history.csv.")
+
+
+def _warnings_section(doc: Document, runs: pd.DataFrame) -> None:
+    """The runs kept with validation warnings (fewer samples than expected, a hot start, a short steady state, ...),
+    named with the checks that warned: their numbers stand, with the caveat."""
+    doc.heading("Validation warnings", level=3)
+    if "validation_warning_count" not in runs:
+        doc.paragraph("Not known for these processed runs (aggregated by an older ect): run `ect aggregate`.")
+        return
+    warned = runs[runs["validation_warning_count"].fillna(0) > 0].sort_values(["environment", "architecture", "run_id"])
+    if warned.empty:
+        doc.paragraph(f"None of the {len(runs)} run(s) passed with a warning.")
+        return
+    doc.paragraph(f"{len(warned)} of {len(runs)} run(s) passed validation with warnings: they are kept and counted "
+                  "above; METRICS_DIR/validation/summary.txt gives each warning with its numbers.")
+    doc.table(pd.DataFrame({"Run": [run_label(run) for _, run in warned.iterrows()], "Run id": warned["run_id"],
+                            "Warnings": warned["validation_warnings"].str.replace("; ", ", ")}))
 
 
 def pareto_frame(front: list[dict], backend: bool) -> pd.DataFrame:

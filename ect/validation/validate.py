@@ -76,8 +76,9 @@ def limits_from(experiment) -> Limits:
 
 
 # The checks' version, recorded with each verdict: a verdict of older checks is not current, so that every run is
-# checked once by new checks (2: the measurement cross-checks and warnings; a record without it is of version 1).
-CHECKS_VERSION = 2
+# checked once by new checks (2: the measurement cross-checks and warnings; 3: hot start and steady-state warnings,
+# the periodic spacing beside the median; a record without it is of version 1).
+CHECKS_VERSION = 3
 
 
 def current_validation(folder: Path) -> dict | None:

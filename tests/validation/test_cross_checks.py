@@ -240,6 +240,10 @@ def test_the_twins_aggregate_as_alone_and_warned_runs_are_aggregated(batch, proj
     runs = pd.read_parquet(mixed.processed)
     names = runs["environment"] + "/" + runs["architecture"] + "/" + runs["run_id"]
     assert set(names) == set(TWINS.values()) | {RUNS[name] for name, *_ in WARNINGS}  # never a quarantined run
+    warned = runs[~names.isin(set(TWINS.values()))]
+    assert (warned["validation_warning_count"] >= 1).all() and (warned["validation_warnings"] != "").all()
+    assert "gpu.csv expect_column_values_to_be_between" in set(warned["validation_warnings"].str.split("; ").sum())
+    assert (runs[names.isin(set(TWINS.values()))]["validation_warnings"] == "").all()
     twins = runs[names.isin(set(TWINS.values()))].reset_index(drop=True)
     pd.testing.assert_frame_equal(twins, pd.read_parquet(alone.processed))
     samples = pd.read_parquet(root / "mixed" / "out" / "interim" / "samples.parquet")
