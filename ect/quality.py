@@ -6,23 +6,13 @@ keeps a confusion matrix, so the predicted classes are read off these three."""
 
 from __future__ import annotations
 
-import math
 from typing import Mapping
+
+from ect.numbers import finite
 
 ONE_CLASS_NOTE = ("predicted one class: their accuracy and F1 say nothing of quality; left out of the Pareto front "
                   "and the F1 statistics")
 _TOLERANCE = 1e-6  # Keras computes the metrics in float32
-
-
-def finite(value) -> float | None:
-    """A plain float, or None where the value is missing, not a number or not finite."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _equal(a: float, b: float) -> bool:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import statistics
 from dataclasses import dataclass, field
+
+from ect.numbers import finite
 
 SETTLE_TOLERANCE = 0.10
 PHASES = ("initial", "fine_tuning")
@@ -84,17 +85,6 @@ class SteadyState:
             "duration_per_epoch_s": None, "energy_per_image_J": None}
         return {**overall, "phases": {name: s.to_dict() for name, s in self.phases.items()}, "rule": RULE,
                 **({"reason": self.reason} if self.reason else {})}
-
-
-def finite(value) -> float | None:
-    """A plain finite float (text too), or None."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def epochs_of(rows: list[dict]) -> list[Epoch]:

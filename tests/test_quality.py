@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from ect.quality import finite, one_class_reason, predicts_one_class
+from ect.numbers import finite
+from ect.quality import one_class_reason, predicts_one_class
 
 
 def metrics(accuracy, precision, recall):

@@ -51,13 +51,19 @@ UNCERTAINTY_RULE = ("Energy as median ± its uncertainty: the largest uncertaint
 
 
 def with_uncertainty(value, bound, scale: float = 1e3) -> str:
-    """A value and its uncertainty, both divided by scale (J to kJ), 4 significant digits each: "5.264 ± 0.01234";
-    "5.264 (uncertainty unknown)" for runs processed before uncertainties were recorded; "–" without a value."""
+    """A value and its uncertainty, both divided by scale (J to kJ): the uncertainty to 2 significant digits, the value
+    to the same decimal place but at most 4 significant digits ("5.264 ± 0.012", "0.64 ± 0.32"); "5.264 (uncertainty
+    unknown)" for runs processed before uncertainties were recorded; "–" without a value."""
     if value is None or not math.isfinite(value):
         return "–"
     if bound is None or not math.isfinite(bound):
         return f"{value / scale:.4g} (uncertainty unknown)"
-    return f"{value / scale:.4g} ± {bound / scale:.4g}"
+    value, bound = value / scale, float(f"{bound / scale:.2g}")
+    if bound <= 0:
+        return f"{value:.4g} ± 0"
+    bound_places = 1 - math.floor(math.log10(bound))
+    value_places = 3 - math.floor(math.log10(abs(value))) if value else bound_places
+    return f"{value:.{max(0, min(bound_places, value_places))}f} ± {bound:.{max(0, bound_places)}f}"
 
 
 def _cell(value) -> str:
@@ -350,7 +356,7 @@ def trimmed_frame(runs: pd.DataFrame) -> pd.DataFrame:
                      "Runs": len(energies), "Mean energy (kJ)": energies.mean() / 1e3 if len(energies) else None,
                      "Trimmed mean energy (kJ)": kept.mean() / 1e3 if len(kept) else None,
                      "Spread of the runs kept (%)": 100 * (kept.max() - kept.min()) / kept.median()
-                     if len(kept) and kept.median() > 0 else None,
+                     if len(kept) >= 2 and kept.median() > 0 else None,  # one run kept has no spread
                      "Note": "" if len(kept) else f"not trimmed: {len(energies)} run(s), needs >= {TRIM_MIN_RUNS}"})
     frame = pd.DataFrame(rows)
     return frame if shows_backend(frame["Backend"]) else frame.drop(columns="Backend")

@@ -141,3 +141,17 @@ def test_the_report_shows_energy_with_its_uncertainty_and_the_inconclusive_verdi
     old = (tmp_path / "old" / "report.md").read_text()
     assert "(uncertainty unknown)" in old and "±" not in next(
         line for line in old.splitlines() if line.startswith("| gpu-node | mobilenet |"))
+
+
+def test_report_cells_round_the_uncertainty_to_2_digits_and_the_value_to_its_place():
+    from ect.analysis.report import trimmed_frame, with_uncertainty
+    assert with_uncertainty(121.0, 74.91) == "0.121 ± 0.075"
+    assert with_uncertainty(642.6, 322.6) == "0.64 ± 0.32"
+    assert with_uncertainty(5264.2, 10.2) == "5.264 ± 0.010"
+    assert with_uncertainty(15893.0, 1552.0) == "15.9 ± 1.6"
+    assert with_uncertainty(12345.6, 0.1) == "12.35 ± 0.00010"  # never more than 4 significant digits
+    assert with_uncertainty(250.0, 0.0) == "0.25 ± 0"
+    assert with_uncertainty(5264.0, None) == "5.264 (uncertainty unknown)"
+    three = pd.DataFrame({"environment": "local", "architecture": "vgg16", "total_energy_J": [1.0, 2.0, 4.0]})
+    (row,) = trimmed_frame(three).to_dict("records")
+    assert row["Trimmed mean energy (kJ)"] == 0.002 and row["Spread of the runs kept (%)"] is None  # one run kept

@@ -4,27 +4,14 @@ would skip validation, whose trigger rule counts a skipped upstream as not done)
 report still run, the skipped runs are listed as skipped (not missing) and the DAG run ends green."""
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
-from conftest import airflow, airflow_env
+from conftest import airflow
+from test_airflow import airflow_home  # noqa: F401 (the migrated metadata DB, a module-scoped fixture)
 
 pytestmark = pytest.mark.airflow
-
-
-@pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory, synthetic_dataset):
-    root = tmp_path_factory.mktemp("airflow")
-    env = airflow_env(root / "home", root / "metrics", synthetic_dataset)
-    airflow("db", "migrate", env=env)
-    pools = subprocess.run([sys.executable, "-m", "ect", "pools"], env=env, capture_output=True, text=True, check=True)
-    (root / "pools.json").write_text(pools.stdout)
-    airflow("pools", "import", str(root / "pools.json"), env=env)
-    airflow("dags", "reserialize", env=env)
-    return root, env
 
 
 def test_a_dag_run_skips_the_repetitions_whose_answer_is_known_and_ends_green(airflow_home):

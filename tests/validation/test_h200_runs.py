@@ -62,3 +62,32 @@ def test_h200_runs_aggregate_to_the_energy_they_logged(validated, project, tmp_p
         assert row.gpu_energy_source == "counter"
         assert row.total_energy_J == pytest.approx(logged["total_energy_J"], rel=1e-6)
         assert row.gpu_name == "NVIDIA H200"
+
+
+THERMAL = REPO / "tests" / "fixtures" / "h200_thermal" / "gpu_check"
+
+
+def test_h200_runs_with_idle_baselines_pass_and_aggregate_idle_and_dynamic_energy(tmp_path, project):
+    """Three repetitions on the H200 with IDLE_BASELINE 3 s and the thermal cool-down: each run's idle baseline
+    (~116 W with the framework's CUDA context), the first as the campaign's reference, no hot start (36, 37, 38 C
+    against 36 C + 2 C); validation warns of the short steady state only; the processed runs carry idle power,
+    dynamic energy and an uncertainty well under the counter's 1 %-level agreement."""
+    raw = tmp_path / "raw"
+    shutil.copytree(THERMAL, raw / "gpu_check")
+    results = validate_raw(raw, Limits(), tmp_path / "validation")
+    assert [r.status for r in results] == [PASSED] * 3
+    assert {w.check for r in results for w in r.warnings} == {"steady_state_long_enough"}
+    manifests = [read_manifest(r.folder) for r in results]
+    baselines = [m.idle_baseline for m in manifests]
+    assert [b["start_temperature_C"] for b in baselines] == [36.0, 37.0, 38.0]
+    assert [b["hot_start"] for b in baselines] == [False, False, False]
+    assert baselines[0]["reference"] is None
+    assert {b["reference"]["run"] for b in baselines[1:]} == {f"mobilenet_v2/{manifests[0].run_id}"}
+
+    result = aggregate(raw, tmp_path / "out", load_config(project).environments, Limits())
+    runs = pd.read_parquet(result.processed).sort_values("run_id")
+    assert runs["gpu_idle_power_W"].between(115, 118).all()
+    assert runs["dynamic_energy_J"].to_numpy() == pytest.approx(
+        (runs["total_energy_J"] - runs["idle_power_W"] * runs["duration_s"]).to_numpy())
+    assert (runs["gpu_energy_uncertainty_J"] < 0.02 * runs["gpu_energy_J"]).all()
+    assert (runs["hot_start"] == False).all()  # noqa: E712 (a bool column)
