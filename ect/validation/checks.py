@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ect.energy import MILLIJOULES_PER_JOULE, counter_delta, integrate_power_J
+from ect.energy import MILLIJOULES_PER_JOULE, NVML_POWER_AVERAGE_S, counter_delta, integrate_power_J
 from ect.raw.atomic import LinkRefused, is_link, read_bytes, read_json
 from ect.raw.columns import (CPU_COLUMNS, CPU_NUMERIC, CPU_POWER_SOURCES, GPU_COLUMNS, GPU_NUMERIC, TIMESTAMP_PATTERN)
 from ect.raw.layout import CPU_FILE, GPU_FILE, HISTORY_FILE, MANIFEST_FILE, METRICS_FILE, RUN_FILES, RunKey
@@ -110,7 +110,6 @@ CPU_ENERGY_COLUMNS = ("rapl_package_energy_uJ", "rapl_dram_energy_uJ", "cpu_powe
 # idle window right after a 650 W load +22 % (285 J, its tolerance 838 J); a counter in J instead of mJ, or five times
 # what the power gives, is far outside.
 COUNTER_POWER_TOLERANCE = 0.05
-NVML_POWER_AVERAGE_S = 1.0
 COUNTER_POWER_WARNING_SHARE = 0.5
 # A powered GPU at work never draws ~0 W: where utilization_gpu_pct >= BUSY_UTILIZATION_PCT, power_W is at least
 # max(POWER_FLOOR_W, POWER_FLOOR_SHARE x power_limit_W) (7 W for a 700 W H200, which idles at about 120 W). Power
