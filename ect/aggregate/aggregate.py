@@ -69,7 +69,7 @@ def _eligible(folders: list[Path], limits) -> tuple[dict[str, tuple[Path, dict]]
     """{run name: (folder, signature)} of the runs that completed and passed validation (validating those
     without a current record; a run whose manifest is not completed is skipped without validating it)."""
     from ect.validation import PASSED
-    from ect.validation.checks import linked_files
+    from ect.validation.verdicts import linked_files
     from ect.validation.validate import batches, current_validation, validate_runs
 
     def quarantined(name: str, failures) -> str:

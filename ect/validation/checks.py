@@ -49,6 +49,7 @@ from ect.raw.layout import CPU_FILE, GPU_FILE, HISTORY_FILE, MANIFEST_FILE, METR
 from ect.raw.manifest import Manifest
 from ect.steady import read_history, steady_state
 from ect.validation.fields import BETWEEN, CHECKS, field_rows, finite_number, meaning, offending
+from ect.validation.verdicts import ERROR, NOT_A_LINK, WARNING, Failure, Limits, link_failure, linked_files
 
 log = logging.getLogger(__name__)
 
@@ -131,43 +132,12 @@ TEMPERATURE_RANGE_C = (20.0, 95.0)
 # (steady power, energy per epoch and per image) rest on a few seconds. A history without energy is not checked.
 STEADY_STATE_MIN_S = 30.0
 STEADY_STATE_CHECK = "steady_state_long_enough"
-ERROR, WARNING = "error", "warning"  # a failure's level: an error quarantines its run, a warning is listed
 COUNTER_POWER_CHECK = "energy_counter_matches_power"
 # A hot start (a warning): the manifest's idle_baseline.hot_start, the run's start temperature or idle power above its
 # campaign's first idle baseline by more than the cool-down's tolerance (ect.profiling.thermal).
 HOT_START_CHECK = "hot_start"
 MAX_UNIX_S = 1e12  # a window beyond this many seconds is no time (its checks say so): no sensor facts of it
 VALIDATOR = "(validator)"  # the file of a validator error
-NOT_A_LINK = "not_a_link"  # the check of a run file or folder that is a symbolic link (never followed)
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_gap_factor: float = 20.0
-    min_samples: int = 3
-    power_limit_factor: float = 1.5
-
-
-@dataclass(frozen=True)
-class Failure:
-    file: str
-    check: str  # the Great Expectations expectation type, or file_readable / file_complete / row_field_count
-    column: str | None
-    details: str
-    level: str = ERROR  # ERROR quarantines the run; WARNING is listed (validation.json's "failures" or "warnings")
-
-    def to_dict(self) -> dict:
-        return {"file": self.file, "check": self.check, "column": self.column, "details": self.details}
-
-
-def link_failure(name: str) -> Failure:
-    """A run file that is a symbolic link: its target is not read (it could be any file of this machine)."""
-    return Failure(name, NOT_A_LINK, None, f"{name} is a symbolic link: not read")
-
-
-def linked_files(folder: Path) -> list[Failure]:
-    """A failure for each run file of `folder` that is a symbolic link."""
-    return [link_failure(name) for name in RUN_FILES if is_link(Path(folder) / name)]
 
 
 def validator_error(error: BaseException) -> Failure:

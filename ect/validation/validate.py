@@ -11,11 +11,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ect.raw.atomic import is_link, read_json, write_json, write_text
 from ect.raw.columns import now_utc
 from ect.raw.layout import CPU_FILE, GPU_FILE, VALIDATION_FILE, RunKey, find_links, find_runs, signature
-from ect.validation.checks import ERROR, NOT_A_LINK, WARNING, DataDocs, Failure, Limits, check_runs
+from ect.validation.verdicts import ERROR, NOT_A_LINK, WARNING, Failure, Limits
+
+if TYPE_CHECKING:
+    from ect.validation.checks import DataDocs
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +106,8 @@ def validate_runs(folders: list[Path], limits: Limits, docs: DataDocs | None = N
     a symbolic link is quarantined, and nothing written through it)."""
     checking = [folder for folder in folders if not is_link(folder)]
     before = {folder: signature(folder) for folder in checking}
+    if checking:  # the checks (pandas, Arrow's CSV reader, Great Expectations) load only when a run needs them
+        from ect.validation.checks import check_runs
     checked = check_runs(checking, limits, docs) if checking else {}
     results = []
     for folder in folders:
@@ -149,6 +155,8 @@ def validate_raw(raw_dir: Path, limits: Limits, summary_dir: Path, force: bool =
     (with a run store: the store's runs)."""
     folders = find_runs(raw_dir, only)
     links = [linked_folder(link, raw_dir) for link in find_links(raw_dir)]
+    if data_docs:
+        from ect.validation.checks import DataDocs
     docs = DataDocs(data_docs) if data_docs else None
     records = {} if force or docs is not None else {f: current_validation(f) for f in folders}
     todo = [folder for folder in folders if records.get(folder) is None]
