@@ -176,14 +176,15 @@ def _read(values: np.ndarray | None) -> bool:
     return values is not None and not np.isnan(values).all()
 
 
-def _edge_power_W(t: np.ndarray, power_W: np.ndarray, edges: tuple[float, float]) -> list[float]:
-    """The power near each edge: the highest power_W reading within NVML_POWER_AVERAGE_S of it (the one-second
-    average lags a change of load by up to that long), else the power interpolated at the edge; NaN without
-    readings."""
+def edge_power_W(t: np.ndarray, power_W: np.ndarray, edges: tuple[float, float],
+                 reach: float = NVML_POWER_AVERAGE_S) -> list[float]:
+    """The power near each edge: the highest power_W reading within `reach` of it (times, edges and reach in one
+    unit; by default NVML_POWER_AVERAGE_S, as the one-second average lags a change of load by up to that long), else
+    the power interpolated at the edge; NaN without readings. Also validation's counter-power tolerance."""
     t, p = _readings(t, power_W)
     if not len(t):
         return [math.nan, math.nan]
-    near = [np.abs(t - edge) <= NVML_POWER_AVERAGE_S for edge in edges]
+    near = [np.abs(t - edge) <= reach for edge in edges]
     return [float(np.max(p[close])) if close.any() else float(np.interp(edge, t, p))
             for close, edge in zip(near, edges)]
 
@@ -194,7 +195,7 @@ def gpu_counter_uncertainty_J(t: np.ndarray, series: GpuSeries, end: float, ener
     of power_W|, where the power readings cover the window (the validation's cross-check bounds it; nothing says
     which of the two is off, so the whole of it counts). Without power readings the edges take the counter's mean
     power."""
-    edge_W = _edge_power_W(t, series.power_W, (0.0, end))
+    edge_W = edge_power_W(t, series.power_W, (0.0, end))
     if any(math.isnan(w) for w in edge_W):
         edge_W = [energy_J / end] * 2 if end > 0 else [0.0, 0.0]
     disagreement = 0.0
@@ -212,7 +213,7 @@ def gpu_integrated_uncertainty_J(t: np.ndarray, series: GpuSeries, end: float) -
     if len(points_t) < 2:
         return math.nan
     sampling = math.fsum(np.diff(points_t) * np.abs(np.diff(points_W)) / 2)
-    edge_W = _edge_power_W(t, series.power_W, (0.0, end))
+    edge_W = edge_power_W(t, series.power_W, (0.0, end))
     return sampling + NVML_POWER_AVERAGE_S * math.fsum(map(abs, edge_W))
 
 

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ect.energy import MILLIJOULES_PER_JOULE, NVML_POWER_AVERAGE_S, counter_delta, integrate_power_J
+from ect.energy import MILLIJOULES_PER_JOULE, NVML_POWER_AVERAGE_S, counter_delta, edge_power_W, integrate_power_J
 from ect.raw.atomic import LinkRefused, is_link, read_bytes, read_json
 from ect.raw.columns import (CPU_COLUMNS, CPU_NUMERIC, CPU_POWER_SOURCES, GPU_COLUMNS, GPU_NUMERIC, TIMESTAMP_PATTERN)
 from ect.raw.layout import CPU_FILE, GPU_FILE, HISTORY_FILE, MANIFEST_FILE, METRICS_FILE, RUN_FILES, RunKey
@@ -810,12 +810,7 @@ def _counter_power(sensor: str, t: np.ndarray, power: np.ndarray, counter: np.nd
     seconds, span = (t - first) / 1000, (last - first) / 1000
     counter_J = counter_delta(seconds, counter, 0.0, span) / MILLIJOULES_PER_JOULE
     power_J = integrate_power_J(seconds, power, 0.0, span)
-    near_ms = (NVML_POWER_AVERAGE_S + interval_s) * 1000
-    edge_W = []
-    for edge in (first, last):
-        close = powered & (np.abs(t - edge) <= near_ms)
-        edge_W.append(float(np.max(power[close])) if close.any() else
-                      float(np.interp(edge, t[powered], power[powered])))
+    edge_W = edge_power_W(t, power, (first, last), reach=(NVML_POWER_AVERAGE_S + interval_s) * 1000)
     tolerance_J = COUNTER_POWER_TOLERANCE * abs(counter_J) + NVML_POWER_AVERAGE_S * sum(max(w, 0.0) for w in edge_W)
     if not all(np.isfinite([counter_J, power_J, tolerance_J])):
         return None  # an infinite or unreadable value: the range checks name it

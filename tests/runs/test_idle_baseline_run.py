@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import log_lines, run_ect
+from test_profiled import with_a_fake_training
 
 
 def test_a_cpu_run_records_its_idle_baseline_and_its_cool_down_has_nothing_to_wait_for(synthetic_dataset, tmp_path):
@@ -27,10 +28,7 @@ def test_a_cpu_run_records_its_idle_baseline_and_its_cool_down_has_nothing_to_wa
 
 def test_runs_of_a_campaign_compare_their_start_with_the_first_and_the_cool_down_waits_for_it(
         project, tmp_path, monkeypatch):
-    import ect.models.saving
-    import ect.models.training
     import ect.profiling.warmup
-    import ect.runs.workload
     import ect.sensors
     from fake_nvml import FakeNvml, gpu
 
@@ -51,11 +49,7 @@ def test_runs_of_a_campaign_compare_their_start_with_the_first_and_the_cool_down
         monitor.end_window("epoch_1")
         return SimpleNamespace(history=[], initial_epochs_trained=1, ft_epochs_trained=0)
 
-    monkeypatch.setattr(ect.runs.workload, "prepare_run", lambda *args: SimpleNamespace(
-        model=None, base=None, train_ds=None, val_ds=None, fingerprint={}, seconds_to_prepare=0.0))
-    monkeypatch.setattr(ect.models.training, "train_two_phase", train)
-    monkeypatch.setattr(ect.runs.workload, "final_metrics", lambda *args: {"val_f1": 0.5})
-    monkeypatch.setattr(ect.models.saving, "keep_model", lambda *args: {})
+    with_a_fake_training(monkeypatch, train)
     (tmp_path / "data").mkdir()
     cfg = load_config(project, env={}, overrides={"METRICS_DIR": str(tmp_path / "metrics"),
                                                    "DATASET_DIR": str(tmp_path / "data"), "IDLE_BASELINE": "0.3",

@@ -243,12 +243,25 @@ def test_a_run_id_whose_folder_another_process_is_writing_is_refused(tmp_path):
         pass
 
 
-def test_the_manifest_names_the_gpus_the_run_was_measured_on(project, tmp_path, monkeypatch):
-    """On a GPU host (a fake NVML here) the manifest records each measured GPU, the driver and NVML as the started
-    sensor found them; on disk already while the run trains. A value a GPU cannot give is null."""
+
+def with_a_fake_training(monkeypatch, train) -> None:
+    """profile_run without a dataset, a model or saving: `train` stands for train_two_phase."""
+    from types import SimpleNamespace
+
     import ect.models.saving
     import ect.models.training
     import ect.runs.workload
+
+    monkeypatch.setattr(ect.runs.workload, "prepare_run", lambda *args: SimpleNamespace(
+        model=None, base=None, train_ds=None, val_ds=None, fingerprint={}, seconds_to_prepare=0.0))
+    monkeypatch.setattr(ect.models.training, "train_two_phase", train)
+    monkeypatch.setattr(ect.runs.workload, "final_metrics", lambda *args: {"val_f1": 0.5})
+    monkeypatch.setattr(ect.models.saving, "keep_model", lambda *args: {})
+
+
+def test_the_manifest_names_the_gpus_the_run_was_measured_on(project, tmp_path, monkeypatch):
+    """On a GPU host (a fake NVML here) the manifest records each measured GPU, the driver and NVML as the started
+    sensor found them; on disk already while the run trains. A value a GPU cannot give is null."""
     import ect.sensors
     from fake_nvml import FakeNvml, gpu
     from types import SimpleNamespace
@@ -270,11 +283,7 @@ def test_the_manifest_names_the_gpus_the_run_was_measured_on(project, tmp_path, 
         monitor.end_window("epoch_1")
         return SimpleNamespace(history=[], initial_epochs_trained=1, ft_epochs_trained=0)
 
-    monkeypatch.setattr(ect.runs.workload, "prepare_run", lambda *args: SimpleNamespace(
-        model=None, base=None, train_ds=None, val_ds=None, fingerprint={}, seconds_to_prepare=0.0))
-    monkeypatch.setattr(ect.models.training, "train_two_phase", train)
-    monkeypatch.setattr(ect.runs.workload, "final_metrics", lambda *args: {"val_f1": 0.5})
-    monkeypatch.setattr(ect.models.saving, "keep_model", lambda *args: {})
+    with_a_fake_training(monkeypatch, train)
     (tmp_path / "data").mkdir()
     cfg = load_config(project, env={}, overrides={"METRICS_DIR": str(tmp_path / "metrics"),
                                                    "DATASET_DIR": str(tmp_path / "data")})
