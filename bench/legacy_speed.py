@@ -1,33 +1,43 @@
 """The original's raw measurements to a per-run dataset: ect end to end beside the original's own pandas approach.
 
-    .venv/bin/python bench/legacy_speed.py                 # 60 one-hour runs (a few minutes)
-    .venv/bin/python bench/legacy_speed.py --runs 8 --hours 0.2   # smoke run
+    .venv/bin/python bench/legacy_speed.py --runs 300,3000      # issue 27's sizes (3,000 runs: about 4 GB of disk)
+    .venv/bin/python bench/legacy_speed.py --runs 4 --hours 0.02   # smoke run (tests/bench/test_legacy_speed.py)
 
-Writes --runs run pairs in the original's formats under a temporary folder: gpu-power-<stamp>.csv as nvidia-smi
-writes it (half with its native header, units and "2023/03/08 21:29:56.373" timestamps, half with the original's
-renamed header and ISO timestamps), cpu-mem-usage-<stamp>.csv as the original's psutil sampler wrote it; 1 Hz,
---hours each, power with epoch-shaped load, noise and centiwatt precision.
+For each size in --runs (a comma list, default 300), in one invocation: writes that many run pairs in the original's
+formats under a temporary folder: gpu-power-<stamp>.csv as nvidia-smi writes it (half with its native header, units
+and "2023/03/08 21:29:56.373" timestamps, half with the original's renamed header and ISO timestamps),
+cpu-mem-usage-<stamp>.csv as the original's psutil sampler wrote it; 1 Hz, --hours each, power with epoch-shaped
+load, noise and centiwatt precision (lines built with numpy, progress every 10 %).
 
-Then, each as the command a user runs (a fresh Python process, imports included), in one run:
+Then, each as the command a user runs (a fresh Python process, imports included), its wall time and its peak memory
+(the child's peak resident set, from os.wait4):
 - baseline: the original's approach in pandas: per run pd.read_csv(engine="python") with a per-value converter for
   every numeric field, skiprows/skipfooter=3, pd.to_datetime, merge_asof(gpu, cpu, nearest), per-run trapezoid energy
   and means, one Parquet table of samples and one of runs; no validation;
-- ect: `ect import-legacy SRC RAW` + `ect validate RAW` + `ect aggregate RAW` (Great Expectations validation
-  included);
-- validation alone, two ways, in this process: every run validated in its own batch (five validations a run, as
-  before batches) against the batched validation that `ect validate` does.
-The per-run GPU energy of ect and the baseline must agree to 1e-9 (same samples, same trapezoid); exit 1 if not.
+- ect end to end: `ect import-legacy SRC RAW` + `ect validate RAW` + `ect aggregate RAW`;
+- a no-op rerun, nothing changed: `ect import-legacy SRC RAW` again (it skips every run, whose folder has a completed
+  manifest, and writes nothing), `ect validate RAW`, `ect aggregate RAW`;
+- 10 new runs: 10 more run pairs (later stamps) in a second source folder, `ect import-legacy NEWSRC RAW` +
+  `ect validate RAW` + `ect aggregate RAW` over the existing history.
+Prints a table per size, ect's speed against the baseline's and issue 27's targets (at least 3x the baseline's speed
+at 300 runs and 8x at 3,000; the no-op rerun under 1 s; 10 new runs under 6 s), each "met" or "not met"; the
+targets do not set the exit status. The per-run GPU energy of ect and the baseline must agree to 1e-9 (same samples,
+same trapezoid); exit 1 if not. --json PATH writes the figures as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from functools import reduce
 from pathlib import Path
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -41,45 +51,87 @@ NATIVE = ("timestamp, name, utilization.gpu [%], utilization.memory [%], memory.
 RENAMED = ("timestamp,gpu_name,gpu_usage,gpu_memory_usage,gpu_total_memory,gpu_memory_used,gpu_power_draw,"
            "gpu_max_power,gpu_temperature")
 CPU_HEADER = "timestamp,cpu usage (%),memory usage (MB),temperature (Celsius)"
+GPU_NAME = "NVIDIA GeForce RTX 3090"
 TRIM = 3
+NEW_RUNS = 10
+START = datetime(2023, 3, 8, 21, 0, 0)
+SPEED_TARGETS = {300: 3.0, 3000: 8.0}  # issue 27: ect at least this many times the baseline's speed at this size
+NO_OP_TARGET_S = 1.0
+NEW_RUNS_TARGET_S = 6.0
+
+
+@dataclass
+class Step:
+    name: str
+    seconds: float
+    peak_MiB: float  # the child process's peak resident set
+
+
+def run_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--runs wants run counts separated by commas (e.g. 300,3000), got {text!r}")
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"--runs wants run counts of at least 1, got {text!r}")
+    return sizes
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=60, help="run pairs to write (default 60)")
+    parser.add_argument("--runs", type=run_sizes, default=[300],
+                        help="run pairs to write, one size or a comma list (default 300; issue 27: 300,3000)")
     parser.add_argument("--hours", type=float, default=1.0, help="length of each run (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
     return parser.parse_args()
 
 
-def write_runs(src: Path, runs: int, hours: float) -> None:
-    rng = np.random.default_rng(2023)
+def _joined(*pieces) -> np.ndarray:
+    """Element-wise concatenation of text arrays and constant strings."""
+    return reduce(np.strings.add, pieces)
+
+
+def _decimal(values: np.ndarray, places: int) -> np.ndarray:
+    """Non-negative numbers as f"{value:.{places}f}" writes them, vectorised."""
+    scale = 10 ** places
+    scaled = np.rint(values * scale).astype(np.int64)
+    return _joined((scaled // scale).astype(str), ".", np.strings.zfill((scaled % scale).astype(str), places))
+
+
+def write_runs(src: Path, first: int, count: int, hours: float, progress: bool = False) -> None:
+    """Run pairs first..first+count-1 (run r starts 2 h after run r-1), the same for any count and size."""
     n = int(hours * 3600)
-    start = datetime(2023, 3, 8, 21, 0, 0)
-    for r in range(runs):
+    started = time.perf_counter()
+    for r in range(first, first + count):
+        rng = np.random.default_rng([2023, r])
         environment, architecture = ("workstation", "cloud")[r % 2], ("vgg16", "resnet50", "xception")[r % 3]
-        begin = start + timedelta(hours=2 * r)
+        begin = START + timedelta(hours=2 * r)
         stamp = begin.strftime("%Y%m%dT%H%M%S")
         folder = src / environment / architecture
         folder.mkdir(parents=True, exist_ok=True)
         t = np.arange(n)
         epoch = rng.uniform(70, 110)
         power = np.where((t % epoch) / epoch < 0.88, 265.0, 140.0) + rng.normal(0, 6, n)
-        times = [begin + timedelta(seconds=int(s), milliseconds=int(rng.integers(0, 40))) for s in t]
+        moments = np.datetime64(begin, "ms") + t * 1000 + rng.integers(0, 40, n)
+        iso = np.datetime_as_string(moments, unit="ms")  # 2023-03-08T21:29:56.373
         native = r % 2 == 0
-        lines = [NATIVE if native else RENAMED]
-        for moment, watts in zip(times, power):
-            stamp_text = moment.strftime("%Y/%m/%d %H:%M:%S.%f" if native else "%Y-%m-%d %H:%M:%S.%f")[:-3]
-            if native:
-                lines.append(f"{stamp_text}, NVIDIA GeForce RTX 3090, {int(rng.integers(80, 100))} %, 30 %, "
-                             f"24576 MiB, 23573 MiB, {watts:.2f} W, 350.00 W, {int(rng.integers(60, 75))}")
-            else:
-                lines.append(f"{stamp_text},NVIDIA GeForce RTX 3090,{int(rng.integers(80, 100))} %,30 %,24576 MiB,"
-                             f"23573 MiB,{watts:.2f} W,350.00 W,{int(rng.integers(60, 75))}")
-        (folder / f"gpu-power-{stamp}.csv").write_text("\n".join(lines) + "\n")
-        cpu = [CPU_HEADER] + [f"{(moment + timedelta(microseconds=123456)).isoformat()},{rng.uniform(90, 110):.1f},"
-                              f"{rng.uniform(12000, 12500):.3f},{rng.uniform(40, 60):.1f}" for moment in times]
-        (folder / f"cpu-mem-usage-{stamp}.csv").write_text("\n".join(cpu) + "\n")
+        if native:  # nvidia-smi's own: 2023/03/08 21:29:56.373
+            times, separator, header = np.strings.replace(np.strings.replace(iso, "-", "/"), "T", " "), ", ", NATIVE
+        else:
+            times, separator, header = np.strings.replace(iso, "T", " "), ",", RENAMED
+        gpu = _joined(times, f"{separator}{GPU_NAME}{separator}", rng.integers(80, 100, n).astype(str),
+                      f" %{separator}30 %{separator}24576 MiB{separator}23573 MiB{separator}", _decimal(power, 2),
+                      f" W{separator}350.00 W{separator}", rng.integers(60, 75, n).astype(str))
+        (folder / f"gpu-power-{stamp}.csv").write_text(header + "\n" + "\n".join(gpu.tolist()) + "\n")
+        cpu_times = np.datetime_as_string(moments.astype("datetime64[us]") + 123456, unit="us")  # isoformat()
+        cpu = _joined(cpu_times, ",", _decimal(rng.uniform(90, 110, n), 1), ",",
+                      _decimal(rng.uniform(12000, 12500, n), 3), ",", _decimal(rng.uniform(40, 60, n), 1))
+        (folder / f"cpu-mem-usage-{stamp}.csv").write_text(CPU_HEADER + "\n" + "\n".join(cpu.tolist()) + "\n")
+        done = r - first + 1
+        if progress and done * 10 // count > (done - 1) * 10 // count:
+            print(f"  wrote {done}/{count} run pairs ({done / count:.0%}) in {time.perf_counter() - started:.3g} s",
+                  flush=True)
 
 
 def _number(value: str) -> float:
@@ -121,14 +173,119 @@ def baseline(src: Path, out: Path) -> None:
     runs.to_parquet(out / "runs.parquet", index=False)
 
 
-def timed(command: list[str], env: dict) -> float:
+# Runs a command and writes "<seconds> <peak KiB> <wait status>" to argv[1]. A child's peak resident set includes the
+# memory of the process it was forked from, before its exec: started from this small interpreter (-I -S, posix_spawn),
+# not from the bench with pandas loaded, the figure is the command's own.
+PEAK_WRAPPER = """import os, sys, time
+started = time.perf_counter()
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - started
+with open(sys.argv[1], "w") as out:
+    out.write(f"{seconds!r} {usage.ru_maxrss} {status}")
+"""
+
+
+def measured(name: str, command: list[str], env: dict, log: Path) -> Step:
+    """Runs `command` (an absolute executable first) to the end: its wall time and its own peak resident set (wait4's
+    rusage of that child; ru_maxrss is in KiB on Linux)."""
+    figures = log.with_suffix(".peak")
+    with open(log, "w") as output:
+        subprocess.run([sys.executable, "-I", "-S", "-c", PEAK_WRAPPER, str(figures), *command], env=env,
+                       stdout=output, stderr=subprocess.STDOUT, check=True)
+    seconds, peak_KiB, status = figures.read_text().split()
+    exit_status = os.waitstatus_to_exitcode(int(status))
+    if exit_status != 0:
+        raise SystemExit(f"{name}: {' '.join(command)} failed (exit status {exit_status}); its output ({log}) "
+                         f"ends:\n{log.read_text()[-4000:]}")
+    return Step(name, float(seconds), int(peak_KiB) / 1024)
+
+
+def _sum(steps: list[Step], name: str) -> Step:
+    return Step(name, sum(step.seconds for step in steps), max(step.peak_MiB for step in steps))
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "not met"
+
+
+def bench_size(root: Path, runs: int, hours: float) -> dict:
+    """One size: write, baseline, ect end to end, no-op rerun, 10 new runs; its table printed, its figures returned."""
+    src, new_src, metrics = root / "src", root / "new-src", root / "metrics"
+    raw, logs = metrics / "raw", root / "logs"
+    logs.mkdir(parents=True)
+    print(f"\n== {runs} run pairs of {hours:g} h at 1 Hz", flush=True)
     started = time.perf_counter()
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if result.returncode not in (0,):
-        raise SystemExit(f"{' '.join(command[:4])} failed ({result.returncode}):\n{result.stdout[-2000:]}"
-                         f"\n{result.stderr[-2000:]}")
-    return seconds
+    write_runs(src, 0, runs, hours, progress=True)
+    write_s = time.perf_counter() - started
+    size_MB = sum(p.stat().st_size for p in src.rglob("*.csv")) / 1e6
+    print(f"wrote {size_MB:.4g} MB in the original's formats in {write_s:.3g} s ({write_s / runs * 1000:.3g} ms/run "
+          "pair)", flush=True)
+    write_runs(new_src, runs, NEW_RUNS, hours)
+
+    env = {**os.environ, "ECT_METRICS_DIR": str(metrics), "ECT_HOME": str(Path(__file__).resolve().parents[1])}
+    python = [sys.executable]
+
+    def ect(name: str, *command: str) -> Step:
+        print(f"  running {name}", flush=True)
+        return measured(name, [*python, "-m", "ect", *command], env, logs / f"{name.replace(': ', '-').replace(' ', '-')}.log")
+
+    print("  running baseline", flush=True)
+    base = measured("baseline (pandas, no validation)",
+                    [*python, __file__, "--baseline", str(src), str(root / "baseline")], env, logs / "baseline.log")
+    steps = [ect("import-legacy", "import-legacy", str(src), str(raw)),
+             ect("validate", "validate", str(raw)),
+             ect("aggregate", "aggregate", str(raw))]
+    total = _sum(steps, "ect end to end")
+    ect_runs = pd.read_parquet(metrics / "processed" / "runs.parquet")  # before the new runs join it
+    no_op = [ect("no-op rerun: import-legacy", "import-legacy", str(src), str(raw)),
+             ect("no-op rerun: validate", "validate", str(raw)),
+             ect("no-op rerun: aggregate", "aggregate", str(raw))]
+    new = [ect("10 new runs: import-legacy", "import-legacy", str(new_src), str(raw)),
+           ect("10 new runs: validate", "validate", str(raw)),
+           ect("10 new runs: aggregate", "aggregate", str(raw))]
+    processed_after = len(pd.read_parquet(metrics / "processed" / "runs.parquet"))
+
+    base_runs = pd.read_parquet(root / "baseline" / "runs.parquet")
+    both = ect_runs.merge(base_runs, on=["environment", "architecture", "run_id"], suffixes=("", "_base"))
+    difference = float((both["gpu_energy_J"] / both["gpu_energy_J_base"] - 1).abs().max())
+    agree = len(both) == runs and difference < 1e-9
+
+    speed = base.seconds / total.seconds
+    no_op_s = sum(step.seconds for step in no_op[1:])  # validate + aggregate, nothing changed
+    no_op_all_s = no_op_s + no_op[0].seconds
+    new_s = sum(step.seconds for step in new)
+    rows = [base, *steps, total, *no_op, _sum(no_op, "no-op rerun: total"), *new, _sum(new, "10 new runs: total")]
+    width = max(len(row.name) for row in rows)
+    print(f"{'step':<{width}}  {'seconds':>9}  {'peak MiB':>9}")
+    for row in rows:
+        print(f"{row.name:<{width}}  {row.seconds:>9.3f}  {row.peak_MiB:>9.1f}")
+    print(f"ect end to end {total.seconds:.3g} s against the baseline's {base.seconds:.3g} s: {speed:.3g}x the "
+          "baseline's speed")
+    print(f"processed runs after the 10 new runs: {processed_after} (expected {runs + NEW_RUNS})")
+    targets = {}
+    if runs in SPEED_TARGETS:
+        targets[f"ect at least {SPEED_TARGETS[runs]:g}x the baseline's speed"] = speed >= SPEED_TARGETS[runs]
+        print(f"target: ect at least {SPEED_TARGETS[runs]:g}x the baseline's speed at {runs} runs: {speed:.3g}x, "
+              f"{_verdict(speed >= SPEED_TARGETS[runs])}")
+    else:
+        print(f"target: no speed target at {runs} runs (issue 27: 3x at 300, 8x at 3,000)")
+    targets[f"no-op rerun under {NO_OP_TARGET_S:g} s"] = no_op_s < NO_OP_TARGET_S
+    print(f"target: no-op rerun (validate + aggregate) under {NO_OP_TARGET_S:g} s: {no_op_s:.3g} s, "
+          f"{_verdict(no_op_s < NO_OP_TARGET_S)} (with import-legacy again: {no_op_all_s:.3g} s)")
+    targets[f"10 new runs under {NEW_RUNS_TARGET_S:g} s"] = new_s < NEW_RUNS_TARGET_S
+    print(f"target: {NEW_RUNS} new runs (import-legacy + validate + aggregate) over the {runs}-run history under "
+          f"{NEW_RUNS_TARGET_S:g} s: {new_s:.3g} s, {_verdict(new_s < NEW_RUNS_TARGET_S)}")
+    if agree:
+        print(f"ect's and the baseline's per-run GPU energy agree to {difference:.2g} (relative)")
+    else:
+        print(f"ect and the baseline disagree: {len(both)} runs matched of {runs}, GPU energy differs by up to "
+              f"{difference:.3g}")
+    return {"runs": runs, "hours": hours, "size_MB": size_MB, "write_s": write_s,
+            "steps": [asdict(row) for row in rows], "speed_vs_baseline": speed, "no_op_s": no_op_s,
+            "no_op_with_import_s": no_op_all_s, "new_runs_s": new_s, "processed_runs_after_new": processed_after,
+            "targets": {name: _verdict(met) for name, met in targets.items()},
+            "energy_max_relative_difference": difference, "energy_agrees": agree}
 
 
 def main() -> int:
@@ -137,58 +294,22 @@ def main() -> int:
         return 0
     args = parse_args()
     root = Path(tempfile.mkdtemp(prefix="ect-legacy-bench-"))
-    src, raw = root / "src", root / "metrics" / "raw"
-    write_runs(src, args.runs, args.hours)
-    size_mb = sum(p.stat().st_size for p in src.rglob("*.csv")) / 1e6
-    print(f"{args.runs} run pairs of {args.hours:g} h at 1 Hz in the original's formats: {size_mb:.1f} MB", flush=True)
-    env = {**os.environ, "ECT_METRICS_DIR": str(root / "metrics"), "ECT_HOME": str(Path(__file__).resolve().parents[1])}
-    python = [sys.executable]
-    base_s = timed([*python, __file__, "--baseline", str(src), str(root / "baseline")], env)
-    steps = {
-        "import-legacy": [*python, "-m", "ect", "import-legacy", str(src), str(raw)],
-        "validate": [*python, "-m", "ect", "validate", str(raw)],
-        "aggregate": [*python, "-m", "ect", "aggregate", str(raw)],
-    }
-    ect_s = {name: timed(command, env) for name, command in steps.items()}
-    total = sum(ect_s.values())
-
-    ect_runs = pd.read_parquet(root / "metrics" / "processed" / "runs.parquet")
-    base_runs = pd.read_parquet(root / "baseline" / "runs.parquet")
-    both = ect_runs.merge(base_runs, on=["environment", "architecture", "run_id"], suffixes=("", "_base"))
-    difference = float((both["gpu_energy_J"] / both["gpu_energy_J_base"] - 1).abs().max())
-    if len(both) != args.runs or not difference < 1e-9:
-        print(f"ect and the baseline disagree: {len(both)} runs matched of {args.runs}, GPU energy differs by "
-              f"up to {difference:.3g}")
-        return 1
-
-    from ect.raw.layout import find_runs
-    from ect.validation import Limits
-    from ect.validation.validate import validate_runs
-
-    folders = find_runs(raw)
-    validate_runs(folders[:1], Limits())  # Great Expectations' start-up, outside both figures
-    started = time.perf_counter()
-    for folder in folders:
-        validate_runs([folder], Limits())
-    one_by_one = time.perf_counter() - started
-    started = time.perf_counter()
-    validate_runs(folders, Limits())
-    batched = time.perf_counter() - started
-
-    print(f"baseline (the original's pandas approach, no validation): {base_s:.3g} s")
-    print(f"ect end to end: {total:.3g} s = " + " + ".join(f"{name} {s:.3g} s" for name, s in ect_s.items())
-          + f"  ->  {base_s / total:.3g}x the baseline's speed")
-    print(f"validation of {len(folders)} runs in this process: one run per batch {one_by_one:.3g} s "
-          f"({one_by_one / len(folders) * 1000:.3g} ms/run), batched {batched:.3g} s ({batched / len(folders) * 1000:.3g} "
-          f"ms/run)  ->  {one_by_one / batched:.3g}x")
-    print(f"ect's and the baseline's per-run GPU energy agree to {difference:.2g} (relative)")
-    if args.keep:
-        print(f"kept {root}")
-    else:
-        import shutil
-
-        shutil.rmtree(root)
-    return 0
+    figures = []
+    try:
+        for runs in args.runs:
+            figures.append(bench_size(root / f"runs-{runs}", runs, args.hours))
+            if not args.keep:  # 3,000 one-hour runs take a few GB: free them before the next size
+                shutil.rmtree(root / f"runs-{runs}")
+            if not figures[-1]["energy_agrees"]:
+                break
+    finally:
+        if args.json:
+            Path(args.json).write_text(json.dumps({"sizes": figures}, indent=2) + "\n")
+        if args.keep:
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0 if all(size["energy_agrees"] for size in figures) else 1
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import defaultdict
 from pathlib import Path
 
 import pyarrow as pa
@@ -31,19 +30,6 @@ def part_name(runs: list[tuple[str, dict]]) -> str:
     """part-<16 hex digits of the SHA-1 of its runs' names and file signatures>.parquet: the same runs from the
     same files give the same name; a run measured again gives its new part a new name."""
     return f"part-{hashlib.sha1(json.dumps(runs, sort_keys=True).encode()).hexdigest()[:16]}.parquet"
-
-
-def kept_parts(index: dict, wanted: dict[str, tuple[Path, dict]], present: set[str]) -> set[str]:
-    """The parts that stay as they are: on disk, and holding only runs still wanted with unchanged files.
-
-    index: {run name: {"signature": ..., "part": file name}} of the last aggregation;
-    wanted: {run name: (folder, signature)} of the runs to aggregate now.
-    """
-    runs_of = defaultdict(list)
-    for name, entry in index.items():
-        runs_of[entry["part"]].append(name)
-    return {part for part, names in runs_of.items() if part in present
-            and all(name in wanted and wanted[name][1] == index[name]["signature"] for name in names)}
 
 
 def remove_all_but(samples_dir: Path, keep: set[str]) -> None:

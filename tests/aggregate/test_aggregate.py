@@ -137,7 +137,7 @@ def test_a_run_leaving_a_shared_part_has_the_others_read_again_into_a_new_one(tm
 
 
 def test_a_failure_while_reading_leaves_no_part_and_the_next_aggregation_completes(tmp_path, monkeypatch):
-    import ect.aggregate.aggregate as aggregation
+    import ect.aggregate.outputs as aggregation
 
     raw = imported_raw(tmp_path)
     out = tmp_path / "metrics"
@@ -191,7 +191,7 @@ def test_large_aggregations_are_split_into_parts_and_a_part_left_alone_is_kept(t
 def test_runs_are_read_in_order_with_a_bounded_number_waiting():
     from concurrent.futures import ThreadPoolExecutor
 
-    from ect.aggregate.aggregate import _in_order
+    from ect.aggregate.outputs import _in_order
 
     submitted, taken, most_waiting = [], [], 0
 

@@ -9,7 +9,7 @@ import sys
 
 from conftest import run_ect
 from ect.raw.columns import iso_utc_ms
-from ect.validation.checks import CPU_ENERGY_COLUMNS
+from ect.validation.facts import CPU_ENERGY_COLUMNS
 
 BUSY_LOOPS = 2 * (os.cpu_count() or 1)  # twice as many spinning processes as cores
 

@@ -23,7 +23,8 @@ from ect.aggregate.aggregate import aggregate
 from ect.config import load_config
 from ect.raw.layout import VALIDATION_FILE
 from ect.validation import PASSED, QUARANTINED, Limits, validate_raw
-from ect.validation.checks import COUNTER_POWER_CHECK, WARNING
+from ect.validation.facts import COUNTER_POWER_CHECK
+from ect.validation.verdicts import WARNING
 
 LIMITS = Limits()
 KEY = ["environment", "architecture", "run_id"]
@@ -359,7 +360,7 @@ def test_ect_validate_prints_what_needs_reading_and_the_summary_lists_every_run(
 def test_edge_samples_of_a_short_run_do_not_hide_the_periodic_spacing():
     """A 0.75 s torch run on CPU (seen): 14 samples, half of them at phase and epoch edges, median spacing 31 ms
     against a declared 100 ms. The periodic samples are 100 ms apart; a wrong declaration still shows."""
-    from ect.validation.checks import _periodic_spacing_ms
+    from ect.validation.facts import periodic_spacing_ms as _periodic_spacing_ms
     seen = np.array([0, 2, 276, 301, 388, 401, 501, 570, 601, 632, 702, 744, 745, 746], dtype=float)
     assert np.median(np.diff(seen)) == 31.0
     assert 66.7 <= _periodic_spacing_ms(seen, 100.0) <= 150

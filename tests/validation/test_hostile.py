@@ -408,7 +408,7 @@ def test_a_run_that_breaks_its_batch_is_found_and_the_others_get_verdicts(tmp_pa
         results = {r.folder.name: r for r in validate_raw(raw, LIMITS, tmp_path / "validation")}
     assert {name: r.status for name, r in results.items()} == {"a": PASSED, "b": QUARANTINED, "c": PASSED}
     assert [f.details for f in results["b"].failures] == ["validator error: ZeroDivisionError: the unexpected"]
-    assert any("validating its halves apart" in line for line in lines)
+    assert any("local/vgg16/b: validator error: ZeroDivisionError: the unexpected" in line for line in lines)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -416,7 +416,7 @@ def test_a_run_that_breaks_its_batch_is_found_and_the_others_get_verdicts(tmp_pa
 
 
 def test_a_run_that_fails_to_aggregate_is_quarantined_and_the_others_aggregated(tmp_path, project, monkeypatch):
-    import ect.aggregate.aggregate as aggregation
+    import ect.aggregate.outputs as aggregation
 
     environments = load_config(project).environments
     raw, out = tmp_path / "raw", tmp_path / "out"

@@ -8,7 +8,8 @@ from raw_runs import write_run_with_idle_baseline, write_valid_run
 from test_validation import describe
 from ect.raw.layout import VALIDATION_FILE
 from ect.validation import PASSED, Limits, validate_raw
-from ect.validation.checks import HOT_START_CHECK, WARNING
+from ect.validation.facts import HOT_START_CHECK
+from ect.validation.verdicts import WARNING
 
 
 def test_a_hot_start_is_a_warning_naming_the_temperatures_and_powers(tmp_path):

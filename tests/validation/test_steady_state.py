@@ -13,7 +13,8 @@ from raw_runs import write_valid_run
 from ect.aggregate.aggregate import aggregate
 from ect.config import load_config
 from ect.validation import PASSED, Limits, validate_raw
-from ect.validation.checks import STEADY_STATE_CHECK, STEADY_STATE_MIN_S, WARNING
+from ect.validation.facts import STEADY_STATE_CHECK, STEADY_STATE_MIN_S
+from ect.validation.verdicts import WARNING
 
 H200_HISTORY = REPO / "tests" / "fixtures" / "steady" / "h200_mobilenet_v2_jax_history.csv"
 ENVIRONMENTS = load_config(REPO, env={}).environments

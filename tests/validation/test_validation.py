@@ -359,7 +359,8 @@ def test_great_expectations_data_docs_show_every_validation(tmp_path):
     assert [r.status for r in results] == [QUARANTINED, "passed"]  # bad, good (sorted)
     index = docs / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     page = index.read_text()
-    assert "local__vgg16__bad__gpu.csv__values" in page and "local__vgg16__good__manifest" in page
+    assert all(f"local__vgg16__{run}__{table}" in page for run in ("bad", "good")
+               for table in ("samples", "facts", "manifest", "manifest__fields"))
 
 
 def test_batches_close_at_their_run_count_or_size(tmp_path, monkeypatch):
