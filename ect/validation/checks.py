@@ -79,6 +79,7 @@ def _check_run(folder: Path, limits: Limits) -> _Checked:
         times[name] = (None, None) if math.isnan(samples.first_ms) else (samples.first_ms, samples.last_ms)
         if samples.spans:
             spans[name] = samples.spans
+        del samples  # before the next file is read
     if not times and not any(f.file in (CPU_FILE, GPU_FILE) for f in checked.failures):
         checked.failures.append(Failure(CPU_FILE, "file_readable", None, "file is missing, and so is gpu.csv: the run "
                                                                           "has no samples (the manifest names no sensor)"))

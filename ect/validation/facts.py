@@ -245,16 +245,21 @@ class Samples:
         if "gpu_index" in text:
             labels = pc.dictionary_encode(text["gpu_index"])
             codes = np.array([self.labels.setdefault(label, len(self.labels)) for label in
-                              labels.dictionary.to_pylist()] + [-1], dtype=np.int64)
+                              labels.dictionary.to_pylist()] + [-1], dtype=np.int32)
             self._kept["_codes"].append(codes[labels.indices.fill_null(-1).to_numpy(zero_copy_only=False)])
+        if "energy_counter_mJ" not in typed:
+            return
         most = nothing if limit_max is None else limit_max
         self._kept["_most_W"].append(np.where(np.isnan(most), GPU_POWER_CEILING_W, np.minimum(most,
                                                                                               GPU_POWER_CEILING_W)))
 
     def finish(self) -> Samples:
         """The checks across rows (order, counter steps), once every block is in; the sensors and their spans."""
-        kept = {name: np.concatenate(parts) if parts else np.empty(0) for name, parts in self._kept.items()}
-        self._kept = {}
+        kept = {}
+        for name in list(self._kept):  # one column at a time, its blocks let go before the next is joined
+            parts = self._kept.pop(name)
+            kept[name] = np.concatenate(parts) if parts else np.empty(0)
+            del parts
         timed = "timestamp" in self.columns
         self.times_ms = kept["_times"] if timed else None
         self.values = {c: kept[c] for c in self.KEPT[self.file] if c in self.columns}
@@ -262,7 +267,7 @@ class Samples:
             self.codes = kept["_codes"] if "gpu_index" in self.columns else None
             self.gpus = len(self.labels) if self.codes is not None else 1
         else:
-            self.codes = np.zeros(self.rows, dtype=np.int64)
+            self.codes = np.zeros(self.rows, dtype=np.int32)
         if timed and len(kept["_times"]) and not np.all(np.isnan(kept["_times"])):
             self.first_ms, self.last_ms = float(np.nanmin(kept["_times"])), float(np.nanmax(kept["_times"]))
         if self.codes is None:
@@ -328,17 +333,15 @@ def grouped_steps(values: np.ndarray, codes: np.ndarray, times: np.ndarray | Non
     """Each value minus the previous present one of its group (a counter need not be read on every row); NaN on
     the first of a group, where a value is missing, and where a row has no group (code -1). With `times`, also the
     time since that previous value: (value steps, time steps or None)."""
-    present = np.flatnonzero(~np.isnan(values) & (codes >= 0))
-    order = present[np.argsort(codes[present], kind="stable")]
-    same = np.r_[False, codes[order][1:] == codes[order][:-1]]
-
-    def steps(of: np.ndarray) -> np.ndarray:
-        found = np.full(len(values), np.nan)
-        difference = np.r_[np.nan, np.diff(of[order])] if len(order) else np.empty(0)
-        found[order] = np.where(same, difference, np.nan)
-        return found
-
-    return steps(values), (steps(times) if times is not None else None)
+    value_steps = np.full(len(values), np.nan)
+    time_steps = None if times is None else np.full(len(values), np.nan)
+    present = ~np.isnan(values) & (codes >= 0)
+    for code in np.unique(codes[present]):  # one group at a time: a few GPUs, or the CPU
+        rows = np.flatnonzero(present & (codes == code))
+        value_steps[rows[1:]] = np.diff(values[rows])
+        if times is not None:
+            time_steps[rows[1:]] = np.diff(times[rows])
+    return value_steps, time_steps
 
 
 def prefix(file: str) -> str:
