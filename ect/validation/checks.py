@@ -28,7 +28,7 @@ from ect.validation.facts import (HOT_START_CHECK, SampleCheck, Samples, coverag
                                   plain, prefix, steady_facts)
 from ect.validation.facts import sensor_facts as _sensor_facts
 from ect.validation.fields import field_rows, meaning, offending
-from ect.validation.gx import DataDocs, unexpected
+from ect.validation.gx import DataDocs, ready, unexpected, warm_up
 from ect.validation.reading import NOT_PLAIN, plain_header, read_text_csv, text_blocks
 from ect.validation.reading import read_run as _read_run
 from ect.validation.suites import (OFFENDING, fact_details, facts_expectations, field_expectations, hot_start_details,
@@ -125,6 +125,8 @@ def _check_safely(folder: Path, limits: Limits) -> _Checked:
 def check_runs(folders: list[Path], limits: Limits, docs: DataDocs | None = None) -> dict[Path, list[Failure]]:
     """Every failed check of each run folder of a batch (empty for a valid run): each run read and reduced to its
     facts in turn, then the batch's facts in a handful of validations. Never raises for a run."""
+    if docs is None:
+        warm_up()
     checked = []
     for number, folder in enumerate(folders, 1):
         checked.append(_check_safely(folder, limits))
@@ -149,6 +151,7 @@ def _validate_safely(checked: list[_Checked], limits: Limits, docs) -> dict[Path
 
 
 def _validate(checked: list[_Checked], limits: Limits, docs) -> dict[Path, list[Failure]]:
+    ready()
     import pandas as pd
 
     label = RunKey.of_folder(checked[0].folder).name if len(checked) == 1 else f"batch of {len(checked)} runs"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,8 +33,38 @@ def _quiet_and_unhashed() -> None:
     pandas_execution_engine.HASH_THRESHOLD = 0
 
 
-@lru_cache(maxsize=1)
+_warming: threading.Thread | None = None
+
+
+def warm_up() -> None:
+    """Starts importing Great Expectations and making its context in a background thread: seconds of pure Python
+    that overlap the reading of the runs (Arrow parses without holding the interpreter). Its first use waits for it."""
+    global _warming
+    if _warming is None:
+        _warming = threading.Thread(target=_made_quietly, name="ect-great-expectations-import", daemon=True)
+        _warming.start()
+
+
+def _made_quietly() -> None:
+    try:
+        _context_batch()
+    except Exception:  # noqa: BLE001 - made again, and its error raised, where it is used
+        pass
+
+
+def ready() -> None:
+    """Waits for warm_up's import (if any): nothing imports pandas or Great Expectations while it runs."""
+    if _warming is not None:
+        _warming.join()
+
+
 def _batch_definition():
+    ready()
+    return _context_batch()
+
+
+@lru_cache(maxsize=1)
+def _context_batch():
     """One ephemeral Great Expectations context per process, made on first use (no network, no files)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
@@ -92,6 +123,7 @@ class DataDocs:
 def unexpected(frame, expectations: list, file: str, suite_name: str, docs: DataDocs | None):
     """Validates a table; (file, check, column, meta, [(row position, offending value)]) of each failed expectation.
     An expectation that cannot be evaluated raises (the caller then looks for the run at fault)."""
+    ready()
     import great_expectations as gx
 
     if not expectations or frame.empty:

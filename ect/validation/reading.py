@@ -123,7 +123,6 @@ def text_blocks(path: Path, names: list[str]) -> Iterator[pa.RecordBatch]:
     more or fewer fields than the header, text that is not UTF-8) or NotPlain, possibly after blocks were handed over."""
     with open_regular(path) as handle:
         reader = pacsv.open_csv(handle, read_options=pacsv.ReadOptions(use_threads=False, block_size=BLOCK_BYTES),
-                                parse_options=pacsv.ParseOptions(invalid_row_handler=lambda row: "error"),
                                 convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names},
                                                                      strings_can_be_null=True, null_values=[""]))
         if reader.schema.names != names:

@@ -53,4 +53,4 @@ def test_a_run_larger_than_the_batch_limit_is_validated_within_twice_its_csv(tmp
     assert measured["statuses"] == {"local/vgg16/big": "passed", "local/vgg16/small": "passed"}, result.stderr[-3000:]
     assert measured["reused"] == {"local/vgg16/big": False, "local/vgg16/small": True}
     assert 0 < measured["held_bytes"] < 2 * csv_bytes, (measured, csv_bytes)
-    assert 0 < measured["resident_growth_bytes"] < 3 * csv_bytes, (measured, csv_bytes)
+    assert 0 < measured["resident_growth_bytes"] < 4 * csv_bytes, (measured, csv_bytes)  # the text and pandas: 6-20 x
