@@ -23,9 +23,9 @@ temperature.gpu). timestamp and a power field are required; fields ect has no co
   (skiprows/skipfooter=3): a last line cut mid-write, even right after its timestamp, is one of the trailing ones.
 - A truncated last line (a crash or kill while writing) is dropped and noted; a malformed line anywhere
   else fails that run (naming the file and line), never the import of the others.
-- Plain files are read with pyarrow as whole columns, two runs at a time; a file with anything unusual (quotes, a
-  ragged or cut line, a value of another form, time going backwards) is read by the line-by-line parser, which
-  gives the same values and names the line of an error.
+- Plain files are read with pyarrow as whole columns, and written from them, two runs at a time; a file with
+  anything unusual (quotes, a ragged or cut line, a value of another form, time going backwards) is read by the
+  line-by-line parser, which gives the same values and names the line of an error.
 - Idempotent: a run folder whose manifest says completed is skipped, never overwritten. A folder without a manifest
   that holds nothing but what an import writes before it (gpu.csv, cpu.csv) was left by an interrupted import: it is
   removed and imported again. Any other existing run folder is an error. One import at a time per DEST (a lock).
@@ -44,6 +44,7 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from itertools import compress
 from pathlib import Path
 from typing import Callable
 
@@ -85,7 +86,9 @@ MISSING_VALUES = pa.array(sorted(MISSING))
 NUMBER = re.compile(r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?:[A-Za-z%/]+)?")
 # What the pyarrow reader accepts as is; anything else goes to the line-by-line parser, which decides and names the line.
 PLAIN_TIMESTAMP = r"^\d{4}(?:-\d\d-\d\d|/\d\d/\d\d)[ T](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?$"
-UNIT = r"\s*[A-Za-z%/]+$"  # what follows a number, as NUMBER reads it
+UNIT_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz%/"  # a unit after a number, as NUMBER reads it
+UNIT_SPACE = "\t\n\f\r "  # what may stand between a number and its unit
+Values = list | pa.Array | pa.ChunkedArray  # a column: lists from the line parser, Arrow arrays from pyarrow
 LEGACY_GPU_NAME = re.compile(r"gpu-power-(\d{8}T\d{6})\.csv")
 EPOCH = datetime(1970, 1, 1)
 TIMEZONE = "unknown: nvidia-smi local time written as UTC"
@@ -250,45 +253,66 @@ def _plain_ms(values: pa.ChunkedArray) -> np.ndarray | None:
     return ns.cast(pa.int64()).to_numpy() // 1_000_000
 
 
-def _plain_numbers(values: pa.ChunkedArray) -> list | None:
-    """_number of each value: floats, None where missing. Each value without its unit is cast by Arrow, which also
+def _plain_numbers(values: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """_number of each value: floats, null where missing. Each value without its unit is cast by Arrow, which also
     takes what _number does not ("nan", "inf"): a value that is not finite goes to the line parser too."""
-    values = pc.ascii_trim_whitespace(values)
-    numbers = pc.if_else(pc.is_in(values, value_set=MISSING_VALUES), pa.scalar(None, pa.string()),
-                         pc.replace_substring_regex(values, UNIT, ""))
+    values = pc.ascii_trim_whitespace(values)  # so UNIT_SPACE can only be trimmed where it precedes a unit
+    numbers = pc.ascii_rtrim(pc.ascii_rtrim(values, characters=UNIT_LETTERS), characters=UNIT_SPACE)
+    missing = pc.is_in(values, value_set=MISSING_VALUES)
+    if pc.any(missing).as_py():
+        numbers = pc.if_else(missing, pa.scalar(None, pa.string()), numbers)
     try:
         numbers = pc.cast(numbers, pa.float64())
     except pa.ArrowInvalid:
         return None
-    return numbers.to_pylist() if pc.all(pc.is_finite(numbers)).as_py() is not False else None
+    return numbers if pc.all(pc.is_finite(numbers)).as_py() is not False else None
 
 
-def _plain_integers(values: pa.ChunkedArray) -> list | None:
+def _plain_integers(values: pa.ChunkedArray) -> pa.ChunkedArray | None:
     try:
-        return pc.cast(pc.ascii_trim_whitespace(values), pa.int64()).to_pylist()
+        return pc.cast(pc.ascii_trim_whitespace(values), pa.int64())
     except pa.ArrowInvalid:
         return None
 
 
-def _plain_temperatures(values: pa.ChunkedArray) -> list | None:
-    """_temperature of each value: ints where only digits, else as _number."""
+def _plain_temperatures(values: pa.ChunkedArray) -> pa.ChunkedArray | list | None:
+    """_temperature of each value: ints where only digits, else as _number. One Arrow column where all are ints or
+    none is; where both occur, the list the line parser gives."""
     values = pc.ascii_trim_whitespace(values)
-    digits = pc.match_substring_regex(values, r"^[0-9]+$")
     numbers = _plain_numbers(values)
     if numbers is None:
         return None
-    integers = pc.cast(pc.if_else(digits, values, None), pa.int64()).to_pylist()
-    return [number if integer is None else integer for integer, number in zip(integers, numbers)]
+    digits = pc.ascii_is_decimal(values)  # only 0-9, at least one
+    if not pc.any(digits).as_py():
+        return numbers
+    try:
+        integers = pc.cast(pc.if_else(digits, values, None), pa.int64())
+    except pa.ArrowInvalid:  # beyond 64 bits: the line parser's Python ints
+        return None
+    if integers.null_count == numbers.null_count:  # every value that is there has only digits
+        return integers
+    return [number if integer is None else integer
+            for integer, number in zip(integers.to_pylist(), numbers.to_pylist())]
 
 
-def _increasing(t_ms: np.ndarray, series: list | None) -> bool:
+def _stripped(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """str.strip of each value (Python's whitespace, as the line parser strips), once per distinct value."""
+    distinct = pc.unique(values)
+    return pa.array([value.strip() for value in distinct.to_pylist()], pa.string()).take(
+        pc.index_in(values, value_set=distinct))
+
+
+def _increasing(t_ms: np.ndarray, series: pa.ChunkedArray | None) -> bool:
     if series is None:
         return bool(np.all(np.diff(t_ms) > 0))
     series = np.asarray(series)
     return all(np.all(np.diff(t_ms[series == s]) > 0) for s in np.unique(series))
 
 
-def _plain_gpu(text: str, names: list[str], header: bool, positions: dict[str, int]) -> dict[str, list] | None:
+def _plain_gpu(text: str, names: list[str], header: bool, positions: dict[str, int],
+               arrays: bool = False) -> dict[str, Values] | None:
+    """The columns as the line parser gives them; with arrays, as Arrow arrays (the temperatures a list where they mix
+    ints and floats), which the import writes without making Python objects of them."""
     table = _plain_table(text, names, header)
     if table is None:
         return None
@@ -297,16 +321,18 @@ def _plain_gpu(text: str, names: list[str], header: bool, positions: dict[str, i
     columns = {column: (_plain_temperatures if column == "temperature_C" else _plain_numbers)(values)
                for column, values in field.items() if column not in ("timestamp", "gpu_index", "name")}
     index = _plain_integers(field["gpu_index"]) if "gpu_index" in field else None
-    if t_ms is None or None in columns.values() or ("gpu_index" in field and index is None) \
-            or not _increasing(t_ms, index):
+    if t_ms is None or any(values is None for values in columns.values()) \
+            or ("gpu_index" in field and index is None) or not _increasing(t_ms, index):
         return None
     rows = table.num_rows
-    names_ = [name.strip() for name in field["name"].to_pylist()] if "name" in field else [""] * rows
-    return {"t_ms": t_ms.tolist(), "timestamp": _iso(t_ms), "energy_counter_mJ": [None] * rows,
-            "gpu_index": index or [0] * rows, "name": names_, **columns}
+    columns = {"t_ms": pa.array(t_ms), "timestamp": _iso(t_ms), "energy_counter_mJ": pa.nulls(rows),
+               "gpu_index": pa.repeat(0, rows) if index is None else index,
+               "name": _stripped(field["name"]) if "name" in field else pa.repeat("", rows), **columns}
+    return columns if arrays else _lists(columns)
 
 
-def _plain_cpu(text: str, header: tuple[str, ...]) -> dict[str, list] | None:
+def _plain_cpu(text: str, header: tuple[str, ...], arrays: bool = False) -> dict[str, Values] | None:
+    """The columns as the line parser gives them; with arrays, as Arrow arrays."""
     table = _plain_table(text, list(header), True)
     if table is None:
         return None
@@ -316,13 +342,23 @@ def _plain_cpu(text: str, header: tuple[str, ...]) -> dict[str, list] | None:
     if t_ms is None or cpu is None or rss is None or not temperature_ok or not _increasing(t_ms, None):
         return None
     rows = table.num_rows
-    return {"t_ms": t_ms.tolist(), "timestamp": _iso(t_ms), "process_cpu_pct": cpu, "process_rss_MiB": rss,
-            **dict.fromkeys(CPU_COLUMNS[3:-1], [None] * rows), "cpu_power_source": ["none"] * rows}
+    columns = {"t_ms": pa.array(t_ms), "timestamp": _iso(t_ms), "process_cpu_pct": cpu, "process_rss_MiB": rss,
+               **dict.fromkeys(CPU_COLUMNS[3:-1], pa.nulls(rows)), "cpu_power_source": pa.repeat("none", rows)}
+    return columns if arrays else _lists(columns)
 
 
-def _iso(t_ms: np.ndarray) -> list[str]:
-    """iso_utc_ms of each time."""
-    return [text + "Z" for text in np.datetime_as_string(t_ms.astype("datetime64[ms]"), unit="ms").tolist()]
+def _iso(t_ms: np.ndarray) -> pa.Array:
+    """iso_utc_ms of each time: Arrow's text of a timestamp[ms] ("2023-03-08 21:29:56.373"), with T and Z."""
+    text = pc.cast(pa.array(t_ms, pa.timestamp("ms")), pa.string())
+    return pc.binary_join_element_wise(pc.binary_replace_slice(text, 10, 11, "T"), "Z", "")
+
+
+def _lists(columns: dict[str, Values]) -> dict[str, list]:
+    return {column: _list(values) for column, values in columns.items()}
+
+
+def _list(values: Values) -> list:
+    return values if isinstance(values, list) else values.to_pylist()
 
 
 def _is_timestamp(text: str) -> bool:
@@ -333,9 +369,10 @@ def _is_timestamp(text: str) -> bool:
     return True
 
 
-def read_gpu_file(path: Path, notes: list[str]) -> tuple[dict[str, list], bool, dict[str, str]]:
+def read_gpu_file(path: Path, notes: list[str],
+                  arrays: bool = False) -> tuple[dict[str, Values], bool, dict[str, str]]:
     """An nvidia-smi log: ({column: values}, whether its last line was cut, {contract column: the field it came
-    from})."""
+    from}). The values are lists; with arrays, a plain file's are Arrow arrays (see _plain_gpu)."""
     text = read_bytes(path).decode("utf-8-sig")
     first = _first_line(text)
     if not first:
@@ -356,7 +393,7 @@ def read_gpu_file(path: Path, notes: list[str]) -> tuple[dict[str, list], bool, 
                                 "nvidia-smi's --query-gpu fields (see README, import-legacy)") from None
     if ignored:
         notes.append(f"fields without a column in gpu.csv, not imported: {', '.join(ignored)}")
-    columns = _plain_gpu(text, names, header, positions)
+    columns = _plain_gpu(text, names, header, positions, arrays)
     if columns is not None:
         return columns, False, sources
     lines = _lines(text)
@@ -364,45 +401,73 @@ def read_gpu_file(path: Path, notes: list[str]) -> tuple[dict[str, list], bool, 
     return _as_columns(rows, ("t_ms",) + GPU_COLUMNS), cut, sources
 
 
-def read_cpu_file(path: Path, notes: list[str]) -> tuple[dict[str, list], bool]:
-    """The original's psutil sampler log: ({column: values}, whether its last line was cut)."""
+def read_cpu_file(path: Path, notes: list[str], arrays: bool = False) -> tuple[dict[str, Values], bool]:
+    """The original's psutil sampler log: ({column: values}, whether its last line was cut). The values are lists;
+    with arrays, a plain file's are Arrow arrays."""
     text = read_bytes(path).decode("utf-8-sig")
     header = tuple(field.strip() for field in _first_line(text))
     if header not in CPU_HEADERS:
         expected = " or ".join(",".join(h) for h in CPU_HEADERS)
         raise LegacyImportError(f"{path}: unexpected header {','.join(header)!r}; expected {expected!r}")
-    columns = _plain_cpu(text, header)
+    columns = _plain_cpu(text, header, arrays)
     if columns is not None:
         return columns, False
     rows, cut = _parse(path, _lines(text)[1:], len(header), _cpu_row, notes)
     return _as_columns(rows, ("t_ms",) + CPU_COLUMNS), cut
 
 
-def _selected(samples: dict[str, list], rows: slice | list[int]) -> dict[str, list]:
+def _selected(samples: dict[str, Values], rows: slice | pa.Array | pa.ChunkedArray) -> dict[str, Values]:
+    """The rows, a slice or an Arrow mask of booleans, of each column."""
     if isinstance(rows, slice):
         return {column: values[rows] for column, values in samples.items()}
-    return {column: [values[i] for i in rows] for column, values in samples.items()}
+    keep = rows.to_pylist() if any(isinstance(values, list) for values in samples.values()) else None
+    return {column: list(compress(values, keep)) if isinstance(values, list) else values.filter(rows)
+            for column, values in samples.items()}
 
 
-def _write_csv(path: Path, columns: tuple[str, ...], samples: dict[str, list]) -> None:
+def _present(values: Values) -> int:
+    """How many values are not missing."""
+    return sum(value is not None for value in values) if isinstance(values, list) else len(values) - values.null_count
+
+
+def _span(t_ms: Values) -> tuple[int, int]:
+    if isinstance(t_ms, list):
+        return min(t_ms), max(t_ms)
+    bounds = pc.min_max(t_ms)
+    return bounds["min"].as_py(), bounds["max"].as_py()
+
+
+def _gpu_names(index: Values, names: Values) -> dict[int, str]:
+    """The name of each GPU, from its last sample."""
+    if not isinstance(names, list) and len(distinct := pc.unique(names)) == 1:
+        return dict.fromkeys(pc.unique(index).to_pylist(), distinct[0].as_py())
+    return dict(zip(_list(index), _list(names)))
+
+
+def _write_csv(path: Path, columns: tuple[str, ...], samples: dict[str, Values]) -> None:
     """The samples in the contract's columns, with csv's line ends (\r\n) as ect's sampler writes them, each float as
     text that reads back the same ("350" from Arrow, "350.0" from the csv module), empty where missing.
     Arrow writes them, or, for a value it would have to quote (a GPU name with a comma), the csv module."""
     rows = len(samples["t_ms"])
     try:
-        table = pa.table({column: pa.array(samples[column]) if column in samples else pa.nulls(rows)
+        table = pa.table({column: _arrow(samples[column]) if column in samples else pa.nulls(rows)
                           for column in columns})
         text = io.BytesIO()
-        pa_csv.write_csv(table, text, pa_csv.WriteOptions(include_header=False, quoting_style="none"))
+        pa_csv.write_csv(table, text, pa_csv.WriteOptions(include_header=False, quoting_style="none",
+                                                          batch_size=max(rows, 1)))  # one batch: faster
         path.write_bytes((",".join(columns) + "\r\n").encode() + text.getvalue().replace(b"\n", b"\r\n"))
         return
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # OverflowError: an int beyond 64 bits
         pass
     blank = [None] * rows
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)  # floats as repr: full precision
         writer.writerow(columns)
-        writer.writerows(zip(*(samples.get(column, blank) for column in columns)))
+        writer.writerows(zip(*(_list(samples[column]) if column in samples else blank for column in columns)))
+
+
+def _arrow(values: Values) -> pa.Array | pa.ChunkedArray:
+    return pa.array(values) if isinstance(values, list) else values
 
 
 def _assumptions(sources: dict[str, str]) -> list[str]:
@@ -459,24 +524,25 @@ def _import_run(src: Path, gpu_file: Path, stamp: str, repetition: int, dest: Pa
         raise LegacyImportError(f"{folder} exists without a completed manifest; not overwriting it "
                                 f"(remove it to import {gpu_file} again)")
     notes: list[str] = []
-    gpu, cut, sources = read_gpu_file(gpu_file, notes)
+    gpu, cut, sources = read_gpu_file(gpu_file, notes, arrays=True)
     # The original's skipfooter counted lines: a last line cut while written is one of the trailing ones.
     trailing = trim_samples - 1 if cut and trim_samples > 0 else trim_samples
     lines_in_file = len(gpu["t_ms"]) + cut
     kept = _selected(gpu, slice(trim_samples, len(gpu["t_ms"]) - trailing))
-    if sum(power is not None for power in kept["power_W"]) < 2:
+    powered = _present(kept["power_W"])
+    if powered < 2:
         log.warning(f"{gpu_file}: {lines_in_file} lines of samples, fewer than 2 left after dropping "
                     f"{trim_samples} at each end; run skipped")
         return "short", None
     notes.append(f"dropped the first and last {trim_samples} lines of samples (the original's skiprows/skipfooter"
                  + (", the cut last line counted as one of them" if cut and trim_samples else "")
                  + f"); kept {len(kept['t_ms'])} of {lines_in_file}")
-    unpowered = kept["power_W"].count(None)
+    unpowered = len(kept["power_W"]) - powered
     if unpowered:  # a sample without power measures nothing: the energy bridges it, as for any missing sample
-        kept = _selected(kept, [i for i, power in enumerate(kept["power_W"]) if power is not None])
+        kept = _selected(kept, pc.is_valid(_arrow(kept["power_W"])))
         notes.append(f"dropped {unpowered} sample(s) without a power reading ([N/A] or empty power)")
     cpu_file = gpu_file.with_name(f"cpu-mem-usage-{stamp}.csv")
-    cpu = read_cpu_file(cpu_file, notes)[0] if cpu_file.exists() else None
+    cpu = read_cpu_file(cpu_file, notes, arrays=True)[0] if cpu_file.exists() else None
     if cpu is None:
         notes.append(f"no {cpu_file.name}: GPU side only, no cpu.csv")
         log.warning(f"{gpu_file} has no cpu partner {cpu_file.name}: importing the GPU side only")
@@ -487,10 +553,12 @@ def _import_run(src: Path, gpu_file: Path, stamp: str, repetition: int, dest: Pa
     _write_csv(folder / GPU_FILE, GPU_COLUMNS, kept)
     if cpu is not None:
         _write_csv(folder / CPU_FILE, CPU_COLUMNS, cpu)
-    window = Window(min(kept["t_ms"]) / 1000, max(kept["t_ms"]) / 1000)
-    others = sorted(p.name for p in gpu_file.parent.iterdir()
-                    if p.is_file() and not p.name.startswith(("gpu-power-", "cpu-mem-usage-")))
-    gpus = dict(zip(kept["gpu_index"], kept["name"]))
+    first, last = _span(kept["t_ms"])
+    window = Window(first / 1000, last / 1000)
+    with os.scandir(gpu_file.parent) as entries:  # names first: a folder of thousands of runs, stat only the others
+        others = sorted(entry.name for entry in entries if not entry.name.startswith(("gpu-power-", "cpu-mem-usage-"))
+                        and (gpu_file.parent / entry.name).is_file())
+    gpus = _gpu_names(kept["gpu_index"], kept["name"])
     manifest = Manifest(
         key.run_id, key.environment, key.architecture, repetition=repetition, attempt=1, status=COMPLETED,
         source="legacy-import", created=now_utc(), host=Host(gpus=[gpus[i] for i in sorted(gpus)]), window=window,
