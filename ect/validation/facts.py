@@ -26,7 +26,7 @@ from ect.raw.columns import CPU_COLUMNS, CPU_NUMERIC, CPU_POWER_SOURCES, GPU_COL
 from ect.raw.layout import CPU_FILE, GPU_FILE, HISTORY_FILE
 from ect.steady import read_history, steady_state
 from ect.validation.fields import finite_number
-from ect.validation.reading import NUMBER, WHOLE_NUMBER, floats, milliseconds, nan_filled
+from ect.validation.reading import NUMBER, WHOLE_NUMBER, floats, milliseconds, nan_filled, present
 from ect.validation.verdicts import ERROR, WARNING, Failure, Limits
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # TIMESTAMP_PATTERN's, with real dates and times (no 2025-02-30, no 24:00)
@@ -196,7 +196,7 @@ class Samples:
             whole = column == "gpu_index"
             typed[column] = floats(text[column], WHOLE_NUMBER if whole else NUMBER)
             self._check(REGEX, column, "gpu_index values are whole numbers" if whole else f"{column} values are numbers") \
-                .add(~nan_filled(text[column].is_null()) & np.isnan(typed[column]), text[column])
+                .add(present(text[column]) & np.isnan(typed[column]), text[column])
         times = np.full(rows, np.nan)
         if "timestamp" in text:
             times, unformed, not_a_time = milliseconds(text["timestamp"])
@@ -206,10 +206,10 @@ class Samples:
         if "cpu_power_source" in text and self.file == CPU_FILE:
             source = text["cpu_power_source"]
             self._check(IN_SET, "cpu_power_source", f"cpu_power_source is one of {list(CPU_POWER_SOURCES)}").add(
-                ~nan_filled(source.is_null()) & ~nan_filled(pc.is_in(source, pa.array(CPU_POWER_SOURCES))), source)
+                present(source) & ~nan_filled(pc.is_in(source, pa.array(CPU_POWER_SOURCES))), source)
         for column in NOT_NULL[self.file]:
             if column in text:
-                self._check(NOT_EMPTY, column, f"{column} is never empty").add(nan_filled(text[column].is_null()))
+                self._check(NOT_EMPTY, column, f"{column} is never empty").add(~present(text[column]))
         for column, (low, high, unit) in (GPU_RANGES if self.file == GPU_FILE else CPU_RANGES).items():
             if column in typed:
                 values = typed[column]

@@ -206,9 +206,9 @@ def _cast(values: pa.Array, to: pa.DataType) -> pa.Array:
 def floats(values: pa.Array, pattern: str = NUMBER) -> np.ndarray:
     """Text as float64, NaN where empty or not a number of the pattern."""
     try:  # the usual case, every value a finite number: one conversion in C
-        numbers = pc.cast(values, pa.float64())
-        if pattern == NUMBER and pc.all(pc.is_finite(numbers)).as_py() is not False:
-            return nan_filled(numbers)
+        numbers = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)  # empty: NaN
+        if pattern == NUMBER and np.count_nonzero(~np.isfinite(numbers)) == values.null_count:
+            return numbers
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     numbers = pc.if_else(pc.match_substring_regex(values, pattern), values, pa.scalar(None, pa.string()))
@@ -227,13 +227,18 @@ def milliseconds(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         times = _cast(values, pa.timestamp("ms", tz="UTC"))
     ms = nan_filled(times.cast(pa.int64()).cast(pa.float64()))
-    present = ~nan_filled(values.is_null())
+    given = present(values)
     formed = nan_filled(pc.match_substring_regex(values, TIMESTAMP_PATTERN))
-    unread = np.flatnonzero(present & (np.isnan(ms) | ~formed))
+    unread = np.flatnonzero(given & (np.isnan(ms) | ~formed))
     text = values.take(pa.array(unread, pa.int64())).to_pylist() if len(unread) else []
     formed[unread] = [bool(_PATTERN.match(value)) for value in text]  # other scripts' digits: Python's \d, not RE2's
-    not_a_time = formed & np.isnan(ms) & present
-    return ms, present & ~formed, not_a_time
+    not_a_time = formed & np.isnan(ms) & given
+    return ms, given & ~formed, not_a_time
+
+
+def present(values: pa.Array) -> np.ndarray:
+    """Which values are not empty."""
+    return np.ones(len(values), dtype=bool) if values.null_count == 0 else ~nan_filled(values.is_null())
 
 
 def nan_filled(values) -> np.ndarray:
