@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -573,6 +573,85 @@ def compare(args) -> int:
                                            / f"{campaign_key(args.first)}_vs_{campaign_key(args.second)}")
     print(f"report: {write_comparison(result, out)['html']}")
     return 0
+
+
+@command("predict", "predict each planned run's energy and duration, with intervals, from the history",
+         description="For each run a campaign of ENVIRONMENT plans (its ARCHITECTURES on its BACKENDS), the predicted "
+                     "energy (kJ, Wh, gCO2e) and duration with 80 % and 95 % split-conformal prediction intervals, "
+                     "from the environment's processed runs; with too little history a labelled physical prior "
+                     "(planned FLOPs x power) instead. --backtest scores this predictor against CarbonTracker's rule, "
+                     "a STEP-style projection, a PRE-style regression and TDP x time, leaving one campaign out at a "
+                     "time (README, Analysis).",
+         arguments=[
+             arg("environment", metavar="ENVIRONMENT", help=ENVIRONMENT_HELP),
+             arg("--architectures", metavar="A,B", help="comma-separated architectures (default: ARCHITECTURES)"),
+             arg("--epochs", type=int, metavar="N", help="planned epochs at most (default: INITIAL_EPOCHS + "
+                                                         "FT_EPOCHS); early stopping's distribution is clipped at it"),
+             arg("--processed", metavar="FILE", help=PROCESSED_HELP),
+             arg("--backtest", action="store_true", help="score the predictors on the history instead (leave one "
+                                                         "campaign out): MAPE, RMSE, interval coverage"),
+             arg("--json", action="store_true", help="print the result as JSON, every digit, instead of the table"),
+         ])
+def predict(args) -> int:
+    import json
+
+    from ect.analysis import predict as prediction
+    from ect.sensors.estimate import DEFAULT_CPU_TDP_W
+
+    cfg = _load(args)
+    environment = cfg.environment(args.environment)
+    processed, runs = _processed_runs(args, cfg, "predict")
+    raw, samples = prediction.raw_and_samples(processed)
+    limits = prediction.power_limits(samples, args.environment)
+    cpu_tdp_W = cfg.resources.cpu_tdp_w or DEFAULT_CPU_TDP_W
+    prior = prediction.prior_inputs(runs, args.environment, limits, cpu_tdp_W, cfg.path("DATASET_DIR"))
+    if args.backtest:
+        planned = args.epochs or cfg.experiment.initial_epochs + cfg.experiment.ft_epochs
+        details = prediction.run_details(raw, runs[runs["environment"] == args.environment]) if raw.is_dir() else {}
+        result = prediction.backtest(runs, args.environment, prior, planned, details, limits, cpu_tdp_W)
+        table = prediction.backtest_table
+    else:
+        architectures = [a.strip() for a in args.architectures.split(",") if a.strip()] if args.architectures else None
+        plans = prediction.planned_runs(cfg, args.environment, architectures, args.epochs)
+        unknown = sorted({p.architecture for p in plans} - set(prior.gflops))
+        if unknown:  # never run anywhere: their FLOPs counted on the model
+            counted = _counted_gflops(cfg, plans[0].backend, unknown)
+            prior = replace(prior, gflops={**prior.gflops, **counted})
+        result = prediction.predict(runs, environment, plans, prior)
+        table = prediction.prediction_table
+    if args.json:
+        print(json.dumps(prediction.as_json(result), indent=2, allow_nan=False))
+        return 0
+    header, rows, lines = table(result)
+    print(text_table(header, rows))
+    print("\n".join(lines))
+    return 0
+
+
+def _counted_gflops(cfg, backend: str, architectures: list[str]) -> dict[str, float]:
+    """Forward GFLOPs of one image at IMAGE_SIZE, counted on each architecture built with Keras (no weights), for the
+    prior of architectures no run of the history has measured; an architecture that cannot be built is left out."""
+    from ect.architectures import get_architecture
+    from ect.backends import select_backend
+
+    logging.getLogger("ect").info(f"counting the forward FLOPs of {', '.join(architectures)} on the model (no run "
+                                  f"of the history has them; imports Keras with {backend})")
+    counted = {}
+    try:
+        select_backend(backend)
+        from ect.models.build import build_model, make_optimizer
+        from ect.models.flops import forward_flops
+    except (EctError, ImportError) as error:
+        logging.getLogger("ect").warning(f"cannot count FLOPs: {error}")
+        return counted
+    for name in architectures:
+        try:
+            model, _ = build_model(get_architecture(name), cfg.experiment.image_size, "none",
+                                   make_optimizer("adam", 1e-3, 0.0))
+            counted[name] = forward_flops(model, cfg.experiment.image_size) / 1e9
+        except EctError as error:
+            logging.getLogger("ect").warning(f"cannot count the FLOPs of {name}: {error}")
+    return counted
 
 
 @command("worker", "check, then start the Celery worker of an environment's GPU host", config=None,

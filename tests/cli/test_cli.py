@@ -22,6 +22,7 @@ def test_help_lists_every_command():
     ("profile-run", ["ENVIRONMENT", "ARCHITECTURE", "--repetition", "--run-id", "--experiment-name", "-d DIR",
                      "--backend NAME"]),
     ("warmup", ["ENVIRONMENT", "--minutes", "--profile", "--backend NAME"]),
+    ("predict", ["ENVIRONMENT", "--architectures A,B", "--epochs N", "--processed FILE", "--backtest", "--json"]),
 ])
 def test_each_command_documents_its_options(command, options, capsys):
     with pytest.raises(SystemExit) as exit_:
