@@ -113,8 +113,11 @@ class RunKey:
 
     @classmethod
     def of_folder(cls, folder: Path) -> RunKey:
-        folder = Path(folder)
-        return cls(folder.parent.parent.name, folder.parent.name, folder.name)
+        # os.path on the Path's own text (a Path has no trailing or doubled separators): pathlib's parsing of parents
+        # was most of the time of a no-op `ect validate` over thousands of runs
+        head, run_id = os.path.split(os.fspath(folder if isinstance(folder, Path) else Path(folder)))
+        head, architecture = os.path.split(head)
+        return cls(os.path.basename(head), architecture, run_id)
 
     @classmethod
     def parse(cls, name: str) -> RunKey:
@@ -154,7 +157,7 @@ def find_runs(raw_dir: Path, only: Collection[RunKey] | None = None) -> list[Pat
     Symbolic links where an environment, architecture or run folder belongs are not followed: find_links. With
     `only`, the folders of these runs alone (with a run store: its runs, not what was in METRICS_DIR/raw before)."""
     return [folder for folder in _walk(raw_dir)[0] if (only is None or RunKey.of_folder(folder) in only)
-            and any(os.path.lexists(folder / name) for name in RUN_FILES)]
+            and any(os.path.lexists(os.path.join(folder, name)) for name in RUN_FILES)]
 
 
 def find_links(raw_dir: Path) -> list[Path]:
@@ -168,7 +171,7 @@ def signature(folder: Path) -> dict:
     result = {}
     for name in RUN_FILES:
         try:
-            stat = os.lstat(Path(folder) / name)
+            stat = os.lstat(os.path.join(folder, name))
         except FileNotFoundError:
             continue
         result[name] = [stat.st_size, stat.st_mtime_ns]
