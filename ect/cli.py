@@ -188,6 +188,8 @@ def make_dataset(args) -> int:
     return 0
 
 
+ARCHITECTURES_OPTION = arg("--architectures", metavar="A,B",
+                           help="comma-separated architectures (default: ARCHITECTURES)")
 EXPERIMENT_NAME = arg("--experiment-name", "--experiment_name", dest="experiment_name",
                       help="name of the MLflow experiment (recorded with the run)")
 BACKEND = arg("--backend", choices=list(BACKENDS), metavar="NAME",
@@ -219,7 +221,7 @@ def train(args) -> int:
                      "A failed run is recorded and the next one goes on; the exit code is 1 if any run failed.",
          arguments=[
              arg("environment", metavar="ENVIRONMENT", help=ENVIRONMENT_HELP),
-             arg("--architectures", metavar="A,B", help="comma-separated architectures (default: ARCHITECTURES)"),
+             ARCHITECTURES_OPTION,
              arg("--repetitions", type=int, metavar="N", help="runs per architecture (default: REPETITIONS)"),
              arg("--backends", metavar="A,B", help="comma-separated Keras backends, each architecture trained on "
                                                    "each (default: BACKENDS, else the environment's BACKEND)"),
@@ -584,7 +586,7 @@ def compare(args) -> int:
                      "time (README, Analysis).",
          arguments=[
              arg("environment", metavar="ENVIRONMENT", help=ENVIRONMENT_HELP),
-             arg("--architectures", metavar="A,B", help="comma-separated architectures (default: ARCHITECTURES)"),
+             ARCHITECTURES_OPTION,
              arg("--epochs", type=int, metavar="N", help="planned epochs at most (default: INITIAL_EPOCHS + "
                                                          "FT_EPOCHS); early stopping's distribution is clipped at it"),
              arg("--processed", metavar="FILE", help=PROCESSED_HELP),

@@ -377,9 +377,9 @@ def sensor_facts(file: str, samples: Samples, interval_s: float, window: tuple) 
             continue
         if file == CPU_FILE:
             read = {column: ~np.isnan(values[column][rows]) for column in energy}
-            for column, present in read.items():
-                if np.count_nonzero(present) >= 2:
-                    gaps[column] = float(np.max(np.diff(t[present]))) / 1000
+            for column, readings in read.items():
+                if np.count_nonzero(readings) >= 2:
+                    gaps[column] = float(np.max(np.diff(t[readings]))) / 1000
             t = t[np.logical_or.reduce(list(read.values()))] if read else t[:0]
             if len(t) < 2:
                 continue
