@@ -2,4 +2,5 @@ import sys
 
 from ect.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

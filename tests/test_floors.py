@@ -12,9 +12,9 @@ from conftest import REPO
 PACKAGE = REPO / "ect"
 # Bottom first. A unit is a subpackage (ect.raw) or a top-level module (ect.energy).
 FLOORS = [
-    {"ect", "ect.errors", "ect.numbers"},
+    {"ect", "ect.errors", "ect.numbers", "ect.processes"},
     {"ect.raw", "ect.energy", "ect.architectures", "ect.backends", "ect.quality", "ect.masking", "ect.steady"},
-    {"ect.sensors", "ect.data", "ect.config"},
+    {"ect.sensors", "ect.data", "ect.config", "ect.projection"},
     {"ect.models", "ect.profiling", "ect.validation", "ect.analysis", "ect.store"},
     {"ect.aggregate"},
     {"ect.tracking"},
@@ -25,7 +25,7 @@ FLOORS = [
 ]
 FLOOR_OF = {unit: number for number, units in enumerate(FLOORS) for unit in units}
 BOTTOM = {"ect.raw", "ect.energy", "ect.architectures", "ect.backends", "ect.quality", "ect.masking", "ect.errors",
-          "ect.numbers", "ect.steady"}
+          "ect.numbers", "ect.steady", "ect.processes"}
 
 
 def module_name(path: Path) -> str:

@@ -29,7 +29,7 @@ from types import SimpleNamespace
 
 from ect.errors import ConfigError
 from ect.raw.atomic import read_json, write_json
-from ect.raw.layout import MetricsDir, RunKey, find_links, find_runs
+from ect.raw.layout import MetricsDir, RunKey, find_runs_and_links
 from ect.raw.manifest import read_manifest
 
 # Bump when the columns or the arithmetic of the outputs change: every run is then aggregated again.
@@ -169,8 +169,8 @@ def _aggregate(raw_dir: Path, out: MetricsDir, environments: dict, limits, allow
     runs_path = out.processed
     csv_path = runs_path.with_suffix(".csv")
 
-    folders = find_runs(raw_dir, only)
-    links = [link.relative_to(raw_dir).as_posix() for link in find_links(raw_dir)]
+    folders, linked = find_runs_and_links(raw_dir, only)
+    links = [link.relative_to(raw_dir).as_posix() for link in linked]
     outputs_exist = samples_dir.is_dir() and runs_path.exists()
     index = _read_index(index_path) if outputs_exist else None
     before = _processed_runs(index, runs_path)

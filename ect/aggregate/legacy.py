@@ -41,9 +41,9 @@ import logging
 import os
 import re
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from itertools import compress
 from pathlib import Path
 from typing import Callable
@@ -55,6 +55,7 @@ import pyarrow.csv as pa_csv
 
 from ect.aggregate.model_metrics import attach_model_metrics, read_model_metrics
 from ect.errors import LegacyImportError
+from ect.processes import ordered_map, worker_count
 from ect.raw.atomic import FolderInUse, LinkRefused, exclusive, is_link, read_bytes
 from ect.raw.columns import CPU_COLUMNS, GPU_COLUMNS, iso_utc_ms, now_utc
 from ect.raw.layout import CPU_FILE, GPU_FILE, MANIFEST_FILE, RunKey
@@ -622,6 +623,17 @@ def _source_folders(src: Path) -> tuple[list[Path], list[str]]:
     return folders, linked
 
 
+def _import_job(job: tuple[Path, str, int], src: Path, dest: Path, trim_samples: int) -> tuple[str, Path | str | None]:
+    """One run imported: ("imported", its folder), ("done" | "short", None) or ("failed", why)."""
+    path, stamp, repetition = job
+    try:
+        return _import_run(src, path, stamp, repetition, dest, trim_samples)
+    except (LegacyImportError, OSError, UnicodeDecodeError) as error:
+        reason = str(error) if isinstance(error, LegacyImportError) else f"{path}: cannot be read ({error})"
+        log.error(f"not imported: {reason}")
+        return "failed", reason
+
+
 def _import_all(src: Path, dest: Path, gpu_files: list[Path], linked: list[str], trim_samples: int, metrics,
                 model_metrics: Path | None) -> LegacyImport:
     for line in linked:
@@ -641,18 +653,10 @@ def _import_all(src: Path, dest: Path, gpu_files: list[Path], linked: list[str],
                 log.warning(f"{cpu_file} has no gpu-power partner; ignored")
         jobs += [(path, stamp, repetition) for repetition, (stamp, path) in enumerate(sorted(runs))]
 
-    def run(job: tuple[Path, str, int]) -> tuple[str, Path | str | None]:
-        path, stamp, repetition = job
-        try:
-            return _import_run(src, path, stamp, repetition, dest, trim_samples)
-        except (LegacyImportError, OSError, UnicodeDecodeError) as error:
-            reason = str(error) if isinstance(error, LegacyImportError) else f"{path}: cannot be read ({error})"
-            log.error(f"not imported: {reason}")
-            return "failed", reason
-
-    # pyarrow parses with the GIL released: a second thread keeps the other core busy.
-    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
-        outcomes = list(pool.map(run, jobs))
+    workers = worker_count(sum(os.path.getsize(path) for path, _, _ in jobs))
+    if workers > 1:
+        log.info(f"importing {len(jobs)} runs in {workers} processes")
+    outcomes = list(ordered_map(partial(_import_job, src=src, dest=dest, trim_samples=trim_samples), jobs, workers))
     counts = {outcome: sum(o == outcome for o, _ in outcomes) for outcome in ("imported", "done", "short")}
     imported = [folder for outcome, folder in outcomes if outcome == "imported"]
     failed = linked + [reason for outcome, reason in outcomes if outcome == "failed"]

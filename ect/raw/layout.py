@@ -152,12 +152,20 @@ def _walk(raw_dir: Path) -> tuple[list[Path], list[Path]]:
     return sorted(folders), sorted(links)
 
 
-def find_runs(raw_dir: Path, only: Collection[RunKey] | None = None) -> list[Path]:
-    """Run folders: <environment>/<architecture>/<run_id>/ holding at least one run file (a link too), sorted.
-    Symbolic links where an environment, architecture or run folder belongs are not followed: find_links. With
-    `only`, the folders of these runs alone (with a run store: its runs, not what was in METRICS_DIR/raw before)."""
-    return [folder for folder in _walk(raw_dir)[0] if (only is None or RunKey.of_folder(folder) in only)
+def find_runs_and_links(raw_dir: Path, only: Collection[RunKey] | None = None) -> tuple[list[Path], list[Path]]:
+    """(the run folders, the symbolic links), both sorted, in one walk. Run folders: <environment>/<architecture>/
+    <run_id>/ holding at least one run file (a link too). Symbolic links where an environment, architecture or run
+    folder belongs are not followed. With `only`, the folders of these runs alone (with a run store: its runs, not
+    what was in METRICS_DIR/raw before)."""
+    folders, links = _walk(raw_dir)
+    runs = [folder for folder in folders if (only is None or RunKey.of_folder(folder) in only)
             and any(os.path.lexists(os.path.join(folder, name)) for name in RUN_FILES)]
+    return runs, links
+
+
+def find_runs(raw_dir: Path, only: Collection[RunKey] | None = None) -> list[Path]:
+    """The run folders of find_runs_and_links."""
+    return find_runs_and_links(raw_dir, only)[0]
 
 
 def find_links(raw_dir: Path) -> list[Path]:

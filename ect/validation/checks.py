@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
+from ect.processes import ordered_map, worker_count
 from ect.raw.layout import CPU_FILE, GPU_FILE, MANIFEST_FILE, RunKey
 from ect.validation.facts import (HOT_START_CHECK, SampleCheck, Samples, coverage_facts, file_facts, manifest_row,
                                   plain, prefix, steady_facts)
@@ -59,6 +62,7 @@ class _Checked:
     facts: dict = field(default_factory=dict)
     manifest_row: dict | None = None
     field_rows: list[dict] = field(default_factory=list)
+    error: str | None = None  # an unexpected error while checking the run (its failure is validator_error's)
 
 
 def _check_run(folder: Path, limits: Limits) -> _Checked:
@@ -118,18 +122,28 @@ def _check_safely(folder: Path, limits: Limits) -> _Checked:
     try:
         return _check_run(folder, limits)
     except Exception as error:  # noqa: BLE001 - one run's error is its own failure, the others get verdicts
-        log.warning(f"{RunKey.of_folder(folder).name}: validator error: {type(error).__name__}: {error}")
-        return _Checked(folder, [validator_error(error)])
+        return _Checked(folder, [validator_error(error)], error=f"{type(error).__name__}: {error}")
+
+
+def _csv_bytes(folders: list[Path]) -> int:
+    return sum(os.path.getsize(path) for folder in folders for name in (CPU_FILE, GPU_FILE)
+               if os.path.isfile(path := os.path.join(folder, name)))
 
 
 def check_runs(folders: list[Path], limits: Limits, docs: DataDocs | None = None) -> dict[Path, list[Failure]]:
     """Every failed check of each run folder of a batch (empty for a valid run): each run read and reduced to its
-    facts in turn, then the batch's facts in a handful of validations. Never raises for a run."""
+    facts (in worker processes for a large batch), then the batch's facts in a handful of validations. Never raises
+    for a run."""
     if docs is None:
         warm_up()
     checked = []
-    for number, folder in enumerate(folders, 1):
-        checked.append(_check_safely(folder, limits))
+    workers = worker_count(_csv_bytes(folders))
+    if workers > 1:
+        log.info(f"reading and checking {len(folders)} runs in {workers} processes")
+    for number, run in enumerate(ordered_map(partial(_check_safely, limits=limits), folders, workers), 1):
+        if run.error:
+            log.warning(f"{RunKey.of_folder(run.folder).name}: validator error: {run.error}")
+        checked.append(run)
         if number % 100 == 0:
             log.info(f"read and checked {number}/{len(folders)} runs of the batch")
     return _validate_safely(checked, limits, docs)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ect.raw.atomic import is_link, read_json, write_json, write_text
 from ect.raw.columns import now_utc
-from ect.raw.layout import CPU_FILE, GPU_FILE, VALIDATION_FILE, RunKey, find_links, find_runs, signature
+from ect.raw.layout import CPU_FILE, GPU_FILE, VALIDATION_FILE, RunKey, find_runs_and_links, signature
 from ect.validation.verdicts import ERROR, NOT_A_LINK, WARNING, Failure, Limits
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class RunValidation:
     recorded: bool = True  # False for a link: its verdict is in the summary only, nothing is written through it
     warnings: list[Failure] = field(default_factory=list)  # listed, the run kept (and aggregated when it passed)
 
-    @property
+    @cached_property
     def run(self) -> str:
         return self.name or RunKey.of_folder(self.folder).name
 
@@ -154,8 +155,8 @@ def validate_raw(raw_dir: Path, limits: Limits, summary_dir: Path, force: bool =
     time; writes summary_dir/summary.json and summary.txt, and with `data_docs` a Great Expectations project there
     whose Data Docs (HTML) show every validation (one run at a time, named by run). With `only`, these runs alone
     (with a run store: the store's runs)."""
-    folders = find_runs(raw_dir, only)
-    links = [linked_folder(link, raw_dir) for link in find_links(raw_dir)]
+    folders, linked = find_runs_and_links(raw_dir, only)
+    links = [linked_folder(link, raw_dir) for link in linked]
     if data_docs:
         from ect.validation.checks import DataDocs
     docs = DataDocs(data_docs) if data_docs else None

@@ -330,3 +330,29 @@ def test_energy_keeps_the_centiwatts_the_original_dropped(tmp_path):
                                  window["end_unix_s"])
     assert energy_J == pytest.approx((119.17 + 118.97) / 2 + (118.97 + 119.00) / 2, rel=1e-9)
     assert energy_J == pytest.approx(238.055, rel=1e-9)
+
+
+def test_worker_processes_import_the_same_runs_files_and_failures_as_one_process(tmp_path, monkeypatch):
+    from ect import processes
+
+    src = tmp_path / "src"
+    for n, stamp in enumerate(["20221205T095541", "20221205T104713", "20221206T080000", "20221207T080000"]):
+        write_run(src, stamp, arch=("mobilenet_v2", "vgg16")[n % 2])
+    write_run(src, "20221208T080000", [gpu_line(i, "abc W" if i == 2 else "119.17 W") for i in range(6)])
+
+    def imported(dest):
+        with log_lines() as lines:
+            result = import_legacy(src, dest)
+        files = {path.relative_to(dest).as_posix(): path.read_text() for path in sorted(dest.rglob("*.csv"))}
+        manifests = {path.relative_to(dest).as_posix(): {k: v for k, v in json.loads(path.read_text()).items()
+                                                          if k != "created"}
+                     for path in sorted(dest.rglob("manifest.json"))}
+        return ([p.relative_to(dest) for p in result.imported], result.failed, files, manifests), lines
+
+    one, _ = imported(tmp_path / "one")
+    monkeypatch.setattr(processes, "MIN_BYTES", 0)
+    monkeypatch.setattr(processes, "cpu_count", lambda: 2)
+    workers, lines = imported(tmp_path / "workers")
+    assert any("in 2 processes" in line for line in lines)
+    assert sum(line.startswith("imported ") for line in lines) == 4  # the workers' log lines, here
+    assert workers == one and len(one[0]) == 4 and len(one[1]) == 1
