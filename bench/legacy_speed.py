@@ -10,7 +10,8 @@ cpu-mem-usage-<stamp>.csv as the original's psutil sampler wrote it; 1 Hz, --hou
 load, noise and centiwatt precision (lines built with numpy, progress every 10 %).
 
 Then, each as the command a user runs (a fresh Python process, imports included), its wall time and its peak memory
-(the child's peak resident set, from os.wait4):
+(the child's peak resident set from os.wait4, or, where it starts worker processes, the largest sum of the resident
+sets of it and its workers, sampled every 0.1 s):
 - baseline: the original's approach in pandas: per run pd.read_csv(engine="python") with a per-value converter for
   every numeric field, skiprows/skipfooter=3, pd.to_datetime, merge_asof(gpu, cpu, nearest), per-run trapezoid energy
   and means, one Parquet table of samples and one of runs; no validation;
@@ -64,7 +65,7 @@ NEW_RUNS_TARGET_S = 6.0
 class Step:
     name: str
     seconds: float
-    peak_MiB: float  # the child process's peak resident set
+    peak_MiB: float  # the command's peak resident memory (with its worker processes)
 
 
 def run_sizes(text: str) -> list[int]:
@@ -175,20 +176,47 @@ def baseline(src: Path, out: Path) -> None:
 
 # Runs a command and writes "<seconds> <peak KiB> <wait status>" to argv[1]. A child's peak resident set includes the
 # memory of the process it was forked from, before its exec: started from this small interpreter (-I -S, posix_spawn),
-# not from the bench with pandas loaded, the figure is the command's own.
-PEAK_WRAPPER = """import os, sys, time
+# not from the bench with pandas loaded, the figure is the command's own. A command with worker processes holds
+# several at once: every 0.1 s the resident sets of the command and all its descendants are summed (shared pages, such
+# as those of libraries, counted in each: an upper bound), and the peak is the larger of that sum and wait4's.
+PEAK_WRAPPER = """import os, sys, threading, time
+page_KiB = os.sysconf("SC_PAGE_SIZE") // 1024
+def tree(pid):
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return pids
+def resident_KiB(pid):
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * page_KiB
+    except (OSError, IndexError, ValueError):
+        return 0
+summed = [0]
+def watch(pid):
+    while True:
+        summed[0] = max(summed[0], sum(map(resident_KiB, tree(pid))))
+        time.sleep(0.1)
 started = time.perf_counter()
 pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+threading.Thread(target=watch, args=(pid,), daemon=True).start()
 _, status, usage = os.wait4(pid, 0)
 seconds = time.perf_counter() - started
 with open(sys.argv[1], "w") as out:
-    out.write(f"{seconds!r} {usage.ru_maxrss} {status}")
+    out.write(f"{seconds!r} {max(usage.ru_maxrss, summed[0])} {status}")
 """
 
 
 def measured(name: str, command: list[str], env: dict, log: Path) -> Step:
-    """Runs `command` (an absolute executable first) to the end: its wall time and its own peak resident set (wait4's
-    rusage of that child; ru_maxrss is in KiB on Linux)."""
+    """Runs `command` (an absolute executable first) to the end: its wall time and its peak resident memory (wait4's
+    ru_maxrss of that child, in KiB on Linux, or the largest sum over it and its worker processes)."""
     figures = log.with_suffix(".peak")
     with open(log, "w") as output:
         subprocess.run([sys.executable, "-I", "-S", "-c", PEAK_WRAPPER, str(figures), *command], env=env,
