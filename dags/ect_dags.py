@@ -1,6 +1,7 @@
 """One Airflow DAG per training environment of config/environments.yaml (ect_local, ect_cloud, ...).
 
-preflight -> host_check -> warm-up -> profiled training (mapped over architecture x repetition, in the host's
+preflight (plan, prediction, energy budget) -> budget approval (only over the budget with BUDGET_APPROVAL) ->
+host_check -> warm-up -> profiled training (mapped over architecture x repetition, in the host's
 pool) -> validation (also after failed runs) -> aggregation (updates the processed-dataset Asset)
 -> regression check -> report -> verdicts (all runs measured; no energy regression).
 host_check, warm-up and training run on the environment's QUEUE (a worker on its GPU host); the rest on any worker,
@@ -22,6 +23,7 @@ from ect.architectures import ARCHITECTURES
 from ect.backends import BACKENDS
 from ect.config import available_profiles, load_config
 from ect.runners import RUNNERS
+from ect.runners.budget import BudgetApproval
 from ect.runners.credentials import use_store_credentials
 from ect.runners.placement import queue_check, task_options
 from ect.runners.states import WATCH_POKE_INTERVAL_S, succeeded_results, watch_host_check
@@ -72,6 +74,12 @@ def params(env) -> dict:
         "experiment_name": Param(None, type=["null", "string"], minLength=1,
                                  description="MLflow experiment of the runs when MLFLOW_ENABLED is true. Empty: "
                                              f"{env.experiment} (EXPERIMENT_NAME of environment {env.name})."),
+        "energy_budget_kwh": Param(None, type=["null", "number"], exclusiveMinimum=0,
+                                   description="Energy budget of this DAG run in kWh: preflight stops it before any "
+                                               "training when the planned runs' predicted upper bound is above it "
+                                               "(with BUDGET_APPROVAL, it waits for approval). Empty: "
+                                               f"{e.energy_budget_kwh if e.energy_budget_kwh else 'none'} "
+                                               "(ENERGY_BUDGET_KWH)."),
     }
 
 
@@ -118,7 +126,8 @@ def environment_dag(env) -> DAG:
             return pipeline.preflight(env.name, dict(params), dag_run.run_id, placement_check=queue_check,
                                       conf=dict(dag_run.conf or {}))
 
-        @task(**task_options(env))
+        # none_failed_min_one_success: also when budget_approval is skipped (no approval needed).
+        @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, **task_options(env))
         def host_check(plan: dict, params=None) -> dict:
             pipeline.host_check(env.name, dict(params), runner_check=runner.check)
             return plan
@@ -155,17 +164,22 @@ def environment_dag(env) -> DAG:
             pipeline.check_all_measured(*succeeded_results(["validate", "aggregate"]))
 
         planned = preflight()
+        # Over ENERGY_BUDGET_KWH with BUDGET_APPROVAL: waits for a person (Airflow's human-in-the-loop); else skipped.
+        approval = BudgetApproval(task_id="budget_approval", environment=env)
+        planned >> approval
         plan = host_check(planned)
+        approval >> plan
         warm, trained = runner.tasks(env, CONFIG, plan)
         if env.queue:
             # On the default queue beside host_check: fails the run with the reason when the GPU host's worker cannot
             # load the DAG or never takes host_check, so that no training starts and the error is where one looks.
             @task.sensor(mode="reschedule", poke_interval=WATCH_POKE_INTERVAL_S,
-                         timeout=env.host_check_timeout_s + 10 * WATCH_POKE_INTERVAL_S)
+                         timeout=env.host_check_timeout_s + 10 * WATCH_POKE_INTERVAL_S,
+                         trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
             def host_check_watch() -> bool:
                 return watch_host_check(env)
 
-            planned >> host_check_watch() >> [warm, trained]
+            [planned, approval] >> host_check_watch() >> [warm, trained]
         warm >> trained >> (summary := validate(plan)) >> (aggregation := aggregate())
         regression = regression_check(aggregation)
         measured = all_runs_measured()

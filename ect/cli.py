@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -24,6 +24,7 @@ from ect.errors import (INTERNAL_ERROR, LINE_LIMIT, USAGE_ERROR, ConfigError, Ec
                         NothingToDo, describe_os_error, is_system_error, shorten)
 from ect.masking import mask, url_secrets
 from ect.runs.commands import LOG_PREFIX_VARIABLE
+from ect.runs.forecast import text_table
 
 ENVIRONMENT_HELP = "training environment from config/environments.yaml (e.g. local, cloud)"
 ARCHITECTURE_HELP = f"architecture: {', '.join(ARCHITECTURES)} (tiny_cnn is for tests, not a benchmark)"
@@ -486,18 +487,6 @@ def analyze(args) -> int:
 TERMINAL_WIDTH = 120  # the widest line the comparison prints
 
 
-def text_table(header: list[str], rows: list[list]) -> str:
-    """A terminal table: numbers to 4 significant digits, missing values as "-", columns aligned."""
-    def cell(value) -> str:
-        if value is None or (isinstance(value, float) and value != value):
-            return "-"
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-    cells = [header] + [[cell(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
-
-
 @command("check-regression", "compare the latest DAG run's energy with the previous ones",
          description="For each architecture, the environment's latest DAG run (or campaign) against the previous "
                      "REGRESSION: BASELINE_RUNS ones: regression, no regression or inconclusive, from the interval of "
@@ -598,28 +587,22 @@ def predict(args) -> int:
     import json
 
     from ect.analysis import predict as prediction
-    from ect.sensors.estimate import DEFAULT_CPU_TDP_W
+    from ect.runs.forecast import forecast, history_of
 
     cfg = _load(args)
-    environment = cfg.environment(args.environment)
+    cfg.environment(args.environment)
     processed, runs = _processed_runs(args, cfg, "predict")
-    raw, samples = prediction.raw_and_samples(processed)
-    limits = prediction.power_limits(samples, args.environment)
-    cpu_tdp_W = cfg.resources.cpu_tdp_w or DEFAULT_CPU_TDP_W
-    prior = prediction.prior_inputs(runs, args.environment, limits, cpu_tdp_W, cfg.path("DATASET_DIR"))
+    history = history_of(cfg, args.environment, runs, processed)
     if args.backtest:
         planned = args.epochs or cfg.experiment.initial_epochs + cfg.experiment.ft_epochs
-        details = prediction.run_details(raw, runs[runs["environment"] == args.environment]) if raw.is_dir() else {}
-        result = prediction.backtest(runs, args.environment, prior, planned, details, limits, cpu_tdp_W)
+        mine = runs[runs["environment"] == args.environment]
+        details = prediction.run_details(history.raw, mine) if history.raw.is_dir() else {}
+        result = prediction.backtest(runs, args.environment, history.prior, planned, details, history.power_limits,
+                                     history.cpu_tdp_W)
         table = prediction.backtest_table
     else:
         architectures = [a.strip() for a in args.architectures.split(",") if a.strip()] if args.architectures else None
-        plans = prediction.planned_runs(cfg, args.environment, architectures, args.epochs)
-        unknown = sorted({p.architecture for p in plans} - set(prior.gflops))
-        if unknown:  # never run anywhere: their FLOPs counted on the model
-            counted = _counted_gflops(cfg, plans[0].backend, unknown)
-            prior = replace(prior, gflops={**prior.gflops, **counted})
-        result = prediction.predict(runs, environment, plans, prior)
+        result = forecast(cfg, args.environment, history, architectures, args.epochs, count_flops=True)
         table = prediction.prediction_table
     if args.json:
         print(json.dumps(prediction.as_json(result), indent=2, allow_nan=False))
@@ -628,32 +611,6 @@ def predict(args) -> int:
     print(text_table(header, rows))
     print("\n".join(lines))
     return 0
-
-
-def _counted_gflops(cfg, backend: str, architectures: list[str]) -> dict[str, float]:
-    """Forward GFLOPs of one image at IMAGE_SIZE, counted on each architecture built with Keras (no weights), for the
-    prior of architectures no run of the history has measured; an architecture that cannot be built is left out."""
-    from ect.architectures import get_architecture
-    from ect.backends import select_backend
-
-    logging.getLogger("ect").info(f"counting the forward FLOPs of {', '.join(architectures)} on the model (no run "
-                                  f"of the history has them; imports Keras with {backend})")
-    counted = {}
-    try:
-        select_backend(backend)
-        from ect.models.build import build_model, make_optimizer
-        from ect.models.flops import forward_flops
-    except (EctError, ImportError) as error:
-        logging.getLogger("ect").warning(f"cannot count FLOPs: {error}")
-        return counted
-    for name in architectures:
-        try:
-            model, _ = build_model(get_architecture(name), cfg.experiment.image_size, "none",
-                                   make_optimizer("adam", 1e-3, 0.0))
-            counted[name] = forward_flops(model, cfg.experiment.image_size) / 1e9
-        except EctError as error:
-            logging.getLogger("ect").warning(f"cannot count the FLOPs of {name}: {error}")
-    return counted
 
 
 @command("worker", "check, then start the Celery worker of an environment's GPU host", config=None,

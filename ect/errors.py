@@ -78,6 +78,12 @@ class EnergyRegression(EctError):
     exit_code = 1
 
 
+class BudgetExceeded(EctError):
+    """A DAG run's predicted energy is above its ENERGY_BUDGET_KWH (or a person rejected it): nothing was trained."""
+
+    exit_code = 1
+
+
 class StoreError(EctError):
     """The run store (RUN_STORE) cannot be reached, read or written; the message names it, credentials masked."""
 

@@ -19,7 +19,7 @@ from typing import Callable
 from ect.architectures import get_architecture
 from ect.backends import check_backend, check_offers
 from ect.config import Config, Environment, load_config
-from ect.errors import ConfigError, NothingToDo, RunsNotMeasured
+from ect.errors import BudgetExceeded, ConfigError, NothingToDo, RunsNotMeasured
 from ect.raw.atomic import read_json, write_json
 from ect.raw.layout import VALIDATION_FILE, MetricsDir, RunKey, find_runs, run_file_key
 from ect.runs.commands import config_options
@@ -34,7 +34,8 @@ STORE_POOL = "ect_run_store"
 
 # Trigger-form parameters -> settings.
 PARAM_SETTINGS = {"architectures": "ARCHITECTURES", "backends": "BACKENDS", "repetitions": "REPETITIONS",
-                  "initial_epochs": "INITIAL_EPOCHS", "ft_epochs": "FT_EPOCHS"}
+                  "initial_epochs": "INITIAL_EPOCHS", "ft_epochs": "FT_EPOCHS",
+                  "energy_budget_kwh": "ENERGY_BUDGET_KWH"}
 # The trigger form of an environment DAG (dags/ect_dags.py params()): a conf key outside it is a mistake.
 TRIGGER_PARAMETERS = (*PARAM_SETTINGS, "profile", "dataset", "experiment_name")
 
@@ -104,13 +105,69 @@ def preflight(environment: str, params: dict, dag_run_id: str,
     log.info(f"plan: {len(runs)} profiled run(s) of {', '.join(cfg.experiment.architectures)} "
              f"on {', '.join(backends)} x {cfg.experiment.repetitions} on {environment} (pool {env.pool_name}"
              + (f", queue {env.queue})" if env.queue else ")"))
+    budget_origin = ("trigger parameter 'energy_budget_kwh'" if params.get("energy_budget_kwh") is not None
+                     else "ENERGY_BUDGET_KWH of the configuration")
+    forecast = forecast_step(cfg, environment, budget_origin)
     return {"environment": environment, "runner": env.runner,
             "config_args": config_options(params.get("profile"), overrides_from(params)),
             "experiment_name": experiment_name, "dag_run_id": dag_run_id, "backends": list(backends),
             "dataset_dir": str(cfg.path("DATASET_DIR")),  # on the GPU host: host_check checks it there
             "warmup_minutes": cfg.experiment.warmup_time, "cooldown_minutes": cfg.experiment.cooldown,
             "early_stop": {"spread": cfg.experiment.early_stop_spread, "min_runs": cfg.experiment.early_stop_min_runs},
-            "runs": [run.to_dict() for run in runs]}
+            "runs": [run.to_dict() for run in runs], **forecast}
+
+
+def processed_history(cfg: Config):
+    """(the processed dataset, its runs) for a prediction: METRICS_DIR/processed/runs.parquet (the run store's, with
+    one, fetched when it changed); (None, no runs) when there is none yet."""
+    import pandas as pd
+
+    processed = metrics_dir(cfg).processed
+    if store := store_of(cfg):
+        pull_outputs(store, metrics_dir(cfg), samples=False)
+    if not processed.is_file():
+        return None, pd.DataFrame()
+    return processed, pd.read_parquet(processed)
+
+
+def forecast_step(cfg: Config, environment: str, budget_origin: str = "ENERGY_BUDGET_KWH") -> dict:
+    """Preflight's prediction (ect.runs.forecast, as `ect predict` makes it but without counting FLOPs on a Keras
+    model): each planned run's energy and duration logged as a table; the energy budget's decision, BudgetExceeded
+    when the predicted upper bound is above ENERGY_BUDGET_KWH and BUDGET_APPROVAL is off; each training's duration
+    alert limit. A prediction that cannot be made is logged, never fatal. Returns the plan's "forecast", "budget" and
+    "duration_alerts_s" (dicts only)."""
+    from ect.analysis.predict import as_json
+    from ect.runs.forecast import (STARTUP_ALLOWANCE_S, budget_check, duration_limits, forecast, forecast_text,
+                                   history_of)
+
+    e = cfg.experiment
+    result, table, missing = None, None, "no prediction"
+    try:
+        processed, runs = processed_history(cfg)
+        result = forecast(cfg, environment, history_of(cfg, environment, runs, processed), count_flops=False)
+        table = forecast_text(result)
+        log.info(f"predicted energy and duration of the planned runs (before training):\n{table}")
+        if any(p["energy_J"] is None for p in result["predictions"]):
+            log.info("a planned run without a prediction has no run in the history with its forward FLOPs: "
+                     f"`ect predict {environment}` counts them on the model")
+    except Exception as error:  # a prediction is advice: whatever keeps it from being made must not stop the run
+        missing = f"no prediction ({type(error).__name__}: {error})"
+        log.warning(f"the planned runs' energy cannot be predicted: {type(error).__name__}: {error}")
+    budget = budget_check(result, e.energy_budget_kwh, e.budget_approval, budget_origin)
+    if budget.exceeded and not budget.approval:
+        raise BudgetExceeded(f"{budget.message}; the DAG run stops before any training: raise the budget, plan fewer "
+                             "runs, or set BUDGET_APPROVAL: true to approve such a run in the Airflow UI")
+    if budget.exceeded:
+        log.warning(f"{budget.message}; BUDGET_APPROVAL: the DAG run waits for a person to approve it (task "
+                    "budget_approval, Airflow UI: Required Actions)")
+    elif budget.budget_kWh is not None and budget.unpredicted:
+        log.warning(budget.message)
+    else:
+        log.info(budget.message)
+    allowance_s = STARTUP_ALLOWANCE_S + e.idle_baseline + 60 * e.cooldown
+    return {"forecast": {**as_json(result), "table": table} if result else {"status": "none", "reason": missing},
+            "budget": budget.to_dict(),
+            "duration_alerts_s": duration_limits(result, e.duration_alert_factor, allowance_s)}
 
 
 def check_backends(env: Environment, backends, architectures, on_this_host: bool) -> None:
@@ -349,10 +406,22 @@ def report_step(cfg: Config, environment: str | None, regression: dict | None = 
     title = title or (f"Energy cost of training on {environment}" if environment
                       else "Energy cost of training: all environments")
     e = cfg.experiment
+    backtest = None
+    if environment is not None and not runs.empty:  # the predictors' backtest (ect predict ENVIRONMENT --backtest)
+        from ect.analysis.predict import report_backtest
+        from ect.sensors.estimate import DEFAULT_CPU_TDP_W
+
+        try:
+            backtest = report_backtest(runs, environment, processed, e.initial_epochs + e.ft_epochs,
+                                       cfg.resources.cpu_tdp_w or DEFAULT_CPU_TDP_W, cfg.path("DATASET_DIR"))
+        except Exception as error:  # noqa: BLE001 - a section of the report: its failure must not cost the others
+            log.warning(f"the predictors' backtest failed: {type(error).__name__}: {error}")
+            backtest = {"reason": f"the backtest failed ({type(error).__name__}: {error})"}
     paths = write_report(runs, out, title, alpha=e.analysis_alpha, correction=e.analysis_correction,
                          outliers=outliers or e.analysis_remove_outliers,
                          samples_path=MetricsDir(processed.parent.parent).samples,
-                         regression=regression, trend_png=out / "trend.png", processed_path=processed)
+                         regression=regression, trend_png=out / "trend.png", processed_path=processed,
+                         raw_dir=MetricsDir(processed.parent.parent).raw, backtest=backtest)
     if environment is not None and not runs.empty and "campaign_id" in runs:
         keep_report(out, str(runs.sort_values("start")["campaign_id"].iloc[-1]))
     if store:

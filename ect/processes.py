@@ -32,16 +32,12 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-# Input (bytes of CSV) from which worker processes pay: below it, starting them (about half a second) costs more than
-# they save.
-MIN_BYTES = 50_000_000
-
-
-def worker_count(work_bytes: int) -> int:
-    """How many worker processes `work_bytes` of input is worth: one per CPU from MIN_BYTES on, where this process
-    may start children; 1 (this process alone) otherwise."""
+def worker_count(work_bytes: int, min_bytes: int) -> int:
+    """How many worker processes `work_bytes` of input is worth: one per CPU from `min_bytes` on (the caller's measure
+    of where starting them, about half a second, pays), where this process may start children; else 1 (this process
+    alone)."""
     cpus = cpu_count()
-    if cpus < 2 or work_bytes < MIN_BYTES or multiprocessing.current_process().daemon:
+    if cpus < 2 or work_bytes < min_bytes or multiprocessing.current_process().daemon:
         return 1
     return cpus
 

@@ -23,7 +23,8 @@ def test_a_trigger_conf_with_an_unknown_key_fails_preflight_naming_it(project, m
         pipeline.preflight("local", {"profile": ""}, "manual__1", conf={"profle": "demo", "repetitions": 1})
     message = str(raised.value)
     assert "unknown trigger parameter(s) 'profle'" in message and "repetitions" not in message.split("accepted")[0]
-    assert "accepted: architectures, backends, repetitions, initial_epochs, ft_epochs, profile, dataset, experiment_name" in message
+    assert ("accepted: architectures, backends, repetitions, initial_epochs, ft_epochs, energy_budget_kwh, profile, "
+            "dataset, experiment_name") in message
 
 
 def test_a_bad_trigger_value_is_called_a_trigger_parameter(project, monkeypatch):

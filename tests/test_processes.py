@@ -40,12 +40,12 @@ def test_one_worker_is_this_process():
 
 def test_small_work_and_daemonic_processes_use_no_workers(monkeypatch):
     monkeypatch.setattr(processes, "cpu_count", lambda: 2)
-    assert worker_count(processes.MIN_BYTES - 1) == 1
-    assert worker_count(processes.MIN_BYTES) == 2
+    assert worker_count(999, min_bytes=1000) == 1
+    assert worker_count(1000, min_bytes=1000) == 2
     monkeypatch.setattr(multiprocessing.current_process(), "daemon", True, raising=False)
-    assert worker_count(processes.MIN_BYTES) == 1
+    assert worker_count(1000, min_bytes=1000) == 1
 
 
 def test_one_cpu_uses_no_workers(monkeypatch):
     monkeypatch.setattr(processes, "cpu_count", lambda: 1)
-    assert worker_count(10 * processes.MIN_BYTES) == 1
+    assert worker_count(10_000, min_bytes=1000) == 1

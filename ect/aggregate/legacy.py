@@ -41,6 +41,7 @@ import logging
 import os
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import partial
@@ -623,6 +624,11 @@ def _source_folders(src: Path) -> tuple[list[Path], list[str]]:
     return folders, linked
 
 
+# GPU files from which runs are imported in worker processes rather than two threads (bench/legacy_speed.py, 2 CPUs:
+# 3,000 one-hour runs import in 18.8 s instead of 22.5 s; 300 runs, about 100 MB, in 2.9 s instead of 2.4 s).
+PROCESS_MIN_BYTES = 300_000_000
+
+
 def _import_job(job: tuple[Path, str, int], src: Path, dest: Path, trim_samples: int) -> tuple[str, Path | str | None]:
     """One run imported: ("imported", its folder), ("done" | "short", None) or ("failed", why)."""
     path, stamp, repetition = job
@@ -653,10 +659,16 @@ def _import_all(src: Path, dest: Path, gpu_files: list[Path], linked: list[str],
                 log.warning(f"{cpu_file} has no gpu-power partner; ignored")
         jobs += [(path, stamp, repetition) for repetition, (stamp, path) in enumerate(sorted(runs))]
 
-    workers = worker_count(sum(os.path.getsize(path) for path, _, _ in jobs))
-    if workers > 1:
+    # Only the runs to import count: a rerun over a history imported before skips them in this process.
+    work = sum(os.path.getsize(path) for path, stamp, _ in jobs if not os.path.lexists(
+        os.path.join(dest, path.parent.parent.name, path.parent.name, f"legacy-{stamp}")))
+    job = partial(_import_job, src=src, dest=dest, trim_samples=trim_samples)
+    if (workers := worker_count(work, PROCESS_MIN_BYTES)) > 1:
         log.info(f"importing {len(jobs)} runs in {workers} processes")
-    outcomes = list(ordered_map(partial(_import_job, src=src, dest=dest, trim_samples=trim_samples), jobs, workers))
+        outcomes = list(ordered_map(job, jobs, workers))
+    else:  # Arrow parses with the GIL released: a second thread keeps the other core busy
+        with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+            outcomes = list(pool.map(job, jobs))
     counts = {outcome: sum(o == outcome for o, _ in outcomes) for outcome in ("imported", "done", "short")}
     imported = [folder for outcome, folder in outcomes if outcome == "imported"]
     failed = linked + [reason for outcome, reason in outcomes if outcome == "failed"]

@@ -41,10 +41,11 @@ import pandas as pd
 from ect.analysis.stats import BACKEND, shows_backend, with_backend
 from ect.energy import JOULES_PER_KWH, carbon_factors
 from ect.errors import ConfigError, NothingToDo
+from ect.projection import History
 from ect.raw.atomic import read_text
 from ect.raw.layout import HISTORY_FILE
 from ect.raw.manifest import read_manifest
-from ect.steady import epochs_of, read_history, steady_state
+from ect.steady import PHASES, epochs_of, read_history, steady_state
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,27 @@ def usable_runs(runs: pd.DataFrame, environment: str) -> pd.DataFrame:
     if "start" in mine:
         mine["start"] = pd.to_datetime(mine["start"], utc=True)
     return mine.sort_values(order, kind="stable")
+
+
+def projection_history(runs: pd.DataFrame, environment: str, architecture: str, backend: str,
+                       source: str = "") -> History | None:
+    """Early stopping's distribution for a running training's projection (ect.projection): the trained epochs of the
+    environment's runs of the architecture on the backend, and each phase's median steady energy per epoch; None
+    where no such run has trained_epochs."""
+    mine = usable_runs(runs, environment)
+    mine = mine[(mine["architecture"] == architecture) & (mine[BACKEND] == backend)]
+    epochs = mine["epochs"].dropna()
+    if epochs.empty:
+        return None
+    rates = {}
+    for phase in PHASES:
+        column = f"{phase}_steady_energy_per_epoch_J"
+        values = pd.to_numeric(mine[column], errors="coerce") if column in mine else pd.Series(dtype=float)
+        values = values[values > 0]
+        if len(values):
+            rates[phase] = float(values.median())
+    return History(tuple(float(e) for e in epochs), rates,
+                   f"{source}, {architecture} on {backend}" if source else f"{architecture} on {backend}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -718,6 +740,20 @@ def raw_and_samples(processed: Path) -> tuple[Path, Path]:
     """The raw folder and interim samples beside a processed dataset (METRICS_DIR/processed/runs.parquet)."""
     root = Path(processed).resolve().parent.parent
     return root / "raw", root / "interim" / "samples.parquet"
+
+
+def report_backtest(runs: pd.DataFrame, environment: str, processed: Path, planned_epochs: int, cpu_tdp_W: float,
+                    dataset_dir: Path | None = None) -> dict:
+    """The backtest for the environment's report, as `ect predict ENVIRONMENT --backtest` computes it from the
+    processed runs and the raw folder and samples beside them; with too little history {"reason": why not}."""
+    raw, samples = raw_and_samples(processed)
+    limits = power_limits(samples, environment)
+    prior = prior_inputs(runs, environment, limits, cpu_tdp_W, dataset_dir)
+    details = run_details(raw, runs[runs["environment"] == environment]) if raw.is_dir() else {}
+    try:
+        return backtest(runs, environment, prior, planned_epochs, details, limits, cpu_tdp_W)
+    except NothingToDo as error:
+        return {"environment": environment, "reason": str(error)}
 
 
 def as_json(result: dict) -> dict:

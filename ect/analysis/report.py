@@ -252,9 +252,12 @@ def _medians(runs: pd.DataFrame, within: list[str], across: str) -> list[tuple[s
 
 def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0.05, correction: str = "holm",
                  outliers: bool = False, samples_path: Path | None = None, regression: dict | None = None,
-                 trend_png: Path | None = None, processed_path: Path | None = None) -> dict:
+                 trend_png: Path | None = None, processed_path: Path | None = None, raw_dir: Path | None = None,
+                 backtest: dict | None = None) -> dict:
     """Writes results.json, report.md, report.html and figures/*.png to out_dir; returns their paths. The footer
-    names processed_path (the processed runs, e.g. METRICS_DIR/processed/runs.parquet) as the full-precision data."""
+    names processed_path (the processed runs, e.g. METRICS_DIR/processed/runs.parquet) as the full-precision data.
+    raw_dir (the run folders): the latest campaign's projections while training (history.csv) beside what was
+    measured; backtest (ect.analysis.predict.report_backtest): the predictors' backtest table."""
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = out_dir / "figures"
     if runs.empty:
@@ -268,6 +271,10 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
     results = analyze(runs, alpha=alpha, correction=correction, outliers=outliers)
     if regression is not None:
         results["regression"] = regression
+    if backtest is not None:
+        from ect.analysis.predict import as_json
+
+        results["backtest"] = as_json(backtest)
     write_json(out_dir / "results.json", results)
 
     names = results["backends"]
@@ -290,6 +297,10 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
     _backend_section(doc, quality_runs, results)
     _idle_section(doc, runs)
     _warnings_section(doc, runs)
+    if raw_dir is not None:
+        _projection_section(doc, runs, raw_dir)
+    if backtest is not None:
+        _backtest_section(doc, backtest)
     doc.heading("Energy vs quality: the Pareto front")
     front = results.get("pareto_front") or []
     by_backend = results.get("pareto_front_by_backend")
@@ -402,6 +413,89 @@ def _steady_section(doc: Document, runs: pd.DataFrame) -> None:
         named = ", ".join(f"{row['Architecture']} on {row['Environment']}" for _, row in none.iterrows())
         doc.paragraph(f"No steady state for {named}: too few epochs (each epoch the first of its phase) or no "
                       "per-epoch energy in history.csv.")
+
+
+def _projected(row: dict | None, measured: float) -> tuple[str, float | None]:
+    """A history row's projection in kJ with its interval, and its error (%) against the measured energy."""
+    from ect.numbers import finite
+    from ect.projection import PROJECTION_COLUMNS
+
+    total, low, high = (finite(row.get(c)) for c in PROJECTION_COLUMNS[:3]) if row else (None, None, None)
+    if total is None:
+        return "–", None
+    span = f" ({low / 1e3:.4g}–{high / 1e3:.4g})" if low is not None and high is not None else " (no interval)"
+    return f"{total / 1e3:.4g}{span}", 100 * (total - measured) / measured if measured else None
+
+
+def projection_frame(runs: pd.DataFrame, raw_dir: Path) -> pd.DataFrame:
+    """The latest campaign's runs: what each projected, while it trained, after its first settled epoch (the first
+    that is not the first of its phase) and at halfway (epoch ceil(n / 2) of n), beside the energy it measured; the
+    projections from its history.csv (ect.projection), runs without them left out."""
+    from ect.projection import PROJECTION_COLUMNS
+    from ect.raw.atomic import read_text
+    from ect.steady import read_history
+
+    runs = with_backend(runs)
+    if "campaign_id" in runs and runs["campaign_id"].notna().any():
+        latest = runs.sort_values("start")["campaign_id"].iloc[-1]
+        runs = runs[runs["campaign_id"] == latest]
+    rows = []
+    for _, run in runs.sort_values(["architecture", "run_id"]).iterrows():
+        path = Path(raw_dir) / str(run["environment"]) / str(run["architecture"]) / str(run["run_id"]) / "history.csv"
+        try:
+            history = read_history(read_text(path)) if path.is_file() else []
+        except (OSError, UnicodeDecodeError):
+            history = []
+        if not history or PROJECTION_COLUMNS[0] not in history[0]:
+            continue
+        phases = [h.get("phase") for h in history]
+        settled = next((i for i in range(1, len(history)) if phases[i] == phases[i - 1]), None)
+        halfway = math.ceil(len(history) / 2) - 1
+        measured = float(run["total_energy_J"])
+        early, early_error = _projected(history[settled] if settled is not None else None, measured)
+        middle, middle_error = _projected(history[halfway], measured)
+        rows.append({"Run": run_label(run), "Trained epochs": len(history), "Measured (kJ)": measured / 1e3,
+                     "First settled epoch": settled + 1 if settled is not None else None,
+                     "Projected then (kJ)": early, "Error then (%)": early_error,
+                     "Halfway epoch": halfway + 1, "Projected at halfway (kJ)": middle,
+                     "Error at halfway (%)": middle_error,
+                     "Basis at halfway": str(history[halfway].get("projection_basis") or "–").split(";")[0]})
+    return pd.DataFrame(rows)
+
+
+def _projection_section(doc: Document, runs: pd.DataFrame, raw_dir: Path) -> None:
+    from ect.projection import LEVEL
+
+    doc.heading("Energy projected while training", level=3)
+    frame = projection_frame(runs, raw_dir)
+    if frame.empty:
+        doc.paragraph("No run of the latest campaign recorded a projection (history.csv without per-epoch energy, or "
+                      "from before projections were recorded).")
+        return
+    doc.paragraph(f"After each epoch a run projects its total energy from the energy so far, its steady energy per "
+                  f"epoch and the history's early stopping (README, Projecting a run's energy while it trains); in "
+                  f"brackets the {100 * LEVEL:g} % interval. Here after the first settled epoch and at halfway, "
+                  "beside the energy measured; the error is (projected - measured) / measured.")
+    doc.table(frame)
+
+
+def _backtest_section(doc: Document, backtest: dict) -> None:
+    from ect.analysis.predict import backtest_table
+
+    doc.heading("Predicting a run's energy: backtest", level=3)
+    if "predictors" not in backtest:
+        doc.paragraph(f"The backtest was not possible: {backtest.get('reason', 'too little history')}.")
+        return
+    header, rows, lines = backtest_table(backtest)
+    doc.paragraph("Each campaign left out in turn and its runs predicted from the others (`ect predict ENVIRONMENT "
+                  "--backtest`): MAPE, RMSE and how often the intervals covered the measured energy. A predictor "
+                  "whose intervals cover far less or far more than they claim is FLAGGED.")
+    doc.table(pd.DataFrame(rows, columns=header))
+    flagged = [p["name"] for p in backtest["predictors"].values()
+               if any(c.get("flagged") for c in p["coverage"].values())]
+    if flagged:
+        doc.paragraph(f"Flagged: {', '.join(flagged)}: its intervals do not cover what they claim.")
+    doc.items(lines)
 
 
 def _warnings_section(doc: Document, runs: pd.DataFrame) -> None:

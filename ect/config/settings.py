@@ -101,6 +101,7 @@ non_negative_number = _number(lambda x: x >= 0, "a finite number >= 0")
 positive_number = _number(lambda x: x > 0, "a finite number > 0")
 open_fraction = _number(lambda x: 0 < x < 1, "a number between 0 and 1 (exclusive)")
 at_least_one = _number(lambda x: x >= 1, "a finite number >= 1")
+off_or_at_least_one = _number(lambda x: x == 0 or x >= 1, "0 (off) or a finite number >= 1")
 
 
 def boolean(value: Any) -> bool:
@@ -349,6 +350,14 @@ class Experiment:
         "EARLY_STOP_MIN_RUNS) have a relative spread of energy, (max - min) / median, at most this (0.02: 2 %), its "
         "remaining repetitions are skipped; 0: off.")
     early_stop_min_runs: int = setting(3, positive_int, "Repetitions stop early: completed runs needed first.")
+    energy_budget_kwh: float | None = setting(None, optional_positive_number,
+        "Energy budget of a DAG run in kWh: preflight stops the run before any training when the sum of its planned "
+        "runs' predicted upper ends (95 % interval) is above it; empty: none.")
+    budget_approval: bool = setting(False, boolean,
+        "A DAG run over ENERGY_BUDGET_KWH waits for a person to approve it in the Airflow UI instead of failing.")
+    duration_alert_factor: float = setting(2, off_or_at_least_one,
+        "A training still running after this many times its predicted duration (95 % upper end) calls "
+        "ALERT_CALLBACK; 0: off.")
     warmup_time: float = setting(10, non_negative_number, "Warm-up before the first profiled run, in minutes.")
     cooldown: float = setting(5, non_negative_number, "Cool-down between profiled runs, in minutes.")
     cooldown_every: int = setting(1, positive_int, "Number of profiled runs between cool-downs.")

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ect.projection import PROJECTION_COLUMNS, History, Plan, project
 from ect.raw.columns import EPOCH_ENERGY_COLUMNS, HISTORY_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ class TrainingResult:
     ft_epochs_trained: int = 0
 
 
-def _epoch_recorder(result: TrainingResult, phase: str, last_epoch: int, history_csv: Path | None, monitor=None):
+def _epoch_recorder(result: TrainingResult, phase: str, last_epoch: int, history_csv: Path | None, monitor=None,
+                    plan: Plan | None = None, projection_history: History | None = None):
     import keras
 
     class EpochRecorder(keras.callbacks.Callback):
@@ -49,13 +51,19 @@ def _epoch_recorder(result: TrainingResult, phase: str, last_epoch: int, history
             }
             row["f1"] = f1_score(row.get("precision", 0.0), row.get("recall", 0.0))
             row["val_f1"] = f1_score(row.get("val_precision", 0.0), row.get("val_recall", 0.0))
+            projection = None
             if monitor is not None:
                 row.update(epoch_energy(monitor.end_window(f"epoch_{epoch + 1}")))
+                # EarlyStopping (listed before this callback) has set stop_training when this epoch ends the phase.
+                ended = epoch + 1 >= last_epoch or bool(getattr(self.model, "stop_training", False))
+                projection = project([*result.history, row], plan, projection_history, ended) if plan else None
+                row.update(projection.columns() if projection else {})
             result.history.append(row)
             if history_csv is not None:
                 new = not history_csv.exists()
                 with open(history_csv, "a", newline="") as handle:
-                    columns = HISTORY_COLUMNS + (EPOCH_ENERGY_COLUMNS if monitor is not None else ())
+                    columns = HISTORY_COLUMNS + (EPOCH_ENERGY_COLUMNS + PROJECTION_COLUMNS if monitor is not None
+                                                 else ())
                     writer = csv.DictWriter(handle, columns, extrasaction="ignore")
                     if new:
                         writer.writeheader()
@@ -65,6 +73,8 @@ def _epoch_recorder(result: TrainingResult, phase: str, last_epoch: int, history
                 f"  val_accuracy {row.get('val_accuracy', float('nan')):.4f}  val_f1 {row['val_f1']:.4f}"
                 + (f"  energy {row['total_energy_J']:.1f} J" if "total_energy_J" in row else "")
             )
+            if projection is not None:
+                log.info(f"  {projection.text()}")
 
     return EpochRecorder()
 
@@ -81,11 +91,12 @@ def epoch_energy(measurement) -> dict:
 
 
 def train_two_phase(model, base, train_ds, val_ds, experiment, history_csv: Path | None = None,
-                    callbacks=(), monitor=None) -> TrainingResult:
+                    callbacks=(), monitor=None, projection_history: History | None = None) -> TrainingResult:
     """Runs both phases on `model` (built by build_model). `callbacks` are added to both phases.
 
     With an EnergyMonitor, every epoch is a measurement window named epoch_<n> whose energy goes
-    into its history row."""
+    into its history row, with the run's projected total energy (ect.projection) from `projection_history`
+    (early stopping's distribution in the history; None: the plan only)."""
     import keras
 
     from ect.models.build import compile_model, make_optimizer
@@ -104,7 +115,8 @@ def train_two_phase(model, base, train_ds, val_ds, experiment, history_csv: Path
 
     result = TrainingResult()
     first = experiment.initial_epochs
-    recorder = _epoch_recorder(result, "initial", first, history_csv, monitor)
+    plan = Plan(experiment.initial_epochs, experiment.ft_epochs)
+    recorder = _epoch_recorder(result, "initial", first, history_csv, monitor, plan, projection_history)
     history = model.fit(train_ds, validation_data=val_ds, epochs=first, verbose=0, shuffle=False,
                         callbacks=[*stopping_callbacks(False), recorder, *callbacks])
     result.initial_epochs_trained = len(history.epoch)
@@ -112,7 +124,7 @@ def train_two_phase(model, base, train_ds, val_ds, experiment, history_csv: Path
     base.trainable = True
     compile_model(model, make_optimizer(experiment.ft_optimizer, experiment.ft_learning_rate, experiment.ft_momentum))
     last = result.initial_epochs_trained + experiment.ft_epochs
-    recorder = _epoch_recorder(result, "fine_tuning", last, history_csv, monitor)
+    recorder = _epoch_recorder(result, "fine_tuning", last, history_csv, monitor, plan, projection_history)
     history = model.fit(train_ds, validation_data=val_ds, initial_epoch=result.initial_epochs_trained, shuffle=False,
                         epochs=last, verbose=0, callbacks=[*stopping_callbacks(True), recorder, *callbacks])
     result.ft_epochs_trained = len(history.epoch)

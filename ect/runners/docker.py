@@ -18,10 +18,12 @@ from airflow.providers.docker.operators.docker import DockerOperator
 
 from ect.errors import ConfigError, RunnerError
 from ect.masking import mask, masked_url, url_secrets
+from ect.runners.budget import call_alert
 from ect.runners.credentials import run_environment
 from ect.runners.placement import MAP_INDEX_TEMPLATE, RUN_LABEL, task_options
 from ect.runners.process import ChildOutput, early_stop_skip, third_party_log
 from ect.runs.commands import LOG_PREFIX_VARIABLE, ect_command, profile_run_args, warmup_args
+from ect.runs.forecast import DurationWatch, run_key
 from ect.runs.plan import PlannedRun
 
 CONTAINER_ROOT = "/ect"
@@ -132,7 +134,10 @@ def tasks(env, cfg, plan):
         return [{"command": ect_command(profile_run_args(env.name, PlannedRun.from_dict(run), args,
                                                          plan["experiment_name"], plan["dag_run_id"], cool_down=True),
                                         python="python"),
-                 "planned_run": run, "early_stop": early_stop_of(plan, run)} for run in plan["runs"]]
+                 "planned_run": run, "early_stop": early_stop_of(plan, run),
+                 "duration_alert_s": (plan.get("duration_alerts_s") or {}).get(run_key(run["architecture"],
+                                                                                      run["backend"]))}
+                for run in plan["runs"]]
 
     common = dict(
         image=env.docker_image, docker_url=env.docker_url, mounts=mounts(cfg, env), mount_tmp_dir=False,
@@ -160,10 +165,11 @@ class EctDockerOperator(DockerOperator):
     _output: ChildOutput | None = None
 
     def __init__(self, *, planned_run: dict | None = None, environment_name: str | None = None,
-                 early_stop: dict | None = None, **kwargs):
+                 early_stop: dict | None = None, duration_alert_s: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.planned_run, self.environment_name = planned_run, environment_name  # a training task's run
         self.early_stop = early_stop  # the plan's early_stop and the runs of the same architecture and backend
+        self.duration_alert_s = duration_alert_s  # when the run alerts (ALERT_CALLBACK) for running too long
 
     def execute(self, context):
         from ect.config import load_config
@@ -181,8 +187,11 @@ class EctDockerOperator(DockerOperator):
             if skipped:
                 return f"skipped: {skipped}"
         self._output = ChildOutput(third_party_log(cfg, self.environment_name, run) if run is not None else None)
+        limit_s = self.duration_alert_s if run is not None else None
         try:
-            return super().execute(context)
+            with DurationWatch(limit_s, run.label if run else self.task_id,
+                               lambda message: call_alert(cfg.environment(self.environment_name), context, message)):
+                return super().execute(context)
         finally:
             self._output.close()
             self._output = None

@@ -134,6 +134,8 @@ def tasks(env, cfg, plan):
     """(warm-up, mapped training) tasks of an environment's DAG, wired to the preflight plan."""
     from airflow.sdk import task
 
+    from ect.runners.budget import duration_alert
+
     @task(pool=env.pool_name, **task_options(env))
     def warm_up(plan: dict) -> None:
         if plan["warmup_minutes"] > 0:
@@ -149,13 +151,15 @@ def tasks(env, cfg, plan):
         from airflow.sdk import get_current_context
 
         planned = PlannedRun.from_dict(run)
-        get_current_context()[RUN_LABEL] = planned.label
+        context = get_current_context()
+        context[RUN_LABEL] = planned.label
         log.info(f"{planned.label} on {env.name}: run {planned.run_id}")
         if skipped := early_stop_skip(cfg, env.name, planned, plan["runs"], plan.get("early_stop")):
             return f"skipped: {skipped}"
         args = profile_run_args(env.name, planned, plan["config_args"], plan["experiment_name"],
                                 plan["dag_run_id"], cool_down=True)
-        run_ect(args, env=run_environment(cfg), third_party_log=third_party_log(cfg, env.name, planned))
+        with duration_alert(env, context, plan, planned.architecture, planned.backend, planned.label):
+            run_ect(args, env=run_environment(cfg), third_party_log=third_party_log(cfg, env.name, planned))
         return run["run_id"]
 
     return warm_up(plan), train.partial(plan=plan).expand(run=planned_runs(plan))

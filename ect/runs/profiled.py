@@ -118,6 +118,32 @@ def cool_down_after(cfg: Config, key: RunKey) -> None:
               cfg.environment(key.environment).gpus)
 
 
+def projection_history(cfg: Config, key: RunKey, backend: str):
+    """Early stopping's distribution for the energy projection (ect.projection), from METRICS_DIR/processed/runs.parquet
+    on this host: the environment's runs of the architecture on the backend; None (the plan only) where the file is
+    missing, unreadable or has no such run."""
+    processed = MetricsDir(cfg.path("METRICS_DIR")).processed
+    if not processed.is_file():
+        log.info(f"energy projection: the plan only (no history: {processed} does not exist)")
+        return None
+    import pandas as pd
+
+    from ect.analysis.predict import projection_history as history_of
+    try:
+        history = history_of(pd.read_parquet(processed), key.environment, key.architecture, backend,
+                             "processed/runs.parquet")
+    except (OSError, ValueError, KeyError) as error:
+        log.warning(f"energy projection: the plan only ({processed} could not be read: {error})")
+        return None
+    if history is None:
+        log.info(f"energy projection: the plan only ({processed} has no run of {key.architecture} on {backend} in "
+                 f"{key.environment})")
+    else:
+        log.info(f"energy projection: early stopping's distribution from {len(history.trained_epochs)} run(s) of "
+                 f"{key.architecture} on {backend} in {processed}")
+    return history
+
+
 def host_of(choice) -> Host:
     """This machine, with the CPU model, the names of the GPUs the sensors measure and the GPU driver (each GPU's
     UUID, power limit, memory and energy counter are in the NVML sensor's details)."""
@@ -157,6 +183,7 @@ def _measure(cfg: Config, key: RunKey, folder: Path, manifest: Manifest) -> None
         log.info(f"sensor {name}: {'used' if entry['used'] else 'not used'} ({entry['reason']})")
 
     run = prepare_run(cfg, key.environment, key.architecture, manifest.backend["name"])
+    history = projection_history(cfg, key, manifest.backend["name"])
     manifest.dataset = {"path": str(cfg.dataset_dir()), "fingerprint": run.fingerprint}
     manifest.preparation_s = run.seconds_to_prepare
     write_manifest(folder, manifest)
@@ -173,7 +200,7 @@ def _measure(cfg: Config, key: RunKey, folder: Path, manifest: Manifest) -> None
         monitor.begin_window("training")
         training_start = time.time()
         result = train_two_phase(run.model, run.base, run.train_ds, run.val_ds, cfg.experiment,
-                                 history_csv=folder / HISTORY_FILE, monitor=monitor)
+                                 history_csv=folder / HISTORY_FILE, monitor=monitor, projection_history=history)
         training = monitor.end_window("training")
         training_end = time.time()
         first_epoch = replace(monitor.windows["epoch_1"], name="first_epoch")

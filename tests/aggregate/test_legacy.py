@@ -334,6 +334,7 @@ def test_energy_keeps_the_centiwatts_the_original_dropped(tmp_path):
 
 def test_worker_processes_import_the_same_runs_files_and_failures_as_one_process(tmp_path, monkeypatch):
     from ect import processes
+    from ect.aggregate import legacy
 
     src = tmp_path / "src"
     for n, stamp in enumerate(["20221205T095541", "20221205T104713", "20221206T080000", "20221207T080000"]):
@@ -350,9 +351,14 @@ def test_worker_processes_import_the_same_runs_files_and_failures_as_one_process
         return ([p.relative_to(dest) for p in result.imported], result.failed, files, manifests), lines
 
     one, _ = imported(tmp_path / "one")
-    monkeypatch.setattr(processes, "MIN_BYTES", 0)
+    monkeypatch.setattr(legacy, "PROCESS_MIN_BYTES", 0)
     monkeypatch.setattr(processes, "cpu_count", lambda: 2)
     workers, lines = imported(tmp_path / "workers")
     assert any("in 2 processes" in line for line in lines)
     assert sum(line.startswith("imported ") for line in lines) == 4  # the workers' log lines, here
     assert workers == one and len(one[0]) == 4 and len(one[1]) == 1
+    (src / "cloud" / "mobilenet_v2" / "gpu-power-20221208T080000.csv").unlink()  # the failed run, mended away
+    monkeypatch.setattr(legacy, "PROCESS_MIN_BYTES", 1)
+    with log_lines() as again:  # a rerun: every run imported before, nothing for workers
+        import_legacy(src, tmp_path / "workers")
+    assert not any("in 2 processes" in line for line in again) and any("already imported" in l for l in again)

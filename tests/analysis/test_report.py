@@ -164,8 +164,10 @@ def test_the_airflow_plugin_lists_and_serves_the_report(report, monkeypatch):
     out, paths = report
     monkeypatch.setenv("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
     monkeypatch.setenv("ECT_OUTPUT_DIR", str(out.parent))
-    from airflow import plugins_manager
+    from airflow import plugins_manager, settings
 
+    # settings.PLUGINS_FOLDER is read when Airflow is first imported, maybe by an earlier test
+    monkeypatch.setattr(settings, "PLUGINS_FOLDER", str(REPO / "plugins"))
     plugins_manager._get_plugins.cache_clear() if hasattr(plugins_manager._get_plugins, "cache_clear") else None
     plugins, _ = plugins_manager._get_plugins()
     (plugin,) = [p for p in plugins if p.name == "ect_reports"]

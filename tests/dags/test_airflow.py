@@ -1,6 +1,8 @@
 """The DAGs against a real Airflow: DagBag, `airflow dags test`, a failing mapped run, and the trigger path."""
 
+import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -15,6 +17,7 @@ import pytest
 
 from conftest import AIRFLOW, REPO, airflow, airflow_env, free_ports, json_lines
 from ect.architectures import ARCHITECTURES
+from histories import history, write_processed
 
 pytestmark = pytest.mark.airflow
 
@@ -61,7 +64,10 @@ def test_every_environment_has_a_dag_with_the_expected_graph(monkeypatch):
             ("warm_up", "train"), ("planned_runs", "train"),
             ("train", "validate"), ("validate", "aggregate"), ("aggregate", "regression_check"),
             ("regression_check", "report"), ("report", "all_runs_measured"), ("report", "no_energy_regression"),
-            ("validate", "all_runs_measured"), ("aggregate", "all_runs_measured")} <= edges
+            ("validate", "all_runs_measured"), ("aggregate", "all_runs_measured"),
+            ("preflight", "budget_approval"), ("budget_approval", "host_check")} <= edges
+    # Skipped when no approval is needed: host_check runs all the same.
+    assert local.get_task("host_check").trigger_rule == "none_failed_min_one_success"
     train = local.get_task("train")
     assert train.pool == "ect_local" and train.retries == 1
     assert local.get_task("validate").trigger_rule == "all_done_min_one_success"
@@ -199,6 +205,28 @@ def test_dags_test_runs_the_demo_and_leaves_validated_aggregated_output(airflow_
         assert verdict["status"] == "inconclusive" and verdict["decided_by"].startswith("needs 4 more latest")
     assert len(pd.read_parquet(root / "metrics" / "processed" / "runs.parquet")) == 4
 
+    # Issue 28: the second demo projected its energy with the first's history (METRICS_DIR/processed/runs.parquet);
+    # the report and `ect predict local --backtest --json` score the predictors on the two campaigns.
+    bases = sorted(next(csv.DictReader(p.open()))["projection_basis"].split(";")[0].split(":")[0]
+                   for p in (root / "metrics" / "raw" / "local").glob("*/*/history.csv"))
+    assert bases == ["history (processed/runs.parquet, tiny_cnn on tensorflow)",
+                     "history (processed/runs.parquet, vgg16 on tensorflow)", "plan only (no history)",
+                     "plan only (no history)"]
+    report = (root / "out" / "local" / "report.md").read_text()
+    assert "### Energy projected while training" in report and "| TDP x time | 4 |" in report
+    predicted = subprocess.run([sys.executable, "-m", "ect", "predict", "local", "--backtest", "--json"], env=env,
+                               capture_output=True, text=True, timeout=600)
+    assert predicted.returncode == 0, predicted.stdout[-3000:] + predicted.stderr[-3000:]
+    backtest = json.loads(predicted.stdout)
+    assert (backtest["environment"], backtest["campaigns"], backtest["runs"]) == ("local", 2, 4)
+    assert list(backtest["predictors"]) == ["ect", "carbontracker", "step", "pre", "tdp_time"]
+    for name, scored in backtest["predictors"].items():
+        assert scored["runs"] + scored["missing"] == 4 and (scored["mape_pct"] is None) == (scored["runs"] == 0), name
+        assert scored["runs"] == 0 or (math.isfinite(scored["mape_pct"]) and scored["mape_pct"] >= 0
+                                       and math.isfinite(scored["rmse_J"]) and scored["rmse_J"] >= 0), name
+        assert set(scored["coverage"]) == {"0.8", "0.95"}, name
+    assert backtest["predictors"]["ect"]["runs"] == backtest["predictors"]["tdp_time"]["runs"] == 4
+
 
 def test_a_dag_run_whose_plan_has_two_backends_ends_green_and_its_report_shows_the_backend(airflow_home, tmp_path):
     root, env = airflow_home
@@ -252,6 +280,23 @@ def test_a_run_that_fails_in_preflight_fails_all_runs_measured_without_reading_m
     assert result.returncode != 0 and "unknown trigger parameter(s) 'profle'" in output, output[-4000:]
     assert "the runs of this DAG run were not validated" in output  # all_runs_measured ran, and said why
     assert "XCom not found" not in output  # it read no result of the tasks that never ran
+
+
+def test_a_dag_run_over_its_energy_budget_stops_in_preflight_before_any_training(airflow_home, tmp_path):
+    root, env = airflow_home
+    metrics = tmp_path / "metrics"
+    write_processed(metrics, history(campaigns=12))  # the demo's architectures, bounded 95 % intervals
+    env = {**env, "ECT_METRICS_DIR": str(metrics), "ECT_OUTPUT_DIR": str(tmp_path / "out")}
+    conf = {"profile": "demo", "energy_budget_kwh": 0.004}
+    result = airflow("dags", "test", "ect_local", "--conf", json.dumps(conf), env=env, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-4000:]
+    assert "BudgetExceeded" in output and "predicted upper bound 0.006" in output, output[-4000:]
+    assert "exceeds the energy budget 0.004 kWh (trigger parameter 'energy_budget_kwh')" in output
+    assert "95 % upper end of 2 run(s); from 48 measured run(s) of environment local" in output
+    assert "predicted energy and duration of the planned runs" in output and "vgg16" in output  # the table
+    assert "tiny_cnn · tensorflow · rep 0 on local" not in output  # no training task ran
+    assert not list((metrics / "raw").glob("local/*/*"))  # and no run folder was written
 
 
 # This machine's HTTP proxy variables must not apply to the local API server.
@@ -328,6 +373,29 @@ def api_post(url: str, token: str, body: dict) -> tuple[int, dict]:
         return e.code, json.loads(e.read() or b"{}")
 
 
+def api_patch(url: str, token: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="PATCH",
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with LOCAL_HTTP.open(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def wait_for_run(run_id: str, env: dict, log_path: Path, timeout: float = 420) -> tuple[str | None, dict]:
+    """(the DAG run's state once it is success or failed, else the last seen; every run's state) of ect_local."""
+    deadline, state, runs = time.monotonic() + timeout, None, {}
+    while time.monotonic() < deadline:
+        listed = airflow("dags", "list-runs", "ect_local", "-o", "json", env=env, check=False, timeout=120)
+        runs = {r["run_id"]: r["state"] for r in json_lines(listed.stdout)} if listed.returncode == 0 else {}
+        state = runs.get(run_id)
+        if state in ("success", "failed"):
+            break
+        time.sleep(5)
+    return state, runs
+
+
 def api_get(url: str, token: str) -> dict:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     return json.loads(LOCAL_HTTP.open(request, timeout=60).read())
@@ -347,7 +415,61 @@ IDLE_BASELINE: 0.5
 IMAGE_SIZE: 32
 BATCH_SIZE: 16
 WEIGHTS: none
+BUDGET_APPROVAL: true
 """
+
+
+def task_state(url: str, token: str) -> str | None:
+    """A task instance's state (None while the scheduler has not made it yet)."""
+    try:
+        return api_get(url, token)["state"]
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise
+
+
+def check_a_run_over_its_budget_waits_for_approval_and_then_trains(runs_url: str, token: str, env: dict,
+                                                                   log_path: Path, tmp_path: Path) -> None:
+    """With BUDGET_APPROVAL, a DAG run over its energy budget (here the prior of the one run measured so far: too
+    little history) waits in budget_approval, nothing trained, until a person approves it through the REST API's
+    hitlDetails (what the UI's Required Actions page sends); then it trains and ends green."""
+    status, accepted = api_post(runs_url, token, {"dag_run_id": "over-budget-1", "logical_date": None,
+                                                  "conf": {"energy_budget_kwh": 1e-9}})
+    assert status == 200, (status, accepted)
+    task_url = f"{runs_url}/over-budget-1/taskInstances/budget_approval"
+    deadline, state = time.monotonic() + 300, None
+    while time.monotonic() < deadline:
+        state = task_state(task_url, token)
+        if state in ("awaiting_input", "success", "failed", "upstream_failed", "skipped"):
+            break
+        time.sleep(3)
+    assert state == "awaiting_input", f"budget_approval {state}; log tail:\n{log_tail(log_path)}"
+    # Answer once the scheduler has seen the task park (its executor event): Airflow 3.3.2 fails a task whose answer
+    # came before that event (it then finds the resumed task queued), which a person never is fast enough to hit.
+    parked = ("Received executor event with state success for task instance TaskInstanceKey(dag_id='ect_local', "
+              "task_id='budget_approval', run_id='over-budget-1'")
+    deadline = time.monotonic() + 300
+    while parked not in log_path.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(2)
+    assert parked in log_path.read_text(errors="replace"), log_tail(log_path)
+    assert task_state(f"{runs_url}/over-budget-1/taskInstances/host_check", token) in (None, "none", "scheduled")
+    assert not list((tmp_path / "metrics" / "raw").glob("local/*/over-budget-1-*"))  # nothing trained while waiting
+    detail = api_get(f"{task_url}/-1/hitlDetails", token)
+    assert "over the energy budget 1e-09 kWh" in detail["subject"], detail
+    assert detail["options"] == ["Approve", "Reject"] and "prior point of 1 run(s)" in detail["body"], detail
+    status, answered = api_patch(f"{task_url}/-1/hitlDetails", token, {"chosen_options": ["Approve"]})
+    assert status == 200 and answered["chosen_options"] == ["Approve"], (status, answered)
+    state, _ = wait_for_run("over-budget-1", env, log_path)
+    if state != "success":
+        states = {i["task_id"]: i["state"] for i in api_get(f"{runs_url}/over-budget-1/taskInstances", token)[
+            "task_instances"]}
+        logs = "".join(p.read_text(errors="replace")[-3000:] for p in (Path(env["AIRFLOW_HOME"]) / "logs").glob(
+            "dag_id=ect_local/run_id=over-budget-1/task_id=budget_approval/**/*.log"))
+        raise AssertionError(f"state {state}, tasks {states}; budget_approval's log:\n{logs}")
+    assert task_state(task_url, token) == "success"
+    runs = pd.read_parquet(tmp_path / "metrics" / "processed" / "runs.parquet")
+    assert sorted(runs["run_id"]) == ["over-budget-1-rep00", "triggered-1-rep00"]
 
 
 @pytest.mark.mlflow
@@ -383,7 +505,7 @@ def test_trigger_path_with_a_real_scheduler_and_api_server(airflow_home, project
         details = api_get(f"{base_url}/api/v2/dags/ect_local/details", token)
         form = details["params"]
         assert set(form) == {"architectures", "backends", "repetitions", "profile", "dataset", "initial_epochs",
-                             "ft_epochs", "experiment_name"}
+                             "ft_epochs", "experiment_name", "energy_budget_kwh"}
         for name, param in form.items():
             assert param["value"] is None and "null" in param["schema"]["type"], (name, param)
         assert form["profile"]["schema"]["enum"] == [None, "demo", "fashion"]
@@ -397,14 +519,7 @@ def test_trigger_path_with_a_real_scheduler_and_api_server(airflow_home, project
         # scheduled run has them (MLflow on, no experiment given: EXPERIMENT_NAME's default, ect-local).
         status, accepted = api_post(runs_url, token, {"dag_run_id": "triggered-1", "logical_date": None, "conf": {}})
         assert status == 200 and accepted["conf"] == {}, (status, accepted)
-        deadline, state = time.monotonic() + 420, None
-        while time.monotonic() < deadline:
-            listed = airflow("dags", "list-runs", "ect_local", "-o", "json", env=env, check=False, timeout=120)
-            runs = {r["run_id"]: r["state"] for r in json_lines(listed.stdout)} if listed.returncode == 0 else {}
-            state = runs.get("triggered-1")
-            if state in ("success", "failed"):
-                break
-            time.sleep(5)
+        state, runs = wait_for_run("triggered-1", env, log_path)
         assert state == "success", f"state {state}; log tail:\n{log_tail(log_path)}"
         # The run took over a minute; unpausing started no scheduled run in that time (the other runs in this
         # metadata DB are the `airflow dags test` runs of the tests before), and the refused trigger made none.
@@ -431,6 +546,9 @@ def test_trigger_path_with_a_real_scheduler_and_api_server(airflow_home, project
         assert labels == ["tiny_cnn · tensorflow · rep 0"], instances
         dags = {d["dag_id"]: d for d in api_get(f"{base_url}/api/v2/dags", token)["dags"]}
         assert dags["ect_report"]["is_paused"] is False  # active on creation, never unpaused
+        # No budget: the approval step (BUDGET_APPROVAL is on) was skipped.
+        assert {i["task_id"]: i["state"] for i in instances["task_instances"]}["budget_approval"] == "skipped"
+        check_a_run_over_its_budget_waits_for_approval_and_then_trains(runs_url, token, env, log_path, tmp_path)
     finally:
         os.killpg(server.pid, signal.SIGINT)
         try:

@@ -43,7 +43,7 @@ def test_runs_of_a_campaign_compare_their_start_with_the_first_and_the_cool_down
     monkeypatch.setattr(ect.profiling.warmup, "gpu_sensor", lambda devices, nvml, env: find_gpu(
         devices, nvml=fake, env={}))
 
-    def train(model, base, train_ds, val_ds, experiment, history_csv, monitor):
+    def train(model, base, train_ds, val_ds, experiment, history_csv, monitor, projection_history=None):
         fake.gpus[0].update(power_mW=650_000, temperature_C=60)  # the training heats the GPU
         monitor.begin_window("epoch_1")
         monitor.end_window("epoch_1")

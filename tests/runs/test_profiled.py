@@ -9,9 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from conftest import lock_held_elsewhere, run_ect
+from ect.projection import PROJECTION_COLUMNS
 
 
 def read_json(path: Path) -> dict:
@@ -35,6 +37,8 @@ def test_profile_demo_writes_complete_run_folders_on_cpu(synthetic_dataset, tmp_
     assert result.returncode == 0, result.stdout + result.stderr
     assert "== run 1/2: tiny_cnn on tensorflow, repetition 0" in result.stdout and "== run 2/2 completed" in result.stdout
     assert "energy so far" in result.stdout and "profiled 2/2 runs" in result.stdout
+    assert "energy projection: the plan only (no history" in result.stdout
+    assert "projected " in result.stdout and "in 3 epochs; plan only (no history)" in result.stdout
 
     folders = run_dirs(metrics, "tiny_cnn")
     assert [f.name.rsplit("-", 1)[1] for f in folders] == ["rep00", "rep01"]
@@ -67,6 +71,13 @@ def test_profile_demo_writes_complete_run_folders_on_cpu(synthetic_dataset, tmp_
         assert all(row["gpu_energy_source"] == "unavailable" and row["gpu_energy_J"] == "" for row in history)
         assert float(history[1]["total_energy_J"]) == pytest.approx(steady["energy_per_epoch_J"], rel=1e-12)
         assert sum(float(r["cpu_energy_J"]) for r in history) <= training["cpu_energy_J"] * (1 + 1e-9)
+        # The projection after each epoch (ect.projection): no processed runs here, so the plan's 2 + 1 epochs.
+        assert tuple(history[0])[-5:] == PROJECTION_COLUMNS
+        assert [row["projection_basis"].split(";")[0] for row in history] == [
+            "plan only (no history)", "plan only (no history)", "measured (training ended)"]
+        assert [float(row["projected_epochs"]) for row in history] == [3, 3, 3]
+        assert history[0]["projected_energy_low_80pct_J"] == history[0]["projected_energy_high_80pct_J"] == ""
+        assert float(history[-1]["projected_total_energy_J"]) == sum(float(r["total_energy_J"]) for r in history)
 
         samples = csv_rows(folder / "cpu.csv")
         assert len(samples) >= training["samples"] >= 3
@@ -88,9 +99,20 @@ def test_profile_run_is_idempotent_and_retries_keep_earlier_attempts(synthetic_d
     # An earlier attempt that was killed mid-run: a manifest still "running" and some samples.
     (folder / "manifest.json").write_text(json.dumps({"run_id": "nightly-1", "status": "running", "attempt": 1}))
     (folder / "cpu.csv").write_text("timestamp,process_cpu_pct\n2026-01-01T00:00:00.000Z,5.0\n")
+    # A history of this host's processed runs: the projection takes early stopping's distribution from it.
+    (metrics / "processed").mkdir()
+    pd.DataFrame({"environment": "local", "architecture": "tiny_cnn", "backend": "tensorflow",
+                  "run_id": ["a-rep00", "b-rep00", "c-rep00"], "campaign_id": ["a", "b", "c"],
+                  "start": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"], utc=True),
+                  "total_energy_J": 100.0, "duration_s": 10.0, "trained_epochs": 2}).to_parquet(
+        metrics / "processed" / "runs.parquet")
 
     first = run_ect(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
+    history = csv_rows(folder / "history.csv")
+    assert history[0]["projection_basis"].startswith(
+        "history (processed/runs.parquet, tiny_cnn on tensorflow): 3 of 3 run(s) trained more than 1 epoch(s)")
+    assert history[-1]["projection_basis"] == "measured (training ended)"
     manifest = read_json(folder / "manifest.json")
     assert manifest["status"] == "completed" and manifest["attempt"] == 2
     kept = folder / "previous-attempts" / "1"
@@ -277,7 +299,7 @@ def test_the_manifest_names_the_gpus_the_run_was_measured_on(project, tmp_path, 
         **{**given, "gpu_devices": "all", "nvml": fake, "env": {}, "rapl_root": tmp_path / "no-rapl"}))
     seen = {}
 
-    def train(model, base, train_ds, val_ds, experiment, history_csv, monitor):
+    def train(model, base, train_ds, val_ds, experiment, history_csv, monitor, projection_history=None):
         seen["manifest"] = read_json(history_csv.parent / "manifest.json")
         monitor.begin_window("epoch_1")
         monitor.end_window("epoch_1")

@@ -6,7 +6,7 @@ import shutil
 from conftest import log_lines
 from test_validation import CORRUPTIONS, VALID, corrupted_run, write_valid_run
 from ect import processes
-from ect.validation import Limits, validate_raw
+from ect.validation import Limits, checks, validate_raw
 
 
 def verdicts(results) -> dict:
@@ -22,7 +22,7 @@ def test_worker_processes_give_the_verdicts_of_one_process(tmp_path, monkeypatch
     shutil.copytree(raw, tmp_path / "workers" / "raw")
 
     one = verdicts(validate_raw(raw, Limits(), tmp_path / "one" / "validation"))
-    monkeypatch.setattr(processes, "MIN_BYTES", 0)
+    monkeypatch.setattr(checks, "PROCESS_MIN_BYTES", 0)
     monkeypatch.setattr(processes, "cpu_count", lambda: 2)
     with log_lines() as lines:
         workers = verdicts(validate_raw(tmp_path / "workers" / "raw", Limits(), tmp_path / "workers" / "validation"))
