@@ -165,7 +165,8 @@ def environment_dag(env) -> DAG:
 
         planned = preflight()
         # Over ENERGY_BUDGET_KWH with BUDGET_APPROVAL: waits for a person (Airflow's human-in-the-loop); else skipped.
-        approval = BudgetApproval(task_id="budget_approval", environment=env)
+        approval = BudgetApproval(task_id="budget_approval", environment=env,
+                                  timeout_h=CONFIG.experiment.budget_approval_timeout_h)
         planned >> approval
         plan = host_check(planned)
         approval >> plan

@@ -587,7 +587,7 @@ def predict(args) -> int:
     import json
 
     from ect.analysis import predict as prediction
-    from ect.runs.forecast import forecast, history_of
+    from ect.runs.forecast import backtest_of, forecast, history_of
 
     cfg = _load(args)
     cfg.environment(args.environment)
@@ -595,10 +595,7 @@ def predict(args) -> int:
     history = history_of(cfg, args.environment, runs, processed)
     if args.backtest:
         planned = args.epochs or cfg.experiment.initial_epochs + cfg.experiment.ft_epochs
-        mine = runs[runs["environment"] == args.environment]
-        details = prediction.run_details(history.raw, mine) if history.raw.is_dir() else {}
-        result = prediction.backtest(runs, args.environment, history.prior, planned, details, history.power_limits,
-                                     history.cpu_tdp_W)
+        result = backtest_of(args.environment, history, planned)
         table = prediction.backtest_table
     else:
         architectures = [a.strip() for a in args.architectures.split(",") if a.strip()] if args.architectures else None

@@ -408,12 +408,13 @@ def report_step(cfg: Config, environment: str | None, regression: dict | None = 
     e = cfg.experiment
     backtest = None
     if environment is not None and not runs.empty:  # the predictors' backtest (ect predict ENVIRONMENT --backtest)
-        from ect.analysis.predict import report_backtest
-        from ect.sensors.estimate import DEFAULT_CPU_TDP_W
+        from ect.runs.forecast import backtest_of, history_of
 
         try:
-            backtest = report_backtest(runs, environment, processed, e.initial_epochs + e.ft_epochs,
-                                       cfg.resources.cpu_tdp_w or DEFAULT_CPU_TDP_W, cfg.path("DATASET_DIR"))
+            backtest = backtest_of(environment, history_of(cfg, environment, runs, processed),
+                                   e.initial_epochs + e.ft_epochs)
+        except NothingToDo as error:  # too little history: the report says why
+            backtest = {"environment": environment, "reason": str(error)}
         except Exception as error:  # noqa: BLE001 - a section of the report: its failure must not cost the others
             log.warning(f"the predictors' backtest failed: {type(error).__name__}: {error}")
             backtest = {"reason": f"the backtest failed ({type(error).__name__}: {error})"}

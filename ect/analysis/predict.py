@@ -742,20 +742,6 @@ def raw_and_samples(processed: Path) -> tuple[Path, Path]:
     return root / "raw", root / "interim" / "samples.parquet"
 
 
-def report_backtest(runs: pd.DataFrame, environment: str, processed: Path, planned_epochs: int, cpu_tdp_W: float,
-                    dataset_dir: Path | None = None) -> dict:
-    """The backtest for the environment's report, as `ect predict ENVIRONMENT --backtest` computes it from the
-    processed runs and the raw folder and samples beside them; with too little history {"reason": why not}."""
-    raw, samples = raw_and_samples(processed)
-    limits = power_limits(samples, environment)
-    prior = prior_inputs(runs, environment, limits, cpu_tdp_W, dataset_dir)
-    details = run_details(raw, runs[runs["environment"] == environment]) if raw.is_dir() else {}
-    try:
-        return backtest(runs, environment, prior, planned_epochs, details, limits, cpu_tdp_W)
-    except NothingToDo as error:
-        return {"environment": environment, "reason": str(error)}
-
-
 def as_json(result: dict) -> dict:
     """A result with NaN as None, for json.dumps(allow_nan=False)."""
     def clean(value):

@@ -257,7 +257,7 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
     """Writes results.json, report.md, report.html and figures/*.png to out_dir; returns their paths. The footer
     names processed_path (the processed runs, e.g. METRICS_DIR/processed/runs.parquet) as the full-precision data.
     raw_dir (the run folders): the latest campaign's projections while training (history.csv) beside what was
-    measured; backtest (ect.analysis.predict.report_backtest): the predictors' backtest table."""
+    measured; backtest (ect.runs.forecast.backtest_of): the predictors' backtest table."""
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = out_dir / "figures"
     if runs.empty:

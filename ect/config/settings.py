@@ -355,6 +355,9 @@ class Experiment:
         "runs' predicted upper ends (95 % interval) is above it; empty: none.")
     budget_approval: bool = setting(False, boolean,
         "A DAG run over ENERGY_BUDGET_KWH waits for a person to approve it in the Airflow UI instead of failing.")
+    budget_approval_timeout_h: float = setting(24, non_negative_number,
+        "Hours a DAG run over its budget waits for approval (BUDGET_APPROVAL) before it stops as rejected; 0: no "
+        "limit.")
     duration_alert_factor: float = setting(2, off_or_at_least_one,
         "A training still running after this many times its predicted duration (95 % upper end) calls "
         "ALERT_CALLBACK; 0: off.")
@@ -447,7 +450,9 @@ class Environment:
         "Celery queue of the host-bound tasks (host checks, warm-up, training), served by a worker on the GPU host; "
         "default: Airflow's default queue.")
     alert_callback: str | None = setting(None, optional_text,
-        "Dotted path of a function called with the task context when the regression check fails.")
+        "Dotted path of a function called with the task context when a DAG run's check fails (an energy "
+        "regression, a run not measured), a training runs far past its predicted duration, or a DAG run waits for "
+        "budget approval (the context's ect_alert then says why).")
     experiment_name: str | None = setting(None, optional_text,
         "MLflow experiment of the environment's runs when MLFLOW_ENABLED is true and no --experiment-name or "
         "experiment_name trigger parameter names one (scheduled runs); empty: ect-<environment>.")

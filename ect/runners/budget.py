@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from datetime import timedelta
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 from airflow.sdk.exceptions import AirflowSkipException
@@ -34,9 +35,12 @@ class BudgetApproval(ApprovalOperator):
     Airflow UI (Required Actions) or through the REST API's hitlDetails; skipped when preflight found no approval
     needed. Reject stops the DAG run before any training (the task fails with BudgetExceeded, naming who rejected)."""
 
-    def __init__(self, *, environment, preflight_task_id: str = "preflight", **kwargs):
-        super().__init__(subject=f"Energy budget of a DAG run of {environment.name}", **kwargs)
-        self.ect_environment, self.preflight_task_id = environment, preflight_task_id
+    def __init__(self, *, environment, timeout_h: float = 0, preflight_task_id: str = "preflight", **kwargs):
+        # Unanswered for timeout_h hours (BUDGET_APPROVAL_TIMEOUT_H): the scheduler answers Reject (the defaults).
+        super().__init__(subject=f"Energy budget of a DAG run of {environment.name}",
+                         response_timeout=timedelta(hours=timeout_h) if timeout_h else None,
+                         defaults=[self.REJECT] if timeout_h else None, **kwargs)
+        self.ect_environment, self.preflight_task_id, self.timeout_h = environment, preflight_task_id, timeout_h
 
     def execute(self, context):
         plan = context["ti"].xcom_pull(task_ids=self.preflight_task_id) or {}
@@ -56,6 +60,9 @@ class BudgetApproval(ApprovalOperator):
         chosen = result["chosen_options"][0]
         who = (result.get("responded_by_user") or {}).get("name", "someone")
         self.hitl_summary_extra["approved"] = chosen == self.APPROVE
+        if chosen != self.APPROVE and event.get("timedout"):
+            raise BudgetExceeded(f"no one approved the DAG run over its energy budget within {self.timeout_h:g} h "
+                                 "(BUDGET_APPROVAL_TIMEOUT_H): it stops before any training")
         if chosen != self.APPROVE:
             raise BudgetExceeded(f"{who} rejected the DAG run over its energy budget: it stops before any training")
         log.info(f"{who} approved the DAG run over its energy budget: training as planned")

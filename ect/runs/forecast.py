@@ -82,6 +82,17 @@ def forecast(cfg, environment: str, history: History, architectures: list[str] |
     return prediction.predict(history.runs, cfg.environment(environment), plans, prior)
 
 
+def backtest_of(environment: str, history: History, planned_epochs: int) -> dict:
+    """ect.analysis.predict.backtest's result on the history (`ect predict --backtest`, the environment report's
+    table); NothingToDo with too little history."""
+    from ect.analysis import predict as prediction
+
+    mine = history.runs[history.runs["environment"] == environment]
+    details = prediction.run_details(history.raw, mine) if history.raw is not None and history.raw.is_dir() else {}
+    return prediction.backtest(history.runs, environment, history.prior, planned_epochs, details,
+                               history.power_limits, history.cpu_tdp_W)
+
+
 def counted_gflops(cfg, backend: str, architectures: list[str]) -> dict[str, float]:
     """Forward GFLOPs of one image at IMAGE_SIZE, counted on each architecture built with Keras (no weights), for the
     prior of architectures no run of the history has measured; an architecture that cannot be built is left out."""

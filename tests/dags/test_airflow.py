@@ -363,24 +363,22 @@ def check_the_report_page_is_behind_airflows_login(base_url: str, token: str) ->
     assert listing.status == 200 and 'href="local"' in page and "1 run(s)" in page, page[-2000:]
 
 
-def api_post(url: str, token: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+def api_send(method: str, url: str, token: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method=method,
                                      headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     try:
         with LOCAL_HTTP.open(request, timeout=60) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"{}")
+
+
+def api_post(url: str, token: str, body: dict) -> tuple[int, dict]:
+    return api_send("POST", url, token, body)
 
 
 def api_patch(url: str, token: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="PATCH",
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with LOCAL_HTTP.open(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+    return api_send("PATCH", url, token, body)
 
 
 def wait_for_run(run_id: str, env: dict, log_path: Path, timeout: float = 420) -> tuple[str | None, dict]:

@@ -60,3 +60,16 @@ def test_an_alert_calls_the_environments_callback_with_the_reason_in_the_context
         assert watch.limit_s == 3600
     with duration_alert(env, {}, {}, "vgg16", "tensorflow", "vgg16 · tensorflow · rep 0") as watch:
         assert watch.limit_s is None  # no prediction: no alert
+
+
+def test_an_approval_unanswered_for_its_timeout_stops_the_run_as_rejected(project, monkeypatch):
+    monkeypatch.setenv("ECT_HOME", str(project))
+    env = load_config(project).environment("local")
+    task = BudgetApproval(task_id="budget_approval", environment=env, timeout_h=24)
+    assert task.response_timeout.total_seconds() == 24 * 3600 and task.defaults == ["Reject"]
+    # what Airflow's scheduler resumes the task with when the timeout passes: the defaults, answered by no one
+    timed_out = {**answer("Reject"), "responded_by_user": None, "timedout": True}
+    with pytest.raises(BudgetExceeded, match="no one approved the DAG run over its energy budget within 24 h"):
+        task.execute_complete({}, timed_out)
+    untimed = BudgetApproval(task_id="budget_approval", environment=env, timeout_h=0)
+    assert untimed.response_timeout is None and untimed.defaults is None
