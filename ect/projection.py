@@ -63,6 +63,8 @@ class Projection:
 
     def text(self) -> str:
         """The log line's part: 3-4 significant digits with units."""
+        if self.low_J == self.high_J == self.total_energy_J:  # training ended: what was measured, no interval
+            return f"total {_energy(self.total_energy_J)} in {self.epochs:.4g} epochs; {self.basis}"
         span = "no interval" if self.low_J is None else \
             f"{100 * LEVEL:g} % {_energy(self.low_J)} to {_energy(self.high_J)}"
         return f"projected {_energy(self.total_energy_J)} ({span}) in {self.epochs:.4g} epochs; {self.basis}"

@@ -44,6 +44,7 @@ def test_at_the_last_epoch_the_projection_is_the_measured_total():
     truth = sum(r["total_energy_J"] for r in rows)
     assert (final.total_energy_J, final.low_J, final.high_J, final.epochs) == (truth, truth, truth, len(rows))
     assert final.basis == "measured (training ended)"
+    assert final.text() == f"total {truth / 1000:.4g} kJ in {len(rows)} epochs; measured (training ended)"
 
 
 def test_the_projection_converges_to_the_truth_as_epochs_pass():
