@@ -390,7 +390,7 @@ def report_step(cfg: Config, environment: str | None, regression: dict | None = 
     empty report says so, or with require_runs a ConfigError."""
     import pandas as pd
 
-    from ect.analysis.report import write_report
+    from ect.analysis.report import latest_campaign, write_report
 
     name = environment or "report"
     store = store_of(cfg) if processed is None and out is None else None
@@ -424,7 +424,7 @@ def report_step(cfg: Config, environment: str | None, regression: dict | None = 
                          regression=regression, trend_png=out / "trend.png", processed_path=processed,
                          raw_dir=MetricsDir(processed.parent.parent).raw, backtest=backtest)
     if environment is not None and not runs.empty and "campaign_id" in runs:
-        keep_report(out, str(runs.sort_values("start")["campaign_id"].iloc[-1]))
+        keep_report(out, str(latest_campaign(runs)))
     if store:
         store.push_folder(out, f"reports/{name}")
     return paths

@@ -43,7 +43,7 @@ from ect.energy import JOULES_PER_KWH, carbon_factors
 from ect.errors import ConfigError, NothingToDo
 from ect.projection import History
 from ect.raw.atomic import read_text
-from ect.raw.layout import HISTORY_FILE
+from ect.raw.layout import HISTORY_FILE, RunKey
 from ect.raw.manifest import read_manifest
 from ect.steady import PHASES, epochs_of, read_history, steady_state
 
@@ -517,13 +517,23 @@ class RunDetails:
     steady_per_epoch_J: float | None = None
 
 
+def history_rows(raw_dir: Path, run) -> list[dict]:
+    """The history.csv rows of a processed run's folder under raw_dir (`run` has environment, architecture, run_id);
+    [] where it is missing or unreadable (a symbolic link, not text)."""
+    path = RunKey(str(run.environment), str(run.architecture), str(run.run_id)).folder(raw_dir) / HISTORY_FILE
+    try:
+        return read_history(read_text(path)) if path.is_file() else []
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
 def run_details(raw_dir: Path, runs: pd.DataFrame) -> dict[tuple[str, str], RunDetails]:
     """Per (architecture, run id), what its folder under raw_dir says: planned epochs (the manifest's configuration),
     the first epoch's energy and the steady state (history.csv's per-epoch energy). Runs without a folder are left out;
     an unreadable history.csv (a symbolic link, not text) counts as none."""
     details = {}
     for run in runs.itertuples():
-        folder = Path(raw_dir) / str(run.environment) / str(run.architecture) / str(run.run_id)
+        folder = RunKey(str(run.environment), str(run.architecture), str(run.run_id)).folder(raw_dir)
         if not folder.is_dir():
             continue
         planned = None
@@ -535,12 +545,8 @@ def run_details(raw_dir: Path, runs: pd.DataFrame) -> dict[tuple[str, str], RunD
             except (KeyError, TypeError, ValueError):
                 planned = None
         first = setup = steady_per_epoch = setup_epochs = None
-        try:
-            text = read_text(folder / HISTORY_FILE) if (folder / HISTORY_FILE).is_file() else None
-        except (OSError, UnicodeDecodeError):
-            text = None
-        if text:
-            rows = read_history(text)
+        rows = history_rows(raw_dir, run)
+        if rows:
             epochs = [e for e in epochs_of(rows) if e.energy_J is not None]
             first = epochs[0].energy_J if epochs else None
             steady = steady_state(rows).overall

@@ -341,7 +341,7 @@ def write_report(runs: pd.DataFrame, out_dir: Path, title: str, alpha: float = 0
             doc.table(pd.DataFrame(removed))
     if regression is not None:
         _regression_section(doc, regression, trend_png)
-    latest_run = runs.sort_values("start")["campaign_id"].iloc[-1] if "campaign_id" in runs else None
+    latest_run = latest_campaign(runs)
     doc.footer(f"Generated {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M} UTC by ect {__version__}"
                + (f" after DAG run {latest_run}" if latest_run else "") + ". Numbers here are rounded to 4 "
                "significant digits; results.json beside this page and the processed runs "
@@ -415,6 +415,11 @@ def _steady_section(doc: Document, runs: pd.DataFrame) -> None:
                       "per-epoch energy in history.csv.")
 
 
+def latest_campaign(runs: pd.DataFrame):
+    """The campaign (DAG run) id of the runs' latest start; None without campaign ids."""
+    return runs.sort_values("start")["campaign_id"].iloc[-1] if "campaign_id" in runs else None
+
+
 def _projected(row: dict | None, measured: float) -> tuple[str, float | None]:
     """A history row's projection in kJ with its interval, and its error (%) against the measured energy."""
     from ect.numbers import finite
@@ -431,21 +436,15 @@ def projection_frame(runs: pd.DataFrame, raw_dir: Path) -> pd.DataFrame:
     """The latest campaign's runs: what each projected, while it trained, after its first settled epoch (the first
     that is not the first of its phase) and at halfway (epoch ceil(n / 2) of n), beside the energy it measured; the
     projections from its history.csv (ect.projection), runs without them left out."""
+    from ect.analysis.predict import history_rows
     from ect.projection import PROJECTION_COLUMNS
-    from ect.raw.atomic import read_text
-    from ect.steady import read_history
 
     runs = with_backend(runs)
     if "campaign_id" in runs and runs["campaign_id"].notna().any():
-        latest = runs.sort_values("start")["campaign_id"].iloc[-1]
-        runs = runs[runs["campaign_id"] == latest]
+        runs = runs[runs["campaign_id"] == latest_campaign(runs)]
     rows = []
     for _, run in runs.sort_values(["architecture", "run_id"]).iterrows():
-        path = Path(raw_dir) / str(run["environment"]) / str(run["architecture"]) / str(run["run_id"]) / "history.csv"
-        try:
-            history = read_history(read_text(path)) if path.is_file() else []
-        except (OSError, UnicodeDecodeError):
-            history = []
+        history = history_rows(raw_dir, run)
         if not history or PROJECTION_COLUMNS[0] not in history[0]:
             continue
         phases = [h.get("phase") for h in history]

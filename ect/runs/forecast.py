@@ -131,17 +131,27 @@ def forecast_text(result: dict) -> str:
 # The energy budget
 
 
+UPPER_END_NAMES = {BUDGET_LEVEL: "95 % upper end", FALLBACK_LEVEL: "80 % upper end"}
+
+
+def _interval_upper(entry: dict, quantity: str) -> tuple[float | None, str | None]:
+    """(the upper end of a predicted run's `quantity` (energy_kWh, duration_s) at BUDGET_LEVEL, else at FALLBACK_LEVEL
+    where that interval is unbounded, which end it is); (None, None) without a bounded interval."""
+    for level, name in UPPER_END_NAMES.items():
+        bounds = (entry.get("intervals") or {}).get(level, {}).get(quantity)
+        if bounds is not None:
+            return bounds[1], name
+    return None, None
+
+
 def _upper_end(entry: dict) -> tuple[float | None, str | None]:
     """(a predicted run's upper energy in kWh, which figure it is) as the budget counts it (the module's docstring)."""
     if entry.get("energy_kWh") is None:
         return None, None
     if entry.get("kind") == "prior":
         return entry["energy_kWh"], "prior point"
-    for level, name in ((BUDGET_LEVEL, "95 % upper end"), (FALLBACK_LEVEL, "80 % upper end")):
-        bounds = (entry.get("intervals") or {}).get(level, {}).get("energy_kWh")
-        if bounds is not None:
-            return bounds[1], name
-    return entry["energy_kWh"], "point (no bounded interval)"
+    upper, name = _interval_upper(entry, "energy_kWh")
+    return (upper, name) if upper is not None else (entry["energy_kWh"], "point (no bounded interval)")
 
 
 @dataclass(frozen=True)
@@ -217,11 +227,9 @@ def duration_limits(result: dict | None, factor: float, allowance_s: float) -> d
     for entry in result["predictions"]:
         if entry.get("kind") in (None, "prior"):
             continue
-        for level in (BUDGET_LEVEL, FALLBACK_LEVEL):
-            bounds = (entry.get("intervals") or {}).get(level, {}).get("duration_s")
-            if bounds is not None:
-                limits[run_key(entry["architecture"], entry["backend"])] = factor * bounds[1] + allowance_s
-                break
+        upper_s, _ = _interval_upper(entry, "duration_s")
+        if upper_s is not None:
+            limits[run_key(entry["architecture"], entry["backend"])] = factor * upper_s + allowance_s
     return limits
 
 
